@@ -1,0 +1,134 @@
+"""The sample type every dataset loader yields, and the shared image/mask transform.
+
+A dataset is a sequence of images; each image carries zero or more
+``Annotation``s (concept name + binary mask at the image's own resolution, or
+``None`` for a whole-image label). Loaders only parse files; geometry
+(resize, crop, downsampling to feature resolution) happens once, in
+``transform_sample``, so masks always follow the image through the same ops.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from ..errors import DatasetError
+
+# Allow very large images (we resize them anyway) but keep truncated files an error.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One concept present in one image.
+
+    Attributes:
+        concept: concept name as it appears in the vocabulary ("slice of pizza").
+        mask: bool array (H, W) at the image's own resolution, or None for the whole image.
+    """
+
+    concept: str
+    mask: np.ndarray | None = None
+
+
+@dataclass
+class Sample:
+    """One image of a dataset with its annotations."""
+
+    index: int
+    image_id: str  # stable id, usually the path relative to the dataset root
+    path: Path
+    annotations: list[Annotation] = field(default_factory=list)
+    group: str | None = None  # e.g. builtin scenes' theme or a folder's class
+
+
+class ConceptDataset:
+    """Base class of all loaders: an indexable list of images with concept masks.
+
+    Subclasses fill ``self.items`` (a list of ``(image_id, path, group)``),
+    ``self.concepts`` (sorted unique concept names) and implement
+    ``annotations(i)``. Unlabeled datasets return ``[]`` from ``annotations``.
+    """
+
+    kind: str = "base"
+    has_masks: bool = True  # False: labels are whole-image only
+
+    def __init__(self, root: Path, spec: str):
+        self.root = Path(root)
+        self.spec = spec
+        self.items: list[tuple[str, Path, str | None]] = []
+        self.concepts: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def annotations(self, i: int) -> list[Annotation]:
+        return []
+
+    def __getitem__(self, i: int) -> Sample:
+        image_id, path, group = self.items[i]
+        return Sample(index=i, image_id=image_id, path=path, annotations=self.annotations(i), group=group)
+
+    @property
+    def groups(self) -> list[str | None]:
+        return [g for _, _, g in self.items]
+
+    def fingerprint(self) -> str:
+        """A digest of what determines this dataset's content (spec, ids, file sizes and mtimes)."""
+        h = hashlib.sha256()
+        h.update(self.kind.encode())
+        h.update(json.dumps(self.concepts).encode())
+        for image_id, path, group in self.items:
+            try:
+                st = path.stat()
+                h.update(f"{image_id}|{st.st_size}|{int(st.st_mtime)}|{group}\n".encode())
+            except OSError:
+                h.update(f"{image_id}|missing\n".encode())
+        for extra in self._fingerprint_files():
+            try:
+                st = Path(extra).stat()
+                h.update(f"{extra}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+            except OSError:
+                pass
+        return h.hexdigest()[:16]
+
+    def _fingerprint_files(self) -> Sequence[Path]:
+        """Annotation files whose change must invalidate caches."""
+        return []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r}, {len(self)} images, {len(self.concepts)} concepts)"
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open any image (grayscale, palette, CMYK, 16-bit, RGBA) as 8-bit RGB.
+
+    Raises:
+        DatasetError: the file is missing, truncated or not an image.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                hi = arr.max() if arr.size and arr.max() > 0 else 1.0
+                im = Image.fromarray((arr * (255.0 / hi)).clip(0, 255).astype(np.uint8))
+            elif im.mode == "F":
+                arr = np.asarray(im, dtype=np.float64)
+                lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+                im = Image.fromarray(((arr - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8))
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(bg, im)
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetError(f"image not found: {path} (check the dataset root or the annotation's file_name)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DatasetError(f"cannot read image {path}: {e} (file is corrupt or not an image)") from None

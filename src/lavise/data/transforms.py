@@ -1,0 +1,86 @@
+"""Geometry shared by images and masks: one transform, so masks stay aligned.
+
+The image and every mask go through the same torchvision v2 Resize + CenterCrop
+(masks as ``tv_tensors.Mask``, which v2 resizes with nearest neighbour), then
+masks are area-averaged to the feature map's resolution.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a model wants its input: resize shorter side, centre crop, normalise."""
+
+    resize: int = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        return cls(
+            resize=int(d["resize"]), crop=int(d["crop"]), mean=tuple(d["mean"]), std=tuple(d["std"]),
+            interpolation=d.get("interpolation", "bilinear"),
+        )
+
+    def _geometry(self):
+        interp = v2.InterpolationMode(self.interpolation)
+        return v2.Compose([v2.Resize(self.resize, interpolation=interp, antialias=True), v2.CenterCrop(self.crop)])
+
+    def __call__(self, image: Image.Image, masks: list[np.ndarray | None] | None = None):
+        """Transform an image and (optionally) its masks with the same geometry.
+
+        Args:
+            image: RGB PIL image.
+            masks: bool arrays of the image's (H, W), or None for whole-image masks.
+
+        Returns:
+            ``x`` (3, crop, crop) float tensor, and if masks were given a (K, crop, crop) bool tensor.
+        """
+        img = tv_tensors.Image(torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1))
+        h, w = img.shape[-2:]
+        geometry = self._geometry()
+        if masks is None:
+            x = geometry(img)
+            return self.normalize(x)
+        stack = []
+        for m in masks:
+            if m is None:
+                stack.append(np.ones((h, w), dtype=bool))
+            else:
+                if m.shape != (h, w):
+                    raise ValueError(f"mask shape {m.shape} does not match image size {(h, w)}")
+                stack.append(m.astype(bool))
+        mk = tv_tensors.Mask(torch.from_numpy(np.stack(stack)).to(torch.uint8)) if stack else tv_tensors.Mask(
+            torch.zeros((0, h, w), dtype=torch.uint8))
+        x, mk = geometry(img, mk)
+        return self.normalize(x), mk.bool()
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float32) / 255.0
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return (x - mean) / std
+
+
+def downsample_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Area-average (K, H, W) bool masks to ``size``: the fraction of each cell covered, in [0, 1]."""
+    if masks.numel() == 0:
+        return torch.zeros((masks.shape[0], *size))
+    return F.adaptive_avg_pool2d(masks[:, None].float(), size)[:, 0]

@@ -1,0 +1,306 @@
+"""Inference: explain every filter of the layer in words, all filters at once.
+
+For filter u: its top-p images on the target set (by max activation), one
+explainer input per (u, image) built by the chosen method, the top-s words of
+each input by cosine similarity, and the words ranked by how many of the p
+images voted for them (ties: mean similarity). Inputs for all (u, image) pairs
+are built in batched tensor operations, never a Python loop over filters.
+
+Methods (paper §3.2, Table 2):
+    attention   every filter k reweighted by cos(A_u, A_k): pooled input = cos ⊙ GAP(F)   (default)
+    activation  F ⊙ [A_u > T_u], the mask at feature resolution
+    image       pixels where upsampled A_u <= T_u set to the mean colour, network rerun
+    original    F unmasked
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data.base import ConceptDataset, load_rgb
+from .embeddings import Vocabulary, load_embeddings
+from .errors import EmbeddingError, LaviseError, RunError
+from .features import FeatureCache, FeatureExtractor, extract_features
+from .io import read_json, write_json, write_text
+from .models import TargetModel, load_model
+from .run import RunFolder, versions
+from .stats import Thresholds
+from .train import TrainedExplainer
+
+METHODS = ("attention", "activation", "image", "original")
+
+
+@dataclass(frozen=True)
+class FilterExplanation:
+    """The explanation of one filter."""
+
+    unit: int
+    threshold: float
+    words: list[dict]  # [{"word", "score", "similarity"}], best first
+    images: list[dict]  # [{"image_id", "max_activation"}], most active first
+    saturated: bool = False
+    dead: bool = False
+
+    @property
+    def top_words(self) -> list[str]:
+        return [w["word"] for w in self.words]
+
+
+@dataclass(frozen=True)
+class Explanations:
+    """Explanations of every filter of one layer; ``save`` writes JSON + CSV into a run folder."""
+
+    model: str
+    layer: str
+    method: str
+    dataset: str
+    settings: dict
+    filters: list[FilterExplanation] = field(default_factory=list)
+
+    def __getitem__(self, unit: int) -> FilterExplanation:
+        return self.filters[unit]
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "layer": self.layer, "method": self.method, "dataset": self.dataset,
+                "settings": self.settings, "filters": [asdict(f) for f in self.filters]}
+
+    def csv_text(self) -> str:
+        buf = _io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["layer", "unit", "rank", "word", "score", "similarity"])
+        for f in self.filters:
+            for r, word in enumerate(f.words, 1):
+                w.writerow([self.layer, f.unit, r, word["word"], word["score"], word["similarity"]])
+        return buf.getvalue()
+
+    def save(self, run: str | Path, name: str = "explanations") -> Path:
+        """Write ``RUN/<name>.json`` and ``RUN/<name>.csv`` atomically and record them in the manifest."""
+        rf = RunFolder(run)
+        write_json(rf / f"{name}.json", self.to_dict())
+        write_text(rf / f"{name}.csv", self.csv_text())
+        rf.record(name, [f"{name}.json", f"{name}.csv"], method=self.method)
+        return rf / f"{name}.json"
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Explanations":
+        """Read ``explanations.json`` (a file or a run folder)."""
+        p = Path(path)
+        if p.is_dir():
+            RunFolder(p).require("explanations", "lavise explain")
+            p = p / "explanations.json"
+        d = read_json(p)
+        return cls(d["model"], d["layer"], d["method"], d["dataset"], d["settings"],
+                   [FilterExplanation(**f) for f in d["filters"]])
+
+
+def top_images(cache: FeatureCache, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The p rows with the largest max activation per filter: (d, p) rows and values, most active first."""
+    mx = torch.from_numpy(np.asarray(cache.maxima, dtype=np.float32))
+    p = min(p, mx.shape[0])
+    # stable tie order: sort by value desc, then row asc
+    vals, rows = torch.sort(mx, dim=0, descending=True, stable=True)
+    return rows[:p].T.contiguous(), vals[:p].T.contiguous()
+
+
+def filter_inputs(method: str, feats: torch.Tensor, units: torch.Tensor, thresholds: Thresholds) -> torch.Tensor:
+    """Pooled explainer inputs for a batch of (filter, image) pairs.
+
+    Args:
+        method: ``attention``, ``activation`` or ``original`` (``image`` needs the network: see ``_image_inputs``).
+        feats: (B, d, h, w) feature maps of each pair's image.
+        units: (B,) the filter of each pair.
+        thresholds: T_u of the target set.
+
+    Returns:
+        (B, d) pooled inputs.
+    """
+    flat = feats.flatten(2)  # (B, d, hw)
+    if method == "original":
+        return flat.mean(-1)
+    own = flat[torch.arange(len(units)), units]  # (B, hw)
+    if method == "activation":
+        mask = thresholds.masks(own, units=units).to(flat.dtype)  # (B, hw)
+        return (flat * mask[:, None]).mean(-1)
+    if method == "attention":
+        cos = torch.bmm(F.normalize(flat, dim=-1), F.normalize(own, dim=-1)[:, :, None])[..., 0]  # (B, d)
+        return cos * flat.mean(-1)
+    raise LaviseError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+
+
+def _image_inputs(pairs_units, pairs_rows, cache, dataset, extractor, thresholds, device) -> torch.Tensor:
+    pre = extractor.target.preprocess
+    xs = []
+    for u, r in zip(pairs_units.tolist(), pairs_rows.tolist()):
+        x = pre(load_rgb(dataset[int(cache.dataset_index[r])].path))
+        a = torch.from_numpy(np.asarray(cache.features[r, u], dtype=np.float32))
+        up = F.interpolate(a[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+        keep = thresholds.masks(up[None], units=torch.tensor([u]))[0]
+        xs.append(x * keep)  # 0 after normalisation = the mean colour
+    f = extractor(torch.stack(xs).to(device)).float().cpu()
+    return f.mean((2, 3))
+
+
+def compute_thresholds(cache: FeatureCache) -> Thresholds:
+    """T_u (upper 0.5% quantile of each filter's activations on the cached set)."""
+    return Thresholds.from_stats(cache.stats)
+
+
+@torch.no_grad()
+def explain_cache(
+    explainer: TrainedExplainer,
+    cache: FeatureCache,
+    vocab: Vocabulary,
+    method: str = "attention",
+    p: int = 25,
+    s: int = 5,
+    x: int = 10,
+    units: list[int] | None = None,
+    dataset: ConceptDataset | None = None,
+    target: TargetModel | None = None,
+    device: str = "cpu",
+    batch_pairs: int = 512,
+    show_progress: bool = True,
+) -> list[FilterExplanation]:
+    """Explain filters from an already extracted target cache (see ``explain_filters``)."""
+    if method not in METHODS:
+        raise LaviseError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    d = cache.shape[0]
+    if explainer.head.in_dim != d:
+        raise RunError(f"explainer expects {explainer.head.in_dim} filters but the layer has {d}")
+    if vocab.vectors.shape[1] != explainer.head.emb_dim:
+        raise EmbeddingError(f"vocabulary vectors are {vocab.vectors.shape[1]}-d but the explainer was trained with "
+                             f"{explainer.head.emb_dim}-d embeddings; use the embeddings named in the run's config.json")
+    thr = compute_thresholds(cache)
+    units_t = torch.arange(d) if units is None else torch.as_tensor(units, dtype=torch.long)
+    rows, vals = top_images(cache, p)
+    rows, vals = rows[units_t], vals[units_t]
+    p_eff = rows.shape[1]
+    pair_u = units_t[:, None].expand(-1, p_eff).reshape(-1)
+    pair_r = rows.reshape(-1)
+    order = torch.argsort(pair_r, stable=True)  # read each image's features once per chunk
+    head = explainer.head.eval().to(device)
+    vocab_t = torch.from_numpy(np.ascontiguousarray(vocab.vectors, dtype=np.float32)).to(device)
+    s_eff = min(s, vocab_t.shape[0])
+    top_idx = torch.empty(len(pair_u), s_eff, dtype=torch.long)
+    top_sim = torch.empty(len(pair_u), s_eff)
+    extractor = None
+    if method == "image":
+        if dataset is None or target is None:
+            raise LaviseError("method 'image' reruns the network: pass the target dataset and model")
+        extractor = FeatureExtractor(target, explainer.config["layer"])
+        batch_pairs = min(batch_pairs, 32)
+    bar = tqdm(range(0, len(order), batch_pairs), desc=f"explain ({method})", unit="batch", disable=not show_progress, leave=False)
+    for start in bar:
+        sel = order[start:start + batch_pairs]
+        u, r = pair_u[sel], pair_r[sel]
+        if method == "image":
+            inp = _image_inputs(u, r, cache, dataset, extractor, thr, device)
+        else:
+            uniq, inv = torch.unique(r, return_inverse=True)
+            f = torch.from_numpy(np.asarray(cache.features[uniq.numpy()], dtype=np.float32))[inv]
+            inp = filter_inputs(method, f, u, thr)
+        v = head(inp.to(device))
+        sim, idx = (v @ vocab_t.T).topk(s_eff, dim=1)
+        top_idx[sel], top_sim[sel] = idx.cpu(), sim.cpu()
+    return _rank_words(units_t, rows, vals, top_idx.view(len(units_t), p_eff, s_eff),
+                       top_sim.view(len(units_t), p_eff, s_eff), vocab, thr, cache, x)
+
+
+def _rank_words(units, rows, vals, idx, sim, vocab, thr, cache, x) -> list[FilterExplanation]:
+    """Frequency ranking of the words voted by each filter's top images (vectorised over filters)."""
+    U, p, s = idx.shape
+    V = len(vocab.words)
+    keys = (torch.arange(U)[:, None, None] * V + idx).reshape(-1)
+    uniq, inv, counts = torch.unique(keys, return_inverse=True, return_counts=True)
+    sims = torch.zeros(len(uniq), dtype=torch.float64).scatter_add_(0, inv, sim.reshape(-1).double())
+    fu, fw = (uniq // V).numpy(), (uniq % V).numpy()
+    cnt = counts.numpy()
+    mean_sim = (sims.numpy() / cnt)
+    order = np.lexsort((fw, -mean_sim, -cnt, fu))  # by filter, then count desc, similarity desc, word index
+    fu, fw, cnt, mean_sim = fu[order], fw[order], cnt[order], mean_sim[order]
+    starts = np.searchsorted(fu, np.arange(U))
+    ends = np.searchsorted(fu, np.arange(U), side="right")
+    out = []
+    for i, u in enumerate(units.tolist()):
+        sl = slice(starts[i], min(ends[i], starts[i] + x))
+        dead = bool(thr.dead[u])
+        words = [] if dead else [{"word": vocab.words[w], "score": round(float(c) / p, 6), "similarity": round(float(m), 6)}
+                                 for w, c, m in zip(fw[sl], cnt[sl], mean_sim[sl])]
+        images = [{"image_id": cache.image_ids[int(r)], "max_activation": round(float(v), 6)}
+                  for r, v in zip(rows[i].tolist(), vals[i].tolist())]
+        out.append(FilterExplanation(u, round(float(thr.values[u]), 6), words, images,
+                                     bool(thr.inclusive[u]), dead))
+    return out
+
+
+def explain_filters(
+    run: str | Path | TrainedExplainer,
+    images: ConceptDataset,
+    method: str = "attention",
+    p: int = 25,
+    s: int = 5,
+    x: int = 10,
+    vocabulary: str = "common",
+    vocabulary_size: int = 20000,
+    units: list[int] | None = None,
+    target: TargetModel | None = None,
+    cache_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 16,
+    num_workers: int | None = None,
+    strict: bool = False,
+    show_progress: bool = True,
+) -> Explanations:
+    """Explain every filter (or ``units``) of the run's layer on an unlabeled image set.
+
+    Args:
+        run: a run folder written by ``train_explainer`` or a ``TrainedExplainer``.
+        images: the target dataset D (labels, if any, are ignored).
+        method: one of ``METHODS``.
+        p: top activating images per filter; s: words kept per image; x: words per filter.
+        vocabulary: ``common`` (frequent words + concept names), ``concepts`` or a word-list FILE.
+        vocabulary_size: how many frequent words ``common`` takes.
+        units: filters to explain (default all).
+        target: the model (default: loaded from the run's config).
+        cache_dir: feature cache folder (default ``RUN/cache``).
+        out: run folder to save ``explanations.json``/``.csv`` into (default: the run folder).
+        device, batch_size, num_workers, strict: extraction settings.
+        show_progress: progress bars.
+
+    Returns:
+        ``Explanations``.
+    """
+    run_dir = None if isinstance(run, TrainedExplainer) else Path(run)
+    explainer = run if isinstance(run, TrainedExplainer) else TrainedExplainer.load(run)
+    cfg = explainer.config
+    if target is None:
+        target = load_model(cfg["model"], cfg.get("weights"))
+        if target.weights_digest != cfg["model_digest"]:
+            raise RunError(f"the weights of {cfg['model']} differ from those the explainer was trained on; pass the same --weights")
+    emb = load_embeddings(cfg["embeddings"])
+    if emb.dim != explainer.head.emb_dim:
+        raise EmbeddingError(f"{cfg['embeddings']} is {emb.dim}-d but the explainer outputs {explainer.head.emb_dim}-d")
+    vocab = emb.vocabulary(vocabulary, concepts=explainer.concepts, size=vocabulary_size)
+    cache_dir = cache_dir or (Path(out or run_dir) / "cache" if (out or run_dir) else None)
+    if cache_dir is None:
+        raise RunError("give out=RUN or cache_dir for the target feature cache")
+    cache = extract_features(target, cfg["layer"], images, cache_dir, None, batch_size=batch_size,
+                             num_workers=num_workers, device=device, strict=strict, show_progress=show_progress)
+    filters = explain_cache(explainer, cache, vocab, method, p, s, x, units, images, target, device,
+                            show_progress=show_progress)
+    settings = {"p": p, "s": s, "x": x, "vocabulary": vocabulary, "vocabulary_size": len(vocab.words),
+                "embeddings": cfg["embeddings"], "quantile": cache.stats.q, "images": len(cache),
+                "skipped_images": len(cache.meta.get("skipped", [])), "dataset_fingerprint": cache.meta["dataset_fingerprint"],
+                "versions": versions()}
+    result = Explanations(cfg["model"], cfg["layer"], method, images.spec, settings, filters)
+    if out is not None or run_dir is not None:
+        result.save(out or run_dir)
+    return result

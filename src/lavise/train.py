@@ -1,0 +1,212 @@
+"""Training the explainer on cached masked features of a reference dataset.
+
+The backbone never runs during epochs: features are extracted once
+(``features.extract_features``), pooled with each concept mask, and the head
+is trained on those (P, d) vectors with the hinge rank loss.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .data.base import ConceptDataset
+from .embeddings import Embeddings, load_embeddings
+from .errors import DatasetError, EmbeddingError, RunError
+from .explainer import ExplainerHead, hinge_rank_loss
+from .features import extract_features
+from .io import atomic_path, write_json, write_text
+from .models import TargetModel
+from .run import RunFolder, versions
+
+
+@dataclass(frozen=True)
+class TrainedExplainer:
+    """A trained head with the concepts and settings it was trained with.
+
+    Attributes:
+        head: the ``ExplainerHead`` (eval mode).
+        concepts: training concept names, in the order of ``concept_vectors``.
+        concept_vectors: (C, D) unit vectors.
+        config: every setting (model, layer, datasets, embeddings, hyper-parameters, versions).
+        history: one dict per epoch (train_loss, val_loss, val_top1, val_top5).
+    """
+
+    head: ExplainerHead
+    concepts: list[str]
+    concept_vectors: torch.Tensor
+    config: dict
+    history: list[dict] = field(default_factory=list)
+
+    def save(self, run: str | Path) -> RunFolder:
+        """Write ``explainer.safetensors``, ``config.json`` and ``train_log.csv`` into ``run``."""
+        rf = RunFolder(run)
+        tensors = {f"head.{k}": v.contiguous() for k, v in self.head.state_dict().items()}
+        tensors["concept_vectors"] = self.concept_vectors.contiguous()
+        with atomic_path(rf / "explainer.safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "lavise-explainer-1"})
+        write_json(rf / "config.json", self.config)
+        buf = _io.StringIO()
+        if self.history:
+            w = csv.DictWriter(buf, fieldnames=list(self.history[0]))
+            w.writeheader()
+            w.writerows(self.history)
+        write_text(rf / "train_log.csv", buf.getvalue())
+        rf.record("explainer", ["explainer.safetensors", "config.json", "train_log.csv"])
+        return rf
+
+    @classmethod
+    def load(cls, run: str | Path) -> "TrainedExplainer":
+        """Read a trained explainer from a run folder."""
+        rf = RunFolder(run)
+        cfg = rf.config()
+        try:
+            tensors = load_file(str(rf / "explainer.safetensors"))
+        except Exception as e:  # noqa: BLE001
+            raise RunError(f"cannot read {rf / 'explainer.safetensors'} ({e}); retrain with `lavise train`") from None
+        h = cfg["head"]
+        head = ExplainerHead(h["in_dim"], h["emb_dim"], h["hidden"], h["dropout"])
+        head.load_state_dict({k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")})
+        head.eval()
+        history = []
+        log = rf / "train_log.csv"
+        if log.is_file():
+            history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(log.open())]
+        return cls(head, cfg["concepts"], tensors["concept_vectors"], cfg, history)
+
+
+def train_explainer(
+    target: TargetModel,
+    reference: ConceptDataset,
+    embeddings: Embeddings | str = "glove-6b-50d",
+    layer: str | None = None,
+    out: str | Path | None = None,
+    epochs: int = 30,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+    batch_size_features: int = 16,
+    num_workers: int | None = None,
+    strict: bool = False,
+    show_progress: bool = True,
+) -> TrainedExplainer:
+    """Train the explainer head for one layer of ``target`` on ``reference``.
+
+    Args:
+        target: model from ``load_model``.
+        reference: dataset with concept masks from ``load_dataset``.
+        embeddings: ``Embeddings`` or a spec for ``load_embeddings``.
+        layer: dotted layer name (default: the model's default layer).
+        out: run folder to save into (None: do not save).
+        epochs, lr, batch_size: Adam training settings.
+        val_fraction: share of reference images held out for validation accuracy.
+        seed: seeds the split, the initialisation and the shuffling.
+        cache_dir: where feature caches live (default ``out/cache``).
+        device: ``cpu`` or ``cuda``.
+        batch_size_features, num_workers: feature extraction settings.
+        strict: fail on unreadable images instead of skipping them.
+        show_progress: progress bars.
+
+    Returns:
+        The ``TrainedExplainer`` (also saved to ``out`` when given).
+    """
+    emb = load_embeddings(embeddings) if isinstance(embeddings, str) else embeddings
+    layer = layer or target.default_layer
+    target.layer(layer)  # fail early on a wrong name
+    vectors, concepts, missing = emb.encode(list(reference.concepts))
+    if len(concepts) < 2:
+        raise EmbeddingError(f"only {len(concepts)} of {len(reference.concepts)} concepts of {reference.spec} "
+                             f"are in the {emb.name} vocabulary; use other embeddings (e.g. minilm)")
+    if cache_dir is None:
+        if out is None:
+            raise RunError("give a run folder (out=...) or a cache_dir for the feature cache")
+        cache_dir = Path(out) / "cache"
+    cache = extract_features(target, layer, reference, cache_dir, concepts=concepts, batch_size=batch_size_features,
+                             num_workers=num_workers, device=device, strict=strict, show_progress=show_progress)
+    if cache.pairs is None or len(cache.pairs) == 0:
+        raise DatasetError(f"{reference.spec} has no usable concept masks; a reference set needs annotations")
+    x = cache.masked_pooled()
+    y = torch.from_numpy(cache.pairs[:, 1])
+    cv = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    g = torch.Generator().manual_seed(seed)
+    n_img = len(cache)
+    val_rows = torch.randperm(n_img, generator=g)[: int(round(n_img * val_fraction))]
+    is_val = torch.zeros(n_img, dtype=torch.bool)
+    is_val[val_rows] = True
+    val_pair = is_val[torch.from_numpy(cache.pairs[:, 0])]
+    xtr, ytr, xva, yva = x[~val_pair], y[~val_pair], x[val_pair], y[val_pair]
+    if len(xtr) < 2:
+        raise DatasetError(f"only {len(xtr)} training pairs in {reference.spec}; use a larger reference set")
+
+    torch.manual_seed(seed)
+    d = cache.shape[0]
+    head = ExplainerHead(d, emb.dim).to(device)
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    cv_dev = cv.to(device)
+    history: list[dict] = []
+    best_state, best_key = None, None
+    bar = tqdm(range(epochs), desc="train explainer", unit="epoch", disable=not show_progress)
+    for epoch in bar:
+        head.train()
+        perm = torch.randperm(len(xtr), generator=g)
+        total = 0.0
+        for i in range(0, len(perm), batch_size):
+            idx = perm[i:i + batch_size]
+            if len(idx) < 2:  # BatchNorm needs two samples
+                continue
+            loss = hinge_rank_loss(head(xtr[idx].to(device)), ytr[idx].to(device), cv_dev)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        rec = {"epoch": epoch + 1, "train_loss": total / len(xtr)}
+        rec.update(evaluate_head(head, xva, yva, cv, device) if len(xva) else {})
+        history.append(rec)
+        key = rec.get("val_loss", rec["train_loss"])
+        if best_key is None or key < best_key:
+            best_key, best_state = key, {k: v.detach().clone() for k, v in head.state_dict().items()}
+        bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k != "epoch"})
+    head.load_state_dict(best_state)
+    head.eval().cpu()
+    config = {
+        "model": target.spec, "weights": target.weights_path, "model_digest": target.weights_digest, "layer": layer,
+        "feature_shape": list(cache.shape), "preprocess": target.preprocess.to_dict(),
+        "reference": reference.spec, "reference_fingerprint": reference.fingerprint(),
+        "embeddings": emb.name, "embeddings_fingerprint": emb.fingerprint(), "concepts": concepts,
+        "missing_concepts": missing, "skipped_images": cache.meta.get("skipped", []),
+        "head": {"in_dim": d, "emb_dim": emb.dim, "hidden": head.hidden, "dropout": 0.1},
+        "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "val_fraction": val_fraction, "seed": seed,
+                  "pairs_train": len(xtr), "pairs_val": len(xva), "best_epoch": _best_epoch(history)},
+        "versions": versions(),
+    }
+    result = TrainedExplainer(head, concepts, cv, config, history)
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def _best_epoch(history: list[dict]) -> int:
+    key = "val_loss" if history and "val_loss" in history[0] else "train_loss"
+    return int(min(history, key=lambda r: r[key])["epoch"]) if history else 0
+
+
+@torch.no_grad()
+def evaluate_head(head: ExplainerHead, x: torch.Tensor, y: torch.Tensor, cv: torch.Tensor, device: str = "cpu") -> dict:
+    """Validation loss and top-1/top-5 accuracy among the training concepts."""
+    head.eval()
+    pred = head(x.to(device)).cpu()
+    loss = float(hinge_rank_loss(pred, y, cv))
+    rank = (pred @ cv.T).argsort(1, descending=True)
+    hit = rank == y[:, None]
+    return {"val_loss": loss, "val_top1": float(hit[:, :1].any(1).float().mean()),
+            "val_top5": float(hit[:, :5].any(1).float().mean())}

@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+
+from lavise.embeddings import load_embeddings
+from lavise.explain import Explanations, explain_filters
+from lavise.features import extract_features
+from lavise.train import TrainedExplainer, train_explainer
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_model, squares, tiny_glove):
+    run = tmp_path_factory.mktemp("run")
+    emb = load_embeddings(f"glove:{tiny_glove}")
+    res = train_explainer(tiny_model, squares, emb, out=run, epochs=5, batch_size=16, num_workers=0, show_progress=False)
+    return run, res
+
+
+def test_training_writes_a_complete_run(trained_run):
+    run, res = trained_run
+    for f in ["explainer.safetensors", "config.json", "train_log.csv", "manifest.json"]:
+        assert (run / f).is_file()
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["layer"] == "block2" and cfg["concepts"] == ["car", "cat", "dog"]
+    assert cfg["feature_shape"] == [16, 8, 8]
+    assert {"torch", "numpy", "lavise"} <= set(cfg["versions"])
+    assert len(res.history) == 5 and "val_top1" in res.history[0]
+    again = TrainedExplainer.load(run)
+    for k, v in res.head.state_dict().items():
+        assert np.array_equal(again.head.state_dict()[k].numpy(), v.numpy())
+
+
+def test_explain_every_filter_end_to_end(trained_run, tiny_model, squares):
+    run, res = trained_run
+    ex = explain_filters(res, squares, target=tiny_model, out=run, p=5, s=2, x=3, vocabulary="concepts",
+                         num_workers=0, show_progress=False)
+    assert len(ex.filters) == 16
+    assert [f.unit for f in ex.filters] == list(range(16))
+    vocab = {"car", "cat", "dog"}
+    for f in ex.filters:
+        if f.dead:
+            assert f.words == []
+            continue
+        assert 1 <= len(f.words) <= 3 and {w["word"] for w in f.words} <= vocab
+        scores = [w["score"] for w in f.words]
+        assert scores == sorted(scores, reverse=True)
+        assert len(f.images) == 5
+        acts = [i["max_activation"] for i in f.images]
+        assert acts == sorted(acts, reverse=True)
+    # frequencies: each of the p images votes for s words, so scores of one filter sum to at most s
+    assert all(sum(w["score"] for w in f.words) <= 2 + 1e-6 for f in ex.filters)
+    loaded = Explanations.load(run)
+    assert loaded.to_dict() == ex.to_dict()
+    rows = (run / "explanations.csv").read_text().splitlines()
+    assert rows[0] == "layer,unit,rank,word,score,similarity"
+    assert len(rows) == 1 + sum(len(f.words) for f in ex.filters)
+
+
+def test_all_methods_run_and_image_method_reruns_the_network(trained_run, tiny_model, squares):
+    run, res = trained_run
+    outs = {m: explain_filters(res, squares, method=m, target=tiny_model, cache_dir=run / "cache", p=3, s=1, x=2,
+                               vocabulary="concepts", units=[0, 5], num_workers=0, show_progress=False)
+            for m in ["attention", "activation", "image", "original"]}
+    assert all(len(e.filters) == 2 for e in outs.values())
+    assert [f.unit for f in outs["image"].filters] == [0, 5]
+
+
+def test_reference_cache_is_reused_and_masks_are_stored(trained_run, tiny_model, squares):
+    run, _ = trained_run
+    cache = extract_features(tiny_model, "block2", squares, run / "cache", concepts=["car", "cat", "dog"],
+                             num_workers=0, show_progress=False)
+    assert len(list((run / "cache").iterdir())) == 2  # reference + target, no duplicate
+    n_anns = sum(len(squares.annotations(i)) for i in range(len(squares)))
+    assert len(cache.pairs) == n_anns
+    assert cache.masks_feat.shape[1:] == (8, 8) and cache.masks_eval.shape[1:] == (56, 56)
+    assert float(cache.masks_feat.max()) <= 1.0 and cache.masks_eval.any()

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lavise.explain import filter_inputs, top_images
+from lavise.stats import ActivationStats, Thresholds
+
+
+def _thresholds(feats):
+    st = ActivationStats(feats.shape[1], feats.shape[0] * feats.shape[2] * feats.shape[3])
+    st.update(feats)
+    return Thresholds.from_stats(st)
+
+
+def test_filter_attention_matches_per_filter_loop():
+    g = torch.Generator().manual_seed(0)
+    feats = torch.relu(torch.randn(6, 5, 3, 4, generator=g))
+    feats[2, 3] = 0  # an all-zero map: attention weight 0, not NaN
+    units = torch.tensor([0, 3, 4, 1, 3, 2])
+    got = filter_inputs("attention", feats, units, _thresholds(feats))
+    for b, u in enumerate(units.tolist()):
+        fu = feats[b, u].flatten()
+        att = torch.stack([F.cosine_similarity(fu, feats[b, k].flatten(), dim=0, eps=1e-12) if feats[b, k].any() and fu.any()
+                           else torch.tensor(0.0) for k in range(5)])
+        expected = (att[:, None, None] * feats[b]).mean((1, 2))  # GAP(F_att)
+        torch.testing.assert_close(got[b], expected, rtol=1e-5, atol=1e-6)
+    assert torch.isfinite(got).all()
+
+
+def test_activation_masking_pools_only_cells_above_threshold():
+    feats = torch.zeros(1, 2, 2, 2)
+    feats[0, 0] = torch.tensor([[1.0, 5.0], [2.0, 3.0]])
+    feats[0, 1] = torch.tensor([[7.0, 11.0], [13.0, 17.0]])
+    thr = Thresholds(values=np.array([2.5, 0.0], np.float32), inclusive=np.zeros(2, bool), dead=np.zeros(2, bool))
+    got = filter_inputs("activation", feats, torch.tensor([0]), thr)
+    # cells of filter 0 above 2.5: (0,1) and (1,1); GAP over all 4 cells
+    torch.testing.assert_close(got[0], torch.tensor([(5.0 + 3.0) / 4, (11.0 + 17.0) / 4]))
+
+
+def test_original_is_global_average():
+    feats = torch.arange(16.0).view(1, 4, 2, 2)
+    got = filter_inputs("original", feats, torch.tensor([1]), _thresholds(feats))
+    torch.testing.assert_close(got[0], feats[0].mean((1, 2)))
+
+
+def test_unknown_method_is_a_clear_error():
+    from lavise.errors import LaviseError
+
+    feats = torch.ones(1, 2, 2, 2)
+    with pytest.raises(LaviseError, match="unknown method"):
+        filter_inputs("gradcam", feats, torch.tensor([0]), _thresholds(feats))
+
+
+def test_top_images_are_most_active_first():
+    class C:
+        maxima = np.array([[1, 9], [5, 2], [3, 7]], np.float32)
+
+    rows, vals = top_images(C, 2)
+    assert rows.tolist() == [[1, 2], [0, 2]]
+    assert vals.tolist() == [[5, 3], [9, 7]]

@@ -1,0 +1,40 @@
+import numpy as np
+import torch
+
+from lavise.stats import ActivationStats, Thresholds
+
+
+def test_thresholds_equal_numpy_quantile_streamed_in_batches():
+    rng = np.random.default_rng(0)
+    feats = torch.from_numpy(rng.normal(size=(37, 6, 5, 4)).astype(np.float32))
+    st = ActivationStats(6, 37 * 5 * 4)
+    for i in range(0, 37, 5):
+        st.update(feats[i:i + 5])
+    expected = np.quantile(feats.numpy().transpose(1, 0, 2, 3).reshape(6, -1), 0.995, axis=1)
+    np.testing.assert_allclose(st.thresholds(), expected, rtol=1e-6)
+
+
+def test_merged_shards_equal_single_pass():
+    rng = np.random.default_rng(1)
+    feats = torch.from_numpy(rng.gamma(2.0, size=(40, 3, 7, 7)).astype(np.float32))
+    a, b, whole = (ActivationStats(3, 40 * 49) for _ in range(3))
+    a.update(feats[:13]); b.update(feats[13:]); whole.update(feats)
+    a.merge(b)
+    np.testing.assert_array_equal(a.thresholds(), whole.thresholds())
+
+
+def test_saturated_filter_keeps_its_capped_cells_and_dead_filter_selects_nothing():
+    acts = torch.zeros(10, 3, 4, 4)
+    acts[:, 0] = torch.linspace(0, 1, 16).view(4, 4) + torch.arange(10.0).view(10, 1, 1)  # unique maximum
+    acts[:, 1] = 6.0  # saturated everywhere but one cell
+    acts[:, 1, 0, 0] = 1.0
+    acts[:, 2] = 0.5  # constant: dead
+    st = ActivationStats(3, 10 * 16)
+    st.update(acts)
+    thr = Thresholds.from_stats(st)
+    m = thr.masks(acts[9])
+    assert thr.inclusive.tolist() == [False, True, False]
+    assert thr.dead.tolist() == [False, False, True]
+    assert int(m[0].sum()) == 1 and bool(m[0, 3, 3])  # only the maximum exceeds the 99.5% quantile
+    assert int(m[1].sum()) == 15  # all capped cells, although a > T would select none
+    assert int(m[2].sum()) == 0

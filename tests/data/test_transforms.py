@@ -1,0 +1,40 @@
+import numpy as np
+import torch
+from PIL import Image
+
+from lavise.data.transforms import Preprocess, downsample_masks
+
+
+def test_masks_follow_the_image_through_resize_and_crop_on_non_square_images():
+    for h, w in [(60, 100), (120, 50)]:
+        img = np.full((h, w, 3), 20, np.uint8)
+        m = np.zeros((h, w), bool)
+        y0, x0 = h // 3, w // 2
+        m[y0:y0 + 15, x0:x0 + 12] = True
+        img[m] = (255, 0, 0)
+        pre = Preprocess(resize=64, crop=64, mean=(0, 0, 0), std=(1, 1, 1))
+        x, masks = pre(Image.fromarray(img), [m, None])
+        assert x.shape == (3, 64, 64) and masks.shape == (2, 64, 64)
+        red = x[0] > 0.5
+        inter = (red & masks[0]).sum().item()
+        union = (red | masks[0]).sum().item()
+        assert inter / union > 0.85, (h, w, inter, union)
+        assert masks[1].all()  # whole-image label covers the whole crop
+
+
+def test_transposed_canvas_would_be_caught():
+    # the published code's (W, H) confusion: a mask transposed relative to the image is rejected
+    img = Image.fromarray(np.zeros((60, 100, 3), np.uint8))
+    try:
+        Preprocess()(img, [np.zeros((100, 60), bool)])
+    except ValueError as e:
+        assert "does not match" in str(e)
+    else:
+        raise AssertionError("a transposed mask was accepted")
+
+
+def test_downsample_masks_gives_cell_coverage():
+    m = torch.zeros(1, 4, 4, dtype=torch.bool)
+    m[0, :2, :1] = True  # half of the top-left 2x2 cell
+    out = downsample_masks(m, (2, 2))
+    assert out.tolist() == [[[0.5, 0.0], [0.0, 0.0]]]
