@@ -1,0 +1,1 @@
+"""Subcommands of ``lavise``: each module defines ``register(subparsers)``; they are discovered automatically."""
