@@ -1,0 +1,226 @@
+"""Broden loader: ``broden:DIR?categories=object,part,material,scene,texture``.
+
+``DIR/index.csv`` lists the images (``DIR/images/<image>``) and, per category
+column, ';'-separated label PNGs (pixel code = R + 256 * G, 0 = no label) or,
+for scene and texture, ';'-separated label numbers for the whole image.
+``DIR/label.csv`` maps numbers to names. Label PNGs may be smaller than the
+image; they are upsampled with nearest neighbour to the image's size.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..errors import DatasetError
+from . import register_dataset
+from .base import Annotation, ConceptDataset
+from .coco import check_options
+
+PIXEL_CATEGORIES = ("object", "part", "material", "color")
+IMAGE_CATEGORIES = ("scene", "texture")
+DEFAULT_CATEGORIES = ("object", "part", "material", "scene", "texture")
+_OPTIONS = ("categories", "split")
+_SUFFIX = re.compile(r"-[a-z]$")  # Broden tags some names with their category: "black-c", "street-s"
+
+
+def broden_name(name: str) -> str:
+    """``"street-s"`` -> ``"street"``; other names are kept as written.
+
+    Args:
+        name: a name from Broden's label.csv.
+
+    Returns:
+        The name without a trailing one-letter category suffix.
+    """
+    return _SUFFIX.sub("", name.strip()).strip()
+
+
+def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DatasetError(f"Broden file not found: {path} (a Broden folder holds index.csv, label.csv and images/)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
+        raise DatasetError(f"cannot parse {path}: {str(e).splitlines()[0] if str(e) else e}; fix the CSV") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DatasetError(f"{path} lacks column(s) {', '.join(missing)}; is this a Broden {path.name}?")
+    return df
+
+
+def _cells(value: str) -> list[str]:
+    return [v.strip() for v in str(value).split(";") if v.strip()]
+
+
+class BrodenDataset(ConceptDataset):
+    """A Broden folder as a concept dataset.
+
+    Attributes:
+        categories: the index.csv columns read, in order.
+        names: label number -> concept name.
+    """
+
+    kind = "broden"
+
+    def __init__(
+        self,
+        root: str | Path,
+        categories: Sequence[str] | None = None,
+        split: str | None = None,
+        spec: str | None = None,
+    ):
+        root = Path(root)
+        super().__init__(root, spec or f"broden:{root}")
+        if not root.is_dir():
+            raise DatasetError(f"Broden folder not found: {root} (give the folder that holds index.csv)")
+        index = _read_csv(root / "index.csv", ["image"])
+        labels = _read_csv(root / "label.csv", ["number", "name"])
+        if categories is None:
+            categories = [c for c in DEFAULT_CATEGORIES if c in index.columns]
+        bad = [c for c in categories if c not in PIXEL_CATEGORIES + IMAGE_CATEGORIES]
+        if bad:
+            raise DatasetError(
+                f"unknown Broden categor{'ies' if len(bad) > 1 else 'y'} {', '.join(bad)}; "
+                f"choose from {','.join(PIXEL_CATEGORIES + IMAGE_CATEGORIES)}"
+            )
+        missing = [c for c in categories if c not in index.columns]
+        if missing:
+            raise DatasetError(f"{root / 'index.csv'} has no column(s) {', '.join(missing)}; drop them from categories=")
+        self.categories = list(categories)
+        if split:
+            if "split" not in index.columns:
+                raise DatasetError(f"split={split} given but {root / 'index.csv'} has no split column; drop split=")
+            index = index[index["split"] == split]
+
+        self.names: dict[int, str] = {}
+        label_categories: dict[int, set[str]] = {}
+        for row in labels.itertuples(index=False):
+            try:
+                number = int(row.number)
+            except ValueError:
+                raise DatasetError(f"{root / 'label.csv'}: number {row.number!r} is not an integer") from None
+            if number == 0:
+                continue
+            self.names[number] = broden_name(row.name)
+            cats = getattr(row, "category", "") or ""
+            label_categories[number] = {c.split("(")[0].strip() for c in cats.split(";") if c.strip()}
+
+        self._rows: list[dict[str, list[str]]] = []
+        self._sizes: list[tuple[int, int] | None] = []
+        concepts: set[str] = set()
+        unknown = 0
+        for n, row in enumerate(index.to_dict("records")):
+            cells = {c: _cells(row[c]) for c in self.categories}
+            for c in IMAGE_CATEGORIES:
+                if c in cells:
+                    try:
+                        numbers = [int(float(v)) for v in cells[c]]
+                    except ValueError:
+                        raise DatasetError(
+                            f"{root / 'index.csv'} row {n + 2}: {c} labels {row[c]!r} are not numbers"
+                        ) from None
+                    unknown += sum(1 for v in numbers if v and v not in self.names)
+                    cells[c] = [str(v) for v in numbers if v in self.names]
+                    concepts.update(self.names[int(v)] for v in cells[c])
+            self._rows.append(cells)
+            self.items.append((row["image"], root / "images" / row["image"], None))
+            try:
+                self._sizes.append((int(float(row["ih"])), int(float(row["iw"]))))
+            except (KeyError, ValueError):
+                self._sizes.append(None)
+        if unknown:
+            warnings.warn(f"{root / 'index.csv'}: {unknown} scene/texture labels are not in label.csv; skipped", stacklevel=2)
+        # Pixel labels live in PNGs; reading them all here would be slow, so trust label.csv's
+        # category column (e.g. "object(2231);part(4)") and, if it is absent, list every label.
+        pixel = [c for c in self.categories if c in PIXEL_CATEGORIES]
+        for number, cats in label_categories.items():
+            if pixel and (not cats or cats & set(pixel)):
+                concepts.add(self.names[number])
+        self.concepts = sorted(c for c in concepts if c)
+        self._warned_unknown = False
+
+    def _image_size(self, i: int) -> tuple[int, int]:
+        if self._sizes[i] is None:
+            path = self.items[i][1]
+            try:
+                with Image.open(path) as im:
+                    self._sizes[i] = (im.height, im.width)
+            except OSError as e:
+                raise DatasetError(f"cannot read image {path}: {e} (or add ih/iw to index.csv)") from None
+        return self._sizes[i]  # type: ignore[return-value]
+
+    def _codes(self, rel: str, h: int, w: int) -> np.ndarray:
+        path = self.root / "images" / rel
+        try:
+            with Image.open(path) as im:
+                rgb = np.asarray(im.convert("RGB"), dtype=np.int64)
+        except FileNotFoundError:
+            raise DatasetError(f"Broden label image not found: {path} (listed in index.csv)") from None
+        except OSError as e:
+            raise DatasetError(f"cannot read Broden label image {path}: {e}") from None
+        codes = rgb[..., 0] + 256 * rgb[..., 1]
+        lh, lw = codes.shape
+        if (lh, lw) != (h, w):
+            # Nearest neighbour, sampling at pixel centres like PIL's NEAREST.
+            rows = np.minimum(((np.arange(h) + 0.5) * lh / h).astype(np.int64), lh - 1)
+            cols = np.minimum(((np.arange(w) + 0.5) * lw / w).astype(np.int64), lw - 1)
+            codes = codes[rows[:, None], cols[None, :]]
+        return codes
+
+    def annotations(self, i: int) -> list[Annotation]:
+        """Masks of image ``i``: pixel labels as (H, W) masks, scene/texture as whole-image.
+
+        Args:
+            i: image index.
+
+        Returns:
+            One Annotation per concept name, sorted; labels of one name in several
+            categories are OR-ed, and a whole-image label wins over a mask.
+        """
+        cells = self._rows[i]
+        found: dict[str, np.ndarray | None] = {}
+        for cat, values in cells.items():
+            if cat in IMAGE_CATEGORIES:
+                for v in values:
+                    found[self.names[int(v)]] = None
+                continue
+            if not values:
+                continue
+            h, w = self._image_size(i)
+            for rel in values:
+                codes = self._codes(rel, h, w)
+                for code in np.unique(codes).tolist():
+                    if code == 0:
+                        continue
+                    name = self.names.get(code)
+                    if name is None:
+                        if not self._warned_unknown:
+                            self._warned_unknown = True
+                            warnings.warn(f"{rel}: label code {code} is not in label.csv; skipped", stacklevel=2)
+                        continue
+                    if name in found and found[name] is None:
+                        continue
+                    m = codes == code
+                    found[name] = m if found.get(name) is None else (found[name] | m)
+        return [Annotation(name, found[name]) for name in sorted(found)]
+
+    def _fingerprint_files(self) -> Sequence[Path]:
+        return [self.root / "index.csv", self.root / "label.csv"]
+
+
+@register_dataset("broden")
+def load_broden(arg: str, options: dict[str, str]) -> BrodenDataset:
+    """Spec ``broden:DIR?categories=object,part,material,scene,texture&split=train``."""
+    check_options("broden", options, _OPTIONS)
+    if not arg:
+        raise DatasetError("broden spec has no folder; write broden:PATH/broden1_224")
+    cats = options.get("categories")
+    categories = [c.strip().lower() for c in cats.split(",") if c.strip()] if cats else None
+    spec = f"broden:{arg}" + ("?" + "&".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
+    return BrodenDataset(arg, categories=categories, split=options.get("split") or None, spec=spec)

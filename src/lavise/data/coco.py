@@ -1,0 +1,313 @@
+"""COCO instances-format loader: ``coco:ANNOTATIONS.json?images=DIR&concepts=all``.
+
+Masks come from polygons, RLE (compressed string or uncompressed list counts)
+or, failing both, the bounding box. Instances of one category in one image are
+OR-ed into a single mask. Decoding happens in ``annotations(i)`` so that a
+large annotation file never holds every decoded mask in memory at once.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DatasetError
+from . import register_dataset
+from .base import Annotation, ConceptDataset
+
+_CONCEPT_PARTS = ("all", "seen", "held_out")
+_OPTIONS = ("images", "concepts")
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Read a JSON file, turning every failure into a one-line ``DatasetError``.
+
+    Args:
+        path: the file to read.
+        what: what the file is, for the message ("COCO annotation file").
+
+    Returns:
+        The parsed JSON value.
+    """
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{what} not found: {path} (check the path in the dataset spec)") from None
+    except IsADirectoryError:
+        raise DatasetError(f"{what} {path} is a directory; give the path of the .json file itself") from None
+    except json.JSONDecodeError as e:
+        raise DatasetError(
+            f"{what} {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); re-export or fix the file"
+        ) from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{what} {path} is not UTF-8 JSON; re-export it as UTF-8") from None
+    except OSError as e:
+        raise DatasetError(f"cannot read {what} {path}: {e.strerror or e}") from None
+
+
+def check_options(kind: str, options: dict[str, str], allowed: Sequence[str]) -> None:
+    """Reject misspelt spec options, which would otherwise be silently ignored."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise DatasetError(
+            f"unknown option(s) {', '.join(unknown)} for dataset kind {kind!r}; "
+            f"valid options: {', '.join(allowed) or 'none'}"
+        )
+
+
+def box_mask(box: Sequence[float], h: int, w: int) -> np.ndarray:
+    """Fill an ``[x, y, w, h]`` box into a bool mask, clipped to the image.
+
+    Args:
+        box: x, y, width, height in pixels; fractional edges are rounded outwards.
+        h: image height.
+        w: image width.
+
+    Returns:
+        A bool (h, w) array, all False if the box lies outside the image.
+    """
+    x, y, bw, bh = (float(v) for v in box)
+    x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
+    x1, y1 = min(w, math.ceil(x + bw)), min(h, math.ceil(y + bh))
+    m = np.zeros((h, w), dtype=bool)
+    if x1 > x0 and y1 > y0:
+        m[y0:y1, x0:x1] = True
+    return m
+
+
+def _clean_geometry(ann: dict) -> Any:
+    """The part of an annotation that gives its mask, or None if it has no area.
+
+    Returns a polygon list, an RLE dict, or ``("bbox", [x, y, w, h])``.
+    """
+    seg = ann.get("segmentation")
+    if isinstance(seg, dict):
+        if "counts" in seg and "size" in seg:
+            return seg
+    if isinstance(seg, list) and seg:
+        if all(isinstance(v, (int, float)) for v in seg):
+            seg = [seg]  # a single flat polygon
+        # pycocotools reads a 4-number "polygon" as a box, and <3 points has no area anyway.
+        polys = [[float(v) for v in p] for p in seg if isinstance(p, list) and len(p) >= 6]
+        if polys:
+            return polys
+    # No usable segmentation: fall back to the box.
+    box = ann.get("bbox")
+    if isinstance(box, list) and len(box) == 4:
+        try:
+            if float(box[2]) > 0 and float(box[3]) > 0:
+                return ("bbox", [float(v) for v in box])
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+class CocoDataset(ConceptDataset):
+    """A COCO instances annotation file as a concept dataset.
+
+    Attributes:
+        meta: the file's top-level ``lavise`` dict ({} if absent), e.g. the seen/held-out split.
+        skipped: counts of annotations skipped, by reason.
+    """
+
+    kind = "coco"
+
+    def __init__(
+        self,
+        annotation_file: str | Path,
+        images_dir: str | Path | None = None,
+        concepts: str = "all",
+        spec: str | None = None,
+    ):
+        ann_path = Path(annotation_file)
+        images = Path(images_dir) if images_dir else None
+        super().__init__(images or ann_path.parent, spec or f"coco:{ann_path}")
+        self.annotation_file = ann_path
+        if concepts not in _CONCEPT_PARTS:
+            raise DatasetError(f"concepts={concepts!r} is not valid for coco; use one of {', '.join(_CONCEPT_PARTS)}")
+        data = read_json(ann_path, "COCO annotation file")
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            raise DatasetError(
+                f"{ann_path} is not a COCO instances file (expected an object with 'images', "
+                "'annotations' and 'categories' lists)"
+            )
+        meta = data.get("lavise")
+        self.meta: dict = meta if isinstance(meta, dict) else {}
+        self.skipped: dict[str, int] = {"unknown_category": 0, "missing_image": 0, "empty": 0}
+
+        categories = self._categories(data.get("categories") or [], ann_path)
+        keep = self._kept_names(concepts, set(categories.values()), ann_path)
+
+        self._sizes: list[tuple[int, int] | None] = []
+        index_of: dict[Any, int] = {}
+        for n, im in enumerate(data["images"]):
+            if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
+                raise DatasetError(f"{ann_path}: images[{n}] needs an 'id' and a 'file_name'; fix the entry")
+            if im["id"] in index_of:
+                raise DatasetError(f"{ann_path}: image id {im['id']!r} appears twice in 'images'; ids must be unique")
+            index_of[im["id"]] = len(self.items)
+            group = im.get("group", im.get("theme"))
+            path = self._resolve(im["file_name"], ann_path.parent, images)
+            self.items.append((im["file_name"], path, None if group is None else str(group)))
+            try:
+                self._sizes.append((int(im["height"]), int(im["width"])))
+            except (KeyError, TypeError, ValueError):
+                self._sizes.append(None)  # read from the image file when needed
+
+        # Per image: concept -> raw geometries, kept undecoded until annotations(i).
+        self._geoms: list[dict[str, list]] = [{} for _ in self.items]
+        for ann in data.get("annotations") or []:
+            if not isinstance(ann, dict):
+                self.skipped["empty"] += 1
+                continue
+            name = categories.get(ann.get("category_id"))
+            if name is None:
+                self.skipped["unknown_category"] += 1
+                continue
+            i = index_of.get(ann.get("image_id"))
+            if i is None:
+                self.skipped["missing_image"] += 1
+                continue
+            if name not in keep:
+                continue
+            geom = _clean_geometry(ann)
+            if geom is None:
+                self.skipped["empty"] += 1
+                continue
+            self._geoms[i].setdefault(name, []).append(geom)
+        self.concepts = sorted({c for g in self._geoms for c in g})
+        self._warned_empty = False
+        self._warn_skipped()
+
+    @staticmethod
+    def _categories(cats: list, ann_path: Path) -> dict[Any, str]:
+        out: dict[Any, str] = {}
+        for n, c in enumerate(cats):
+            if not isinstance(c, dict) or "id" not in c or not isinstance(c.get("name"), str):
+                raise DatasetError(f"{ann_path}: categories[{n}] needs an 'id' and a 'name'; fix the entry")
+            out[c["id"]] = c["name"].strip()
+        return out
+
+    def _kept_names(self, part: str, names: set[str], ann_path: Path) -> set[str]:
+        if part == "all":
+            return names
+        split = self.meta
+        if not isinstance(split.get("seen"), list) or not isinstance(split.get("held_out"), list):
+            raise DatasetError(
+                f"concepts={part} needs a seen/held-out split, but {ann_path} has no "
+                "'lavise': {'seen': [...], 'held_out': [...]} entry; use concepts=all"
+            )
+        return {str(n).strip() for n in split[part]}
+
+    @staticmethod
+    def _resolve(file_name: str, json_dir: Path, images: Path | None) -> Path:
+        p = Path(file_name)
+        if p.is_absolute():
+            return p
+        candidates = [images / p, images / p.name, json_dir / p] if images else [json_dir / p]
+        for c in candidates:
+            if c.exists():
+                return c
+        return candidates[0]  # load_rgb reports the missing file with this path
+
+    def _warn_skipped(self) -> None:
+        reasons = {
+            "unknown_category": "with a category_id not in 'categories'",
+            "missing_image": "with an image_id not in 'images'",
+            "empty": "with no area (no usable segmentation and an empty bbox)",
+        }
+        parts = [f"{self.skipped[k]} {why}" for k, why in reasons.items() if self.skipped[k]]
+        if parts:
+            warnings.warn(f"{self.annotation_file}: skipped annotations: {'; '.join(parts)}", stacklevel=3)
+
+    def _size(self, i: int) -> tuple[int, int]:
+        size = self._sizes[i]
+        if size is None:
+            # An RLE records the image size, which spares opening the image.
+            rles = [g for gs in self._geoms[i].values() for g in gs if isinstance(g, dict)]
+            if rles:
+                size = (int(rles[0]["size"][0]), int(rles[0]["size"][1]))
+                self._sizes[i] = size
+                return size
+            path = self.items[i][1]
+            try:
+                with Image.open(path) as im:
+                    size = (im.height, im.width)
+            except OSError as e:
+                raise DatasetError(f"cannot read the size of image {path}: {e} (add height/width to the JSON)") from None
+            self._sizes[i] = size
+        return size
+
+    def _decode(self, geom: Any, h: int, w: int) -> np.ndarray:
+        from pycocotools import mask as mask_utils
+
+        if isinstance(geom, tuple):
+            return box_mask(geom[1], h, w)
+        if isinstance(geom, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(geom, h, w))
+        else:
+            size = [int(v) for v in geom["size"]]
+            if size != [h, w]:
+                raise DatasetError(
+                    f"{self.annotation_file}: an RLE mask of size {size} belongs to an image of size {[h, w]}; "
+                    "fix the segmentation 'size' or the image's height/width"
+                )
+            counts = geom["counts"]
+            if isinstance(counts, list):
+                rle = mask_utils.frPyObjects(geom, h, w)
+            else:
+                rle = {"size": size, "counts": counts.encode() if isinstance(counts, str) else counts}
+        with warnings.catch_warnings():
+            # pycocotools 2.0.x + numpy 2 warn on every decode; the result is correct.
+            warnings.filterwarnings("ignore", message=r"__array__ implementation", category=DeprecationWarning)
+            return mask_utils.decode(rle).astype(bool)
+
+    def annotations(self, i: int) -> list[Annotation]:
+        """Decode image ``i``'s masks: one Annotation per concept, instances OR-ed.
+
+        Args:
+            i: image index.
+
+        Returns:
+            Annotations with bool (H, W) masks, sorted by concept name; empty masks are skipped.
+        """
+        geoms = self._geoms[i]
+        if not geoms:
+            return []
+        h, w = self._size(i)
+        out = []
+        for name in sorted(geoms):
+            mask = np.zeros((h, w), dtype=bool)
+            for g in geoms[name]:
+                mask |= self._decode(g, h, w)
+            if not mask.any():
+                self.skipped["empty"] += 1
+                if not self._warned_empty:
+                    self._warned_empty = True
+                    warnings.warn(
+                        f"{self.annotation_file}: some masks decode to no pixels and are skipped "
+                        "(see dataset.skipped['empty'] for the running count)",
+                        stacklevel=2,
+                    )
+                continue
+            out.append(Annotation(name, mask))
+        return out
+
+    def _fingerprint_files(self) -> Sequence[Path]:
+        return [self.annotation_file]
+
+
+@register_dataset("coco")
+def load_coco(arg: str, options: dict[str, str]) -> CocoDataset:
+    """Spec ``coco:ANNOTATIONS.json?images=DIR&concepts=all|seen|held_out``."""
+    check_options("coco", options, _OPTIONS)
+    if not arg:
+        raise DatasetError("coco spec has no annotation file; write coco:PATH/instances.json?images=DIR")
+    spec = f"coco:{arg}" + ("?" + "&".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
+    return CocoDataset(arg, images_dir=options.get("images") or None, concepts=options.get("concepts", "all"), spec=spec)
