@@ -66,6 +66,7 @@ def train(args) -> int:
     from .. import api
 
     tm = api.load_model(args.model, args.weights)
+    tm.layer(args.layer or tm.default_layer)  # a mistyped layer fails before any data is read
     ref = api.load_dataset(args.reference)
     res = api.train_explainer(tm, ref, args.embeddings, layer=args.layer, out=args.out, epochs=args.epochs,
                               lr=args.lr, batch_size=args.train_batch_size, val_fraction=args.val_fraction,
