@@ -31,7 +31,7 @@ from .features import FeatureCache, FeatureExtractor, extract_features
 from .io import read_json, write_json, write_text
 from .models import TargetModel, load_model
 from .run import RunFolder, versions
-from .stats import Thresholds
+from .stats import ActivationStats, Thresholds
 from .train import TrainedExplainer
 
 METHODS = ("attention", "activation", "image", "original")
@@ -101,12 +101,23 @@ class Explanations:
 
 
 def top_images(cache: FeatureCache, p: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The p rows with the largest max activation per filter: (d, p) rows and values, most active first."""
-    mx = torch.from_numpy(np.asarray(cache.maxima, dtype=np.float32))
-    p = min(p, mx.shape[0])
-    # stable tie order: sort by value desc, then row asc
-    vals, rows = torch.sort(mx, dim=0, descending=True, stable=True)
-    return rows[:p].T.contiguous(), vals[:p].T.contiguous()
+    """The p rows with the largest max activation per filter: (d, p) rows and values, most active first.
+
+    Ties are broken by dataset order. Uses the streaming statistics when they kept enough images,
+    else one chunked pass over the cached maxima; memory is O(d·p) either way.
+    """
+    p = min(p, len(cache))
+    if p <= cache.stats.keep_images:
+        idx, val = cache.stats.top_images(p)
+    else:
+        acc = ActivationStats(cache.shape[0], 1, keep_images=p)
+        for start in range(0, len(cache), 4096):
+            mx = torch.from_numpy(np.array(cache.maxima[start:start + 4096], dtype=np.float32))
+            ix = torch.from_numpy(np.asarray(cache.dataset_index[start:start + 4096], dtype=np.int64))
+            acc._keep_images(torch.cat([acc.img_val, mx.T], 1), torch.cat([acc.img_idx, ix[None].expand(len(mx.T), -1)], 1))
+        idx, val = acc.top_images(p)
+    rows = cache.rows_of(idx.reshape(-1)).reshape(idx.shape)
+    return torch.from_numpy(rows).long(), torch.from_numpy(np.ascontiguousarray(val))
 
 
 def filter_inputs(method: str, feats: torch.Tensor, units: torch.Tensor, thresholds: Thresholds) -> torch.Tensor:
@@ -139,7 +150,7 @@ def _image_inputs(pairs_units, pairs_rows, cache, dataset, extractor, thresholds
     xs = []
     for u, r in zip(pairs_units.tolist(), pairs_rows.tolist()):
         x = pre(load_rgb(dataset[int(cache.dataset_index[r])].path))
-        a = torch.from_numpy(np.asarray(cache.features[r, u], dtype=np.float32))
+        a = torch.from_numpy(np.array(cache.features[r, u], dtype=np.float32))
         up = F.interpolate(a[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
         keep = thresholds.masks(up[None], units=torch.tensor([u]))[0]
         xs.append(x * keep)  # 0 after normalisation = the mean colour
@@ -167,8 +178,15 @@ def explain_cache(
     device: str = "cpu",
     batch_pairs: int = 512,
     show_progress: bool = True,
+    calibration: float = 0.0,
 ) -> list[FilterExplanation]:
-    """Explain filters from an already extracted target cache (see ``explain_filters``)."""
+    """Explain filters from an already extracted target cache (see ``explain_filters``).
+
+    ``calibration`` (γ, default 0 = the paper's method) is subtracted from the similarity of every
+    vocabulary word that is one of the explainer's training concepts before the top-s words are taken
+    (calibrated stacking, Chao et al. 2016), which lets unseen concepts compete with seen ones. Reported
+    similarities stay the raw cosines.
+    """
     if method not in METHODS:
         raise LaviseError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     d = cache.shape[0]
@@ -188,6 +206,10 @@ def explain_cache(
     head = explainer.head.eval().to(device)
     vocab_t = torch.from_numpy(np.ascontiguousarray(vocab.vectors, dtype=np.float32)).to(device)
     s_eff = min(s, vocab_t.shape[0])
+    penalty = None
+    if calibration:
+        trained = set(explainer.concepts)
+        penalty = torch.tensor([calibration if w in trained else 0.0 for w in vocab.words], device=device)
     top_idx = torch.empty(len(pair_u), s_eff, dtype=torch.long)
     top_sim = torch.empty(len(pair_u), s_eff)
     extractor = None
@@ -204,10 +226,15 @@ def explain_cache(
             inp = _image_inputs(u, r, cache, dataset, extractor, thr, device)
         else:
             uniq, inv = torch.unique(r, return_inverse=True)
-            f = torch.from_numpy(np.asarray(cache.features[uniq.numpy()], dtype=np.float32))[inv]
+            f = cache.read(uniq.numpy())[inv]
             inp = filter_inputs(method, f, u, thr)
         v = head(inp.to(device))
-        sim, idx = (v @ vocab_t.T).topk(s_eff, dim=1)
+        sims = v @ vocab_t.T
+        if penalty is None:
+            sim, idx = sims.topk(s_eff, dim=1)
+        else:
+            idx = (sims - penalty).topk(s_eff, dim=1).indices
+            sim = sims.gather(1, idx)
         top_idx[sel], top_sim[sel] = idx.cpu(), sim.cpu()
     return _rank_words(units_t, rows, vals, top_idx.view(len(units_t), p_eff, s_eff),
                        top_sim.view(len(units_t), p_eff, s_eff), vocab, thr, cache, x)

@@ -2,36 +2,46 @@
 
 ``FeatureExtractor`` owns a forward hook on the layer (removed in ``finally``)
 and stops the forward pass there. ``extract_features`` streams a dataset
-through it with DataLoader workers and writes a ``FeatureCache``: float16
-feature maps in a numpy memmap, per-image maxima, activation statistics, and
-for reference sets the (image, concept) pairs with masks at feature and
-evaluation resolution.
+through it (DataLoader workers decode while the model runs) and writes a
+``FeatureCache``: float16 feature maps (memmap), per-image maxima, streaming
+activation statistics, and for reference sets the (image, concept) pairs with
+masks at feature and evaluation resolution.
+
+Extraction is resumable and data-parallel. The dataset is cut into fixed
+batches; under ``torch.distributed`` rank r takes batches r, r+W, ... Each
+rank appends its rows to files in ``.<key>.partial/rank<r>/`` and commits a
+checkpoint (stats + counts, written atomically) every few batches; a killed
+run resumes from the last checkpoint. When all ranks are done, rank 0 merges
+the parts in dataset order into ``<key>/`` and renames it into place, so the
+cache is identical to a single-process run and never half-written.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
 from .data.base import ConceptDataset, load_rgb
 from .data.transforms import Preprocess, downsample_masks
-from .errors import DatasetError, ModelError
-from .io import write_json
+from .errors import DatasetError, ModelError, RunError
+from .io import read_json, write_json
 from .models import TargetModel
 from .stats import ActivationStats
 
-CACHE_FORMAT = 1
-EVAL_MASK_SIZE = 56  # masks for IoU evaluation: crop/4, as fine as NetDissect's 112 px Broden masks at 1/2
+CACHE_FORMAT = 2
+EVAL_MASK_SIZE = 56  # masks for IoU evaluation: 1/4 of a 224 crop
+CHECKPOINT_SECONDS = 20.0
 
 
 class _StopForward(Exception):
@@ -77,7 +87,9 @@ class FeatureExtractor:
     def feature_shape(self) -> tuple[int, int, int]:
         """(d, h', w') for this model's input size."""
         crop = self.target.preprocess.crop
-        return tuple(self(torch.zeros(1, 3, crop, crop)).shape[1:])  # type: ignore[return-value]
+        p = next(self.target.module.parameters(), None)
+        x = torch.zeros(1, 3, crop, crop, device=p.device if p is not None else "cpu")
+        return tuple(self(x).shape[1:])  # type: ignore[return-value]
 
 
 @dataclass
@@ -87,9 +99,9 @@ class FeatureCache:
     path: Path
     meta: dict
     features: np.ndarray  # memmap (N, d, h, w) float16
-    maxima: np.ndarray  # (N, d) float32
+    maxima: np.ndarray  # memmap (N, d) float32
     image_ids: list[str]
-    dataset_index: np.ndarray  # (N,) index of each row in the dataset
+    dataset_index: np.ndarray  # (N,) ascending index of each row in the dataset
     stats: ActivationStats
     concepts: list[str] = field(default_factory=list)
     pairs: np.ndarray | None = None  # (P, 2) int64: (row, concept index)
@@ -98,45 +110,52 @@ class FeatureCache:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.features.shape[1:])  # type: ignore[return-value]
+        return tuple(self.meta["shape"][1:])  # type: ignore[return-value]
 
     def __len__(self) -> int:
-        return self.features.shape[0]
+        return int(self.meta["shape"][0])
 
     @classmethod
     def open(cls, path: Path) -> "FeatureCache":
         path = Path(path)
-        meta = json.loads((path / "meta.json").read_text())
+        meta = read_json(path / "meta.json")
         n, d, h, w = meta["shape"]
-        feats = np.memmap(path / "features.f16", dtype=np.float16, mode="r", shape=(n, d, h, w)) if n else np.zeros((0, d, h, w), np.float16)
-        z = np.load(path / "arrays.npz")
-        stats = ActivationStats.from_state({k.removeprefix("stats_"): z[k] for k in z.files if k.startswith("stats_")})
-        cache = cls(path, meta, feats, z["maxima"], meta["image_ids"], z["dataset_index"], stats, meta.get("concepts", []))
-        if "pairs" in z.files:
+        feats = np.memmap(path / "features.f16", dtype=np.float16, mode="r", shape=(n, d, h, w))
+        maxima = np.memmap(path / "maxima.f32", dtype=np.float32, mode="r", shape=(n, d))
+        with np.load(path / "arrays.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        stats = ActivationStats.from_state({k.removeprefix("stats_"): v for k, v in arrays.items() if k.startswith("stats_")})
+        cache = cls(path, meta, feats, maxima, meta["image_ids"], arrays["dataset_index"], stats, meta.get("concepts", []))
+        if "pairs" in arrays:
             s = EVAL_MASK_SIZE
-            cache.pairs = z["pairs"]
-            cache.masks_feat = z["masks_feat"]
-            cache.masks_eval = np.unpackbits(z["masks_eval"], axis=1, count=s * s).reshape(-1, s, s).astype(bool)
+            cache.pairs = arrays["pairs"]
+            cache.masks_feat = arrays["masks_feat"]
+            cache.masks_eval = np.unpackbits(arrays["masks_eval"], axis=1, count=s * s).reshape(-1, s, s).astype(bool)
         return cache
+
+    def rows_of(self, dataset_indices: np.ndarray) -> np.ndarray:
+        """Cache rows of the given dataset indices (which must have been extracted)."""
+        return np.searchsorted(self.dataset_index, dataset_indices)
+
+    def read(self, rows: np.ndarray) -> torch.Tensor:
+        """Feature maps of ``rows`` as float32 (B, d, h, w)."""
+        return torch.from_numpy(np.asarray(self.features[np.asarray(rows)], dtype=np.float32))
 
     def pooled(self, rows: np.ndarray | None = None) -> torch.Tensor:
         """Global average of each image's feature maps: (N, d) float32."""
-        rows = np.arange(len(self)) if rows is None else rows
-        out = [torch.from_numpy(np.asarray(self.features[rows[i:i + 512]], dtype=np.float32)).mean((2, 3))
-               for i in range(0, len(rows), 512)]
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows)
+        out = [self.read(rows[i:i + 256]).mean((2, 3)) for i in range(0, len(rows), 256)]
         return torch.cat(out) if out else torch.zeros(0, self.shape[0])
 
     def masked_pooled(self) -> torch.Tensor:
         """GAP(F ⊙ M) for every (image, concept) pair: (P, d) float32, the explainer's training input."""
         assert self.pairs is not None and self.masks_feat is not None
         out = torch.zeros(len(self.pairs), self.shape[0])
-        order = np.argsort(self.pairs[:, 0], kind="stable")
-        for start in range(0, len(order), 1024):
-            idx = order[start:start + 1024]
-            rows = self.pairs[idx, 0]
-            f = torch.from_numpy(np.asarray(self.features[rows], dtype=np.float32))
-            m = torch.from_numpy(self.masks_feat[idx].astype(np.float32))
-            out[torch.from_numpy(idx)] = (f * m[:, None]).mean((2, 3))
+        for start in range(0, len(self.pairs), 1024):  # pairs are in row order: sequential reads
+            sl = slice(start, start + 1024)
+            f = self.read(self.pairs[sl, 0])
+            m = torch.from_numpy(self.masks_feat[sl].astype(np.float32))
+            out[sl] = (f * m[:, None]).mean((2, 3))
         return out
 
 
@@ -161,10 +180,9 @@ class _Loader(torch.utils.data.Dataset):
             return {"index": i, "error": str(e)}
         keep = mk.flatten(1).any(1) if len(anns) else torch.zeros(0, dtype=torch.bool)
         mk = mk[keep]
-        concepts = [self.concept_index[a.concept] for a, k in zip(anns, keep.tolist()) if k]
         s = EVAL_MASK_SIZE
-        return {"index": i, "x": x, "concepts": concepts, "dropped": int((~keep).sum()),
-                "mfeat": downsample_masks(mk, self.feat_hw).to(torch.float16),
+        return {"index": i, "x": x, "concepts": [self.concept_index[a.concept] for a, k in zip(anns, keep.tolist()) if k],
+                "dropped": int((~keep).sum()), "mfeat": downsample_masks(mk, self.feat_hw).to(torch.float16),
                 "meval": downsample_masks(mk, (s, s)) >= 0.5}
 
 
@@ -180,6 +198,76 @@ def cache_key(target: TargetModel, layer: str, dataset: ConceptDataset, concepts
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def distributed() -> tuple[int, int]:
+    """(world size, rank) of the current torch.distributed group, or (1, 0)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+def _barrier() -> None:
+    if distributed()[0] > 1:
+        torch.distributed.barrier()
+
+
+_PART_FILES = {"features": ".f16", "index": ".i64", "maxima": ".f32", "pairs": ".i64", "masks_feat": ".f16", "masks_eval": ".u8"}
+
+
+class _Part:
+    """One rank's rows, appended to flat binary files; ``commit`` makes a resumable checkpoint."""
+
+    def __init__(self, folder: Path, signature: dict, d: int, h: int, w: int, stats: ActivationStats):
+        self.folder, self.signature = folder, signature
+        folder.mkdir(parents=True, exist_ok=True)
+        self._lock = open(folder / "lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RunError(f"another lavise process is extracting into {folder}; wait for it or delete the folder") from None
+        s = EVAL_MASK_SIZE
+        self.row_bytes = {"features": d * h * w * 2, "index": 8, "maxima": d * 4}
+        self.pair_bytes = {"pairs": 16, "masks_feat": h * w * 2, "masks_eval": (s * s + 7) // 8}
+        self.progress = {"batches": 0, "rows": 0, "pairs": 0, "skipped": [], "dropped": 0}
+        self.stats = stats
+        prog = folder / "progress.json"
+        if prog.is_file() and (folder / "stats.npz").is_file():
+            saved = read_json(prog)
+            if saved.get("signature") == signature:
+                self.progress = saved["progress"]
+                with np.load(folder / "stats.npz") as z:
+                    self.stats = ActivationStats.from_state({k: z[k] for k in z.files})
+        # drop bytes written after the last checkpoint
+        self.files = {}
+        for name, ext in _PART_FILES.items():
+            path = folder / f"{name}{ext}"
+            size = self._size(name)
+            with open(path, "ab"):
+                pass
+            os.truncate(path, size)
+            self.files[name] = open(path, "ab")
+
+    def _size(self, name: str) -> int:
+        if name in self.row_bytes:
+            return self.progress["rows"] * self.row_bytes[name]
+        return self.progress["pairs"] * self.pair_bytes[name]
+
+    def append(self, name: str, arr: np.ndarray) -> None:
+        self.files[name].write(np.ascontiguousarray(arr).tobytes())
+
+    def commit(self) -> None:
+        for f in self.files.values():
+            f.flush()
+            os.fsync(f.fileno())
+        np.savez(self.folder / "stats.tmp.npz", **self.stats.state())
+        os.replace(self.folder / "stats.tmp.npz", self.folder / "stats.npz")
+        write_json(self.folder / "progress.json", {"signature": self.signature, "progress": self.progress})
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+        self._lock.close()
+
+
 def extract_features(
     target: TargetModel,
     layer: str,
@@ -189,10 +277,11 @@ def extract_features(
     batch_size: int = 16,
     num_workers: int | None = None,
     device: str = "cpu",
+    amp: bool = False,
     strict: bool = False,
     show_progress: bool = True,
 ) -> FeatureCache:
-    """Compute (or reuse) the cached features of ``dataset`` at ``layer``.
+    """Compute (or reuse, or resume) the cached features of ``dataset`` at ``layer``.
 
     Args:
         target: the model.
@@ -200,7 +289,10 @@ def extract_features(
         dataset: images (with annotations for a reference set).
         cache_dir: folder holding caches; each cache is a subfolder named by its key.
         concepts: concept names to keep masks for (reference sets); None for a target set.
-        batch_size, num_workers, device: extraction settings (results do not depend on them).
+        batch_size: images per forward pass (part of a resumable run's identity).
+        num_workers: DataLoader worker processes (default: cores - 1, at most 4).
+        device: ``cpu`` or ``cuda``.
+        amp: bfloat16/float16 autocast on the device (faster on GPUs, results differ slightly).
         strict: fail on the first unreadable image instead of skipping it.
         show_progress: show a progress bar.
 
@@ -209,96 +301,157 @@ def extract_features(
     """
     key = cache_key(target, layer, dataset, concepts)
     final = Path(cache_dir) / key
-    if (final / "meta.json").is_file():
-        return FeatureCache.open(final)
+    if not (final / "meta.json").is_file():
+        _extract(target, layer, dataset, final, concepts, batch_size, num_workers, device, amp, strict, show_progress)
+    _barrier()
+    return FeatureCache.open(final)
+
+
+def _extract(target, layer, dataset, final, concepts, batch_size, num_workers, device, amp, strict, show_progress):
+    world, rank = distributed()
     extractor = FeatureExtractor(target, layer)
+    module = target.module.to(device)
     d, h, w = extractor.feature_shape()
     n = len(dataset)
-    tmp = final.with_name(f".{key}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     concept_index = {c: i for i, c in enumerate(concepts)} if concepts is not None else None
+    partial = final.with_name(f".{final.name}.partial")
+    signature = {"world": world, "batch_size": batch_size, "n": n, "shape": [d, h, w], "amp": amp}
+    part = _Part(partial / f"rank{rank}", signature, d, h, w, ActivationStats(d, n * h * w))
+    batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)][rank::world]
+    todo = batches[part.progress["batches"]:]
     if num_workers is None:
         num_workers = min(4, max(0, (os.cpu_count() or 1) - 1))
     loader = torch.utils.data.DataLoader(
-        _Loader(dataset, target.preprocess, concept_index, (h, w)), batch_size=batch_size, shuffle=False,
-        num_workers=num_workers, collate_fn=_collate, pin_memory=device.startswith("cuda"),
-        persistent_workers=False, prefetch_factor=4 if num_workers else None,
-    )
-    module = target.module.to(device)
-    channels_last = device == "cpu"
+        _Loader(dataset, target.preprocess, concept_index, (h, w)), batch_sampler=todo, num_workers=num_workers,
+        collate_fn=_collate, pin_memory=device.startswith("cuda"), prefetch_factor=4 if num_workers else None)
+    channels_last = not device.startswith("cuda")  # faster on CPU for most convnets; measured in bench/speed.py
     if channels_last:
-        module = module.to(memory_format=torch.channels_last)
-    feats = np.memmap(tmp / "features.f16", mode="w+", dtype=np.float16, shape=(max(n, 1), d, h, w))
-    maxima = np.zeros((n, d), np.float32)
-    stats = ActivationStats(d, n * h * w)
-    rows, ids, skipped = [], [], []
-    pairs, mfeat, meval = [], [], []
-    dropped = 0
-    row = 0
+        module.to(memory_format=torch.channels_last)
+    last_commit = time.monotonic()
+    bar = tqdm(total=len(batches), initial=part.progress["batches"], desc=f"features {layer}", unit="batch",
+               disable=not show_progress, leave=False)
     try:
-        for batch in tqdm(loader, desc=f"features {layer}", unit="batch", disable=not show_progress, leave=False):
-            good = [b for b in batch if "error" not in b]
-            for b in batch:
-                if "error" in b:
-                    if strict:
-                        raise DatasetError(b["error"] + " (rerun without --strict to skip unreadable images)")
-                    skipped.append({"image_id": dataset.items[b["index"]][0], "error": b["error"]})
-            if not good:
-                continue
-            x = torch.stack([b["x"] for b in good]).to(device, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            f = extractor(x).float()
-            if not torch.isfinite(f).all():
-                raise ModelError(f"layer {layer!r} produced NaN or infinite activations; check the weights and input scaling")
-            stats.update(f)
-            f = f.cpu()
-            feats[row:row + len(good)] = f.numpy().astype(np.float16)
-            maxima[row:row + len(good)] = f.amax((2, 3)).numpy()
-            for j, b in enumerate(good):
-                rows.append(b["index"])
-                ids.append(dataset.items[b["index"]][0])
-                if concept_index is not None:
-                    for c in b["concepts"]:
-                        pairs.append((row + j, c))
-                    mfeat.append(b["mfeat"].numpy())
-                    meval.append(b["meval"].numpy())
-                    dropped += b["dropped"]
-            row += len(good)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        for batch in loader:
+            _consume(batch, part, extractor, dataset, device, amp, channels_last, strict, layer)
+            part.progress["batches"] += 1
+            bar.update(1)
+            if time.monotonic() - last_commit > CHECKPOINT_SECONDS:
+                part.commit()
+                last_commit = time.monotonic()
+        part.commit()
     finally:
-        target.module.to(memory_format=torch.contiguous_format)
-    if row == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DatasetError(f"none of the {n} images of {dataset.spec!r} could be read (first error: {skipped[0]['error'] if skipped else '?'})")
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s) of {dataset.spec}, e.g. {skipped[0]['error']}", stacklevel=2)
-    if dropped:
-        warnings.warn(f"{dropped} mask(s) of {dataset.spec} were empty after cropping and were skipped", stacklevel=2)
-    feats.flush()
-    del feats
-    os.truncate(tmp / "features.f16", row * d * h * w * 2)  # drop rows of skipped images
-    arrays = {"maxima": maxima[:row], "dataset_index": np.asarray(rows, np.int64)}
+        bar.close()
+        part.close()
+        module.to(memory_format=torch.contiguous_format)
+    _barrier()
+    if rank == 0:
+        _merge(partial, final, world, (d, h, w), target, layer, dataset, concepts)
+
+
+def _consume(batch, part, extractor, dataset, device, amp, channels_last, strict, layer) -> None:
+    good = []
+    for b in batch:
+        if "error" in b:
+            if strict:
+                raise DatasetError(b["error"] + " (rerun without --strict to skip unreadable images)")
+            part.progress["skipped"].append({"index": b["index"], "image_id": dataset.items[b["index"]][0], "error": b["error"]})
+        else:
+            good.append(b)
+    if not good:
+        return
+    x = torch.stack([b["x"] for b in good]).to(device, non_blocking=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device_type=device.split(":")[0], enabled=amp):
+        f = extractor(x)
+    f = f.float().cpu().contiguous()
+    if not torch.isfinite(f).all():
+        raise ModelError(f"layer {layer!r} produced NaN or infinite activations; check the weights and input scaling")
+    index = torch.tensor([b["index"] for b in good], dtype=torch.int64)
+    part.stats.update(f, index)
+    part.append("features", f.numpy().astype(np.float16))
+    part.append("maxima", f.amax((2, 3)).numpy())
+    part.append("index", index.numpy())
+    part.progress["rows"] += len(good)
+    for b in good:
+        if "concepts" in b and b["concepts"]:
+            part.append("pairs", np.array([(b["index"], c) for c in b["concepts"]], np.int64))
+            part.append("masks_feat", b["mfeat"].numpy())
+            part.append("masks_eval", np.packbits(b["meval"].numpy().reshape(len(b["concepts"]), -1), axis=1))
+            part.progress["pairs"] += len(b["concepts"])
+        part.progress["dropped"] += b.get("dropped", 0)
+
+
+def _read(path: Path, dtype, shape_tail: tuple[int, ...]) -> np.ndarray:
+    size = path.stat().st_size
+    n = size // (np.dtype(dtype).itemsize * int(np.prod(shape_tail) if shape_tail else 1))
+    return np.memmap(path, dtype=dtype, mode="r", shape=(n, *shape_tail)) if n else np.zeros((0, *shape_tail), dtype)
+
+
+def _merge(partial: Path, final: Path, world: int, shape, target, layer, dataset, concepts) -> None:
+    """Merge the ranks' parts, in dataset order, into the final cache folder (renamed into place last)."""
+    d, h, w = shape
+    s = EVAL_MASK_SIZE
+    parts = [partial / f"rank{r}" for r in range(world)]
+    index = [np.array(_read(p / "index.i64", np.int64, ())) for p in parts]
+    progress = [read_json(p / "progress.json")["progress"] for p in parts]
+    skipped = sorted((x for pr in progress for x in pr["skipped"]), key=lambda x: x["index"])
+    all_index = np.concatenate(index)
+    n_rows = len(all_index)
+    if n_rows == 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        first = skipped[0]["error"] if skipped else "?"
+        raise DatasetError(f"none of the {len(dataset)} images of {dataset.spec!r} could be read (first error: {first})")
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    order = np.argsort(all_index, kind="stable")
+    src_part = np.concatenate([np.full(len(ix), r) for r, ix in enumerate(index)])[order]
+    src_row = np.concatenate([np.arange(len(ix)) for ix in index])[order]
+    if world == 1:  # already in order: move, don't copy
+        os.replace(parts[0] / "features.f16", tmp / "features.f16")
+        os.replace(parts[0] / "maxima.f32", tmp / "maxima.f32")
+    else:
+        for name, dtype, tail in (("features", np.float16, (d, h, w)), ("maxima", np.float32, (d,))):
+            srcs = [_read(p / f"{name}{_PART_FILES[name]}", dtype, tail) for p in parts]
+            with open(tmp / f"{name}{_PART_FILES[name]}", "wb") as out:
+                for start in range(0, n_rows, 256):
+                    sl = slice(start, start + 256)
+                    chunk = np.stack([srcs[p][r] for p, r in zip(src_part[sl], src_row[sl])])
+                    out.write(chunk.tobytes())
+    stats = None
+    for p in parts:
+        with np.load(p / "stats.npz") as z:
+            st = ActivationStats.from_state({k: z[k] for k in z.files})
+        stats = st if stats is None else (stats.merge(st) or stats)
+    sorted_index = all_index[order]
+    arrays = {"dataset_index": sorted_index}
     arrays.update({f"stats_{k}": v for k, v in stats.state().items()})
-    if concept_index is not None:
-        s = EVAL_MASK_SIZE
-        arrays["pairs"] = np.asarray(pairs, np.int64).reshape(-1, 2)
-        arrays["masks_feat"] = np.concatenate(mfeat) if mfeat else np.zeros((0, h, w), np.float16)
-        me = np.concatenate(meval) if meval else np.zeros((0, s, s), bool)
-        arrays["masks_eval"] = np.packbits(me.reshape(len(me), -1), axis=1)
+    if concepts is not None:
+        pairs = [np.array(_read(p / "pairs.i64", np.int64, (2,))) for p in parts]
+        mf = [np.array(_read(p / "masks_feat.f16", np.float16, (h, w))) for p in parts]
+        me = [np.array(_read(p / "masks_eval.u8", np.uint8, ((s * s + 7) // 8,))) for p in parts]
+        pairs_all = np.concatenate(pairs)
+        o = np.argsort(pairs_all[:, 0], kind="stable")  # dataset order, image's own concept order kept
+        pairs_all = pairs_all[o]
+        pairs_all[:, 0] = np.searchsorted(sorted_index, pairs_all[:, 0])
+        arrays["pairs"] = pairs_all
+        arrays["masks_feat"] = np.concatenate(mf)[o]
+        arrays["masks_eval"] = np.concatenate(me)[o]
     np.savez(tmp / "arrays.npz", **arrays)
-    meta = {"format": CACHE_FORMAT, "key": key, "shape": [row, d, h, w], "layer": layer, "model": target.spec,
-            "model_digest": target.weights_digest, "preprocess": target.preprocess.to_dict(),
-            "dataset": dataset.spec, "dataset_fingerprint": dataset.fingerprint(), "lavise_version": __version__,
-            "image_ids": ids, "skipped": skipped, "concepts": list(concepts) if concepts is not None else []}
+    dropped = sum(pr["dropped"] for pr in progress)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) of {dataset.spec}, e.g. {skipped[0]['error']}", stacklevel=3)
+    if dropped:
+        warnings.warn(f"{dropped} mask(s) of {dataset.spec} were empty after cropping and were skipped", stacklevel=3)
+    ids = [dataset.items[int(i)][0] for i in sorted_index]
+    meta = {"format": CACHE_FORMAT, "key": final.name, "shape": [n_rows, d, h, w], "layer": layer, "model": target.spec,
+            "model_digest": target.weights_digest, "preprocess": target.preprocess.to_dict(), "dataset": dataset.spec,
+            "dataset_fingerprint": dataset.fingerprint(), "lavise_version": __version__, "image_ids": ids,
+            "skipped": skipped, "dropped_masks": dropped, "concepts": list(concepts) if concepts is not None else []}
     write_json(tmp / "meta.json", meta)
     try:
         os.replace(tmp, final)
-    except OSError:
-        # Another process finished the same cache first; theirs is identical.
+    except OSError:  # another process finished the same cache first; theirs is identical
         shutil.rmtree(tmp, ignore_errors=True)
-    return FeatureCache.open(final)
-
+    shutil.rmtree(partial, ignore_errors=True)

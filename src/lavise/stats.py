@@ -1,11 +1,23 @@
 """Per-filter activation statistics gathered while features stream past.
 
-``ActivationStats`` is updated batch by batch and merged across processes. It
-keeps, per filter, the largest K spatial activations (K fixed from the known
-total count), which makes the upper-quantile threshold T_u *exactly* equal to
-``numpy.quantile(..., 0.995)`` with linear interpolation, plus global min/max.
+``ActivationStats`` is updated batch by batch and merged across shards
+(processes, resumed chunks) with results independent of the order:
 
-Threshold rule (``activation_masks``): a cell is active when ``a > T_u``. A
+* **Threshold T_u** (upper 0.5% quantile of each filter's spatial activations).
+  While the number of values above the quantile fits in ``EXACT_LIMIT``, the
+  largest K values per filter are kept and T_u equals
+  ``numpy.quantile(values, 0.995)`` (linear interpolation) exactly. Beyond that,
+  a bottom-k hash sample of ``SAMPLE_SIZE`` spatial positions (the same
+  positions for every filter; mergeable and deterministic) estimates T_u; the
+  rank of the estimate is within ±3·sqrt(q(1-q)/k)·n of the exact rank
+  (±0.0017·n for k = 16384), i.e. T_u lies between the 99.33% and 99.67% quantiles.
+* **Top images**: the ``keep_images`` largest per-image maxima per filter, ties
+  broken by dataset index, so top-p selection needs no O(N) array.
+* Global min / max per filter (for the saturation rule) and counts.
+
+Memory is O(d·(K + keep_images)) whatever the number of images.
+
+Threshold rule (``Thresholds.masks``): a cell is active when ``a > T_u``. A
 filter whose threshold equals its maximum is saturated (e.g. after ReLU6 many
 cells sit at the cap); strict ``>`` would select nothing, so such filters use
 ``a >= T_u``. A constant (dead) filter selects nothing.
@@ -19,6 +31,9 @@ import numpy as np
 import torch
 
 QUANTILE = 0.995
+EXACT_LIMIT = 8192  # per-filter values kept for the exact quantile
+SAMPLE_SIZE = 16384  # positions in the hash sample beyond that
+KEEP_IMAGES = 100
 
 
 def topk_size(n: int, q: float = QUANTILE) -> int:
@@ -27,65 +42,116 @@ def topk_size(n: int, q: float = QUANTILE) -> int:
     return max(1, min(n, n - lo))
 
 
+def _position_hash(index: torch.Tensor, cells: int) -> torch.Tensor:
+    """A fixed pseudo-random priority for each (image, cell): splitmix64 of image*cells + cell."""
+    z = (index[:, None] * cells + torch.arange(cells)[None]).reshape(-1)
+    z = z * -7046029254386353131 + 0x632BE59BD9B4E019  # int64 wraparound arithmetic
+    z = (z ^ (z >> 30)) * -4658895280553007687
+    z = (z ^ (z >> 27)) * -7723592293110705685
+    return z ^ (z >> 31)
+
+
 class ActivationStats:
-    """Streaming per-filter statistics of a layer's spatial activations.
+    """Streaming, mergeable per-filter statistics of a layer's spatial activations.
 
     Args:
         num_filters: d.
-        total_values: number of spatial values per filter over the whole dataset (N*h*w).
+        total_values: spatial values per filter over the whole dataset (N·h·w); fixes exact vs sampled mode.
         q: the quantile for T_u.
+        keep_images: how many top images per filter to remember.
     """
 
-    def __init__(self, num_filters: int, total_values: int, q: float = QUANTILE):
-        self.d, self.n_total, self.q = num_filters, int(total_values), q
+    def __init__(self, num_filters: int, total_values: int, q: float = QUANTILE, keep_images: int = KEEP_IMAGES):
+        self.d, self.n_total, self.q, self.keep_images = num_filters, int(total_values), q, keep_images
         self.k = topk_size(self.n_total, q)
-        self.top = torch.full((num_filters, 0), float("-inf"))
+        self.exact = self.k <= EXACT_LIMIT
+        self.top = torch.zeros((num_filters, 0))  # exact mode: largest values, descending
+        self.sample_prio = torch.zeros(0, dtype=torch.int64)  # sampled mode: hash priorities of kept positions
+        self.sample = torch.zeros((num_filters, 0))  # sampled mode: values at those positions
         self.max = torch.full((num_filters,), float("-inf"))
         self.min = torch.full((num_filters,), float("inf"))
+        self.img_val = torch.zeros((num_filters, 0))
+        self.img_idx = torch.zeros((num_filters, 0), dtype=torch.int64)
         self.count = 0
 
-    def update(self, feats: torch.Tensor) -> None:
-        """Add a batch of feature maps (B, d, h, w)."""
+    def update(self, feats: torch.Tensor, index: torch.Tensor | None = None) -> None:
+        """Add a batch of feature maps (B, d, h, w) of the images with dataset indices ``index`` (B,)."""
         f = feats.detach().to(torch.float32).cpu()
-        vals = f.transpose(0, 1).reshape(self.d, -1)
+        b, d, h, w = f.shape
+        if index is None:
+            index = torch.arange(self.count // (h * w), self.count // (h * w) + b)
+        index = torch.as_tensor(index, dtype=torch.int64)
+        vals = f.transpose(0, 1).reshape(d, -1)  # (d, B·h·w), image-major
         self.count += vals.shape[1]
         self.max = torch.maximum(self.max, vals.amax(1))
         self.min = torch.minimum(self.min, vals.amin(1))
-        self._keep_top(torch.cat([self.top, vals], 1))
+        if self.exact:
+            self._keep_top(torch.cat([self.top, vals], 1))
+        else:
+            self._keep_sample(torch.cat([self.sample_prio, _position_hash(index, h * w)]), torch.cat([self.sample, vals], 1))
+        mx = f.amax((2, 3)).T  # (d, B)
+        self._keep_images(torch.cat([self.img_val, mx], 1), torch.cat([self.img_idx, index[None].expand(d, -1)], 1))
 
     def merge(self, other: "ActivationStats") -> None:
         """Fold in statistics gathered on another shard of the same dataset."""
         self.count += other.count
         self.max = torch.maximum(self.max, other.max)
         self.min = torch.minimum(self.min, other.min)
-        self._keep_top(torch.cat([self.top, other.top], 1))
+        if self.exact:
+            self._keep_top(torch.cat([self.top, other.top], 1))
+        else:
+            self._keep_sample(torch.cat([self.sample_prio, other.sample_prio]), torch.cat([self.sample, other.sample], 1))
+        self._keep_images(torch.cat([self.img_val, other.img_val], 1), torch.cat([self.img_idx, other.img_idx], 1))
 
     def _keep_top(self, cand: torch.Tensor) -> None:
-        k = min(self.k, cand.shape[1])
-        self.top = cand.topk(k, dim=1, sorted=True).values
+        self.top = cand.topk(min(self.k, cand.shape[1]), dim=1, sorted=True).values
+
+    def _keep_sample(self, prio: torch.Tensor, vals: torch.Tensor) -> None:
+        keep = torch.sort(prio, stable=True).indices[:SAMPLE_SIZE]
+        self.sample_prio, self.sample = prio[keep], vals[:, keep]
+
+    def _keep_images(self, val: torch.Tensor, idx: torch.Tensor) -> None:
+        # order by value desc, ties by dataset index asc: the same order whatever the shard order
+        o = torch.sort(idx, dim=1, stable=True).indices
+        val, idx = val.gather(1, o), idx.gather(1, o)
+        o = torch.sort(val, dim=1, descending=True, stable=True).indices[:, : self.keep_images]
+        self.img_val, self.img_idx = val.gather(1, o), idx.gather(1, o)
 
     def thresholds(self) -> np.ndarray:
-        """T_u for every filter, equal to ``np.quantile(values_u, q)`` (linear interpolation)."""
-        n = self.count
-        if n == 0:
+        """T_u for every filter: ``np.quantile(values_u, q)`` (exact mode) or its sample estimate."""
+        if self.count == 0:
             raise ValueError("no activations were recorded")
+        if self.exact:
+            n, top = self.count, self.top
+        else:
+            n, top = self.sample.shape[1], self.sample.sort(dim=1, descending=True).values
         pos = self.q * (n - 1)
         lo = math.floor(pos)
         frac = pos - lo
-        # sorted ascending index i is descending index n-1-i
-        a = self.top[:, n - 1 - lo]
-        b = self.top[:, max(n - 2 - lo, 0)]
+        a = top[:, n - 1 - lo]  # ascending index i is descending index n-1-i
+        b = top[:, max(n - 2 - lo, 0)]
         return (a + frac * (b - a)).numpy().astype(np.float32)
 
+    def top_images(self, p: int) -> tuple[np.ndarray, np.ndarray]:
+        """(d, p) dataset indices and max activations of each filter's top images, most active first."""
+        if p > self.keep_images:
+            raise ValueError(f"only the top {self.keep_images} images per filter are kept")
+        return self.img_idx[:, :p].numpy(), self.img_val[:, :p].numpy()
+
     def state(self) -> dict[str, np.ndarray]:
-        return {"top": self.top.numpy(), "max": self.max.numpy(), "min": self.min.numpy(),
-                "count": np.array([self.count]), "n_total": np.array([self.n_total])}
+        """Arrays that ``from_state`` turns back into an equal object (for checkpoints and caches)."""
+        return {"top": self.top.numpy(), "sample_prio": self.sample_prio.numpy(), "sample": self.sample.numpy(),
+                "max": self.max.numpy(), "min": self.min.numpy(), "img_val": self.img_val.numpy(),
+                "img_idx": self.img_idx.numpy(),
+                "scalars": np.array([self.count, self.n_total, self.keep_images], np.int64), "q": np.array([self.q])}
 
     @classmethod
-    def from_state(cls, s: dict[str, np.ndarray], q: float = QUANTILE) -> "ActivationStats":
-        st = cls(int(s["top"].shape[0]), int(s["n_total"][0]), q)
-        st.top, st.max, st.min = torch.from_numpy(s["top"]), torch.from_numpy(s["max"]), torch.from_numpy(s["min"])
-        st.count = int(s["count"][0])
+    def from_state(cls, s: dict[str, np.ndarray]) -> "ActivationStats":
+        count, n_total, keep = (int(v) for v in s["scalars"])
+        st = cls(int(s["max"].shape[0]), n_total, float(s["q"][0]), keep)
+        for name in ("top", "sample_prio", "sample", "max", "min", "img_val", "img_idx"):
+            setattr(st, name, torch.from_numpy(np.array(s[name])))
+        st.count = count
         return st
 
 
@@ -124,3 +190,8 @@ class Thresholds:
             shape = (-1, 1, 1)
         t, inc, dead = t.view(shape), inc.view(shape), dead.view(shape)
         return torch.where(inc, acts >= t, acts > t) & ~dead
+
+    def qualified(self, maxima: np.ndarray) -> np.ndarray:
+        """Which images qualify for each filter (max activation above T_u, same rule as ``masks``): (N, d) bool."""
+        mx = np.asarray(maxima, dtype=np.float32)
+        return np.where(self.inclusive, mx >= self.values, mx > self.values) & ~self.dead

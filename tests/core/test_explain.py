@@ -52,10 +52,24 @@ def test_unknown_method_is_a_clear_error():
         filter_inputs("gradcam", feats, torch.tensor([0]), _thresholds(feats))
 
 
-def test_top_images_are_most_active_first():
+def test_top_images_are_most_active_first_with_and_without_streaming_stats():
     class C:
         maxima = np.array([[1, 9], [5, 2], [3, 7]], np.float32)
+        dataset_index = np.array([0, 2, 5])
+        shape = (2, 1, 1)
 
-    rows, vals = top_images(C, 2)
+        def __len__(self):
+            return 3
+
+        def rows_of(self, idx):
+            return np.searchsorted(self.dataset_index, idx)
+
+    c = C()
+    st = ActivationStats(2, 3, keep_images=1)
+    st.update(torch.from_numpy(C.maxima).view(3, 2, 1, 1), torch.from_numpy(C.dataset_index))
+    c.stats = st
+    rows, vals = top_images(c, 1)  # from the streaming statistics
+    assert rows.tolist() == [[1], [0]] and vals.tolist() == [[5], [9]]
+    rows, vals = top_images(c, 2)  # more than they kept: a pass over the maxima
     assert rows.tolist() == [[1, 2], [0, 2]]
     assert vals.tolist() == [[5, 3], [9, 7]]

@@ -38,3 +38,49 @@ def test_saturated_filter_keeps_its_capped_cells_and_dead_filter_selects_nothing
     assert int(m[0].sum()) == 1 and bool(m[0, 3, 3])  # only the maximum exceeds the 99.5% quantile
     assert int(m[1].sum()) == 15  # all capped cells, although a > T would select none
     assert int(m[2].sum()) == 0
+
+
+def test_sampled_mode_estimates_the_quantile_within_the_stated_rank_error(monkeypatch):
+    import lavise.stats as S
+
+    monkeypatch.setattr(S, "EXACT_LIMIT", 10)
+    monkeypatch.setattr(S, "SAMPLE_SIZE", 4096)
+    rng = np.random.default_rng(2)
+    feats = torch.from_numpy(rng.normal(size=(400, 2, 6, 6)).astype(np.float32))
+    st = S.ActivationStats(2, 400 * 36)
+    assert not st.exact
+    for i in range(0, 400, 64):
+        st.update(feats[i:i + 64], torch.arange(i, min(i + 64, 400)))
+    values = np.sort(feats.numpy().transpose(1, 0, 2, 3).reshape(2, -1), axis=1)
+    t = st.thresholds()
+    n = values.shape[1]
+    bound = 3 * np.sqrt(0.995 * 0.005 / 4096) * n
+    for u in range(2):
+        rank = np.searchsorted(values[u], t[u])
+        assert abs(rank - 0.995 * n) <= bound + 1
+    # merging shards in any order gives the same sample
+    a, b = S.ActivationStats(2, 400 * 36), S.ActivationStats(2, 400 * 36)
+    a.update(feats[200:], torch.arange(200, 400)); b.update(feats[:200], torch.arange(200))
+    a.merge(b)
+    np.testing.assert_array_equal(a.thresholds(), t)
+
+
+def test_top_images_stream_with_ties_broken_by_index():
+    feats = torch.zeros(6, 2, 1, 1)
+    feats[:, 0, 0, 0] = torch.tensor([3.0, 5.0, 5.0, 1.0, 5.0, 0.0])
+    feats[:, 1, 0, 0] = torch.arange(6.0)
+    st = ActivationStats(2, 6, keep_images=3)
+    st.update(feats[3:], torch.arange(3, 6))
+    st.update(feats[:3], torch.arange(3))
+    idx, val = st.top_images(3)
+    assert idx.tolist() == [[1, 2, 4], [5, 4, 3]]
+    assert val.tolist() == [[5, 5, 5], [5, 4, 3]]
+
+
+def test_state_round_trip():
+    feats = torch.randn(5, 3, 2, 2)
+    st = ActivationStats(3, 20)
+    st.update(feats)
+    again = ActivationStats.from_state(st.state())
+    np.testing.assert_array_equal(again.thresholds(), st.thresholds())
+    assert again.top_images(5)[0].tolist() == st.top_images(5)[0].tolist()
