@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"lavise: warning: {msg}\n"
     try:
+        _init_distributed(getattr(args, "device", "cpu"))
         return int(args.func(args) or 0)
     except LaviseError as e:
         print(f"lavise: error: {e}", file=sys.stderr)
@@ -72,7 +73,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def progress(args) -> bool:
-    return not getattr(args, "quiet", False)
+    """Progress bars unless --quiet; only rank 0 shows them under torchrun."""
+    import os
+
+    return not getattr(args, "quiet", False) and os.environ.get("RANK", "0") == "0"
+
+
+def is_main_process() -> bool:
+    from .features import distributed
+
+    return distributed()[1] == 0
+
+
+def _init_distributed(device: str) -> None:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .data.base import ConceptDataset, load_rgb
 from .embeddings import Vocabulary, load_embeddings
 from .errors import EmbeddingError, LaviseError, RunError
-from .features import FeatureCache, FeatureExtractor, extract_features
+from .features import FeatureCache, FeatureExtractor, _barrier, distributed, extract_features
 from .io import read_json, write_json, write_text
 from .models import TargetModel, load_model
 from .run import RunFolder, versions
@@ -328,6 +328,7 @@ def explain_filters(
                 "skipped_images": len(cache.meta.get("skipped", [])), "dataset_fingerprint": cache.meta["dataset_fingerprint"],
                 "versions": versions()}
     result = Explanations(cfg["model"], cfg["layer"], method, images.spec, settings, filters)
-    if out is not None or run_dir is not None:
+    if (out is not None or run_dir is not None) and distributed()[1] == 0:
         result.save(out or run_dir)
+    _barrier()
     return result

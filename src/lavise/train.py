@@ -20,7 +20,7 @@ from .data.base import ConceptDataset
 from .embeddings import Embeddings, load_embeddings
 from .errors import DatasetError, EmbeddingError, RunError
 from .explainer import ExplainerHead, hinge_rank_loss
-from .features import extract_features
+from .features import _barrier, distributed, extract_features
 from .io import atomic_path, write_json, write_text
 from .models import TargetModel
 from .run import RunFolder, versions
@@ -190,8 +190,9 @@ def train_explainer(
         "versions": versions(),
     }
     result = TrainedExplainer(head, concepts, cv, config, history)
-    if out is not None:
+    if out is not None and distributed()[1] == 0:  # every rank trains the same head; rank 0 writes it
         result.save(out)
+    _barrier()
     return result
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import EPILOG, add_common, add_explain_options, progress
+from ..cli import EPILOG, add_common, add_explain_options, is_main_process, progress
 
 
 def register(sub) -> None:
@@ -73,6 +73,8 @@ def train(args) -> int:
                               seed=args.seed, device=args.device, batch_size_features=args.batch_size,
                               num_workers=args.workers, strict=args.strict, show_progress=progress(args))
     last = res.history[-1] if res.history else {}
+    if not is_main_process():
+        return 0
     print(f"trained explainer for {tm.spec} {res.config['layer']} on {len(res.concepts)} concepts; "
           f"val top-1 {last.get('val_top1', float('nan')):.3f}, top-5 {last.get('val_top5', float('nan')):.3f}")
     print(f"saved to {Path(args.out).resolve()}")
@@ -89,6 +91,8 @@ def explain(args) -> int:
                              units=units, out=args.out, device=args.device, batch_size=args.batch_size,
                              num_workers=args.workers, strict=args.strict, show_progress=progress(args))
     out = Path(args.out or args.run).resolve()
+    if not is_main_process():
+        return 0
     print(f"explained {len(ex.filters)} filters of {ex.layer}; wrote {out / 'explanations.json'} and .csv")
     for f in [f for f in ex.filters if f.words][:8]:
         print(f"  unit {f.unit:4d}: {', '.join(f.top_words[:8])}")
