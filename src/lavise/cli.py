@@ -30,9 +30,10 @@ def add_explain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--top-images", type=int, default=25, help="top activating images per filter (default 25)")
     p.add_argument("-s", "--words-per-image", type=int, default=5, help="words kept per image (default 5)")
     p.add_argument("-x", "--words", type=int, default=10, help="words reported per filter (default 10)")
-    p.add_argument("--vocabulary", default="common",
-                   help="common (frequent words + concept names), concepts, or a FILE with one word per line")
-    p.add_argument("--vocabulary-size", type=int, default=20000, help="frequent words in 'common' (default 20000)")
+    p.add_argument("--vocabulary", default="nouns",
+                   help="nouns (default: frequent singular nouns + concept names), common (frequent words + concept "
+                        "names), concepts, or a FILE with one word per line")
+    p.add_argument("--vocabulary-size", type=int, default=10000, help="frequent words in nouns/common (default 10000)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0
+    except OSError as e:  # full disk, read-only or unwritable folder: the environment, not a bug
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG):
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(f"lavise: error: cannot write{where}: {e.strerror} (free disk space or fix permissions, "
+              "then rerun the same command to resume)", file=sys.stderr)
+        return 2
 
 
 def progress(args) -> bool:

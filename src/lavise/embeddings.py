@@ -68,7 +68,7 @@ will with within without would yet you your yours yourself yourselves
 """.split())
 
 DEFAULT_SPEC = "glove-6b-50d"
-VOCAB_KINDS = ("common", "concepts", "all", "glove")
+VOCAB_KINDS = ("nouns", "common", "concepts", "all", "glove")
 _COMMON_RE = re.compile(r"[a-z]{3,}")
 _SPLIT_RE = re.compile(r"[\s_\-]+")
 
@@ -173,11 +173,12 @@ class Embeddings:
         warnings.warn(f"{len(new)} phrase(s) not in the {self.name} embeddings, left out: {shown}; {fix}",
                       EmbeddingWarning, stacklevel=3)
 
-    def vocabulary(self, kind: str = "common", concepts: Iterable[str] = (), size: int = 20000) -> Vocabulary:
+    def vocabulary(self, kind: str = "nouns", concepts: Iterable[str] = (), size: int = 20000) -> Vocabulary:
         """Build the candidate words for explanations.
 
         Args:
-            kind: "common" (``size`` most frequent plain words + concepts), "concepts"
+            kind: "nouns" (``size`` most frequent singular common nouns + concepts; readable
+                explanations, the default), "common" (``size`` most frequent plain words + concepts), "concepts"
                 (only ``concepts``), "all"/"glove" (every vocabulary word, concepts
                 first), or the path of a text file (one word/phrase a line, ``#`` comments).
             concepts: concept names; they come first, in their exact form.
@@ -188,11 +189,11 @@ class Embeddings:
         concepts = list(dict.fromkeys(concepts))
         if kind == "concepts":
             vecs, words, _ = self.encode(concepts)
-        elif kind in ("common", "all", "glove"):
+        elif kind in ("nouns", "common", "all", "glove"):
             cvecs, cwords, _ = self.encode(concepts)
             taken = {_key(c) for c in cwords}
-            if kind == "common":
-                bvecs, bwords = self._common(size, taken)
+            if kind in ("nouns", "common"):
+                bvecs, bwords = self._common(size, taken, nouns=kind == "nouns")
             else:
                 bvecs, bwords = self._everything(taken)
                 warnings.warn(f"vocabulary {kind!r} has {len(bwords):,} words: ranking is slower and noisier "
@@ -205,7 +206,7 @@ class Embeddings:
                                  "check the concept names / word file, or use kind='common'")
         return Vocabulary(words=words, vectors=np.ascontiguousarray(vecs, dtype=np.float32), kind=kind)
 
-    def _common(self, size: int, taken: set[str]) -> tuple[np.ndarray, list[str]]:
+    def _common(self, size: int, taken: set[str], nouns: bool = False) -> tuple[np.ndarray, list[str]]:
         raise NotImplementedError
 
     def _everything(self, taken: set[str]) -> tuple[np.ndarray, list[str]]:
@@ -229,14 +230,26 @@ def _read_word_file(path: str) -> list[str]:
     return list(dict.fromkeys(ln for ln in lines if ln))
 
 
+def is_singular_noun(word: str) -> bool:
+    """True for a common noun in its base form ("house", not "houses", "luke" or "sustained").
+
+    Uses lemminflect's English lexicon (shipped with the package, no download).
+    """
+    from lemminflect import getAllLemmas
+
+    lemmas = getAllLemmas(word, upos="NOUN").get("NOUN", ())
+    return word in lemmas
+
+
 def _common_words(words: Sequence[str], size: int, taken: set[str] = frozenset(),
-                  ok: Callable[[int], bool] = lambda i: True) -> tuple[list[str], list[int]]:
-    """The ``size`` first (most frequent) plain lowercase words, with their rows."""
+                  ok: Callable[[int], bool] = lambda i: True, nouns: bool = False) -> tuple[list[str], list[int]]:
+    """The ``size`` first (most frequent) plain lowercase words (or singular nouns), with their rows."""
     out, rows = [], []
     for i, w in enumerate(words):
         if len(out) >= size:
             break
-        if _COMMON_RE.fullmatch(w) and w not in STOPWORDS and w not in taken and ok(i):
+        if (_COMMON_RE.fullmatch(w) and w not in STOPWORDS and w not in taken and ok(i)
+                and (not nouns or is_singular_noun(w))):
             out.append(w)
             rows.append(i)
     return out, rows
@@ -288,8 +301,8 @@ class WordVectors(Embeddings):
                 vecs.append(_normalise(self.matrix[np.asarray(rows)]).mean(axis=0))
         return np.asarray(vecs, np.float32).reshape(len(vecs), self.dim), ok
 
-    def _common(self, size: int, taken: set[str]) -> tuple[np.ndarray, list[str]]:
-        words, rows = _common_words(self.words, size, taken, lambda i: bool(np.any(self.matrix[i])))
+    def _common(self, size: int, taken: set[str], nouns: bool = False) -> tuple[np.ndarray, list[str]]:
+        words, rows = _common_words(self.words, size, taken, lambda i: bool(np.any(self.matrix[i])), nouns)
         return _normalise(self.matrix[np.asarray(rows, dtype=np.int64)]), words
 
     def _everything(self, taken: set[str]) -> tuple[np.ndarray, list[str]]:
@@ -357,8 +370,8 @@ class MiniLM(Embeddings):
         os.replace(tmp, path)
         return vecs
 
-    def _common(self, size: int, taken: set[str]) -> tuple[np.ndarray, list[str]]:
-        words, _ = _common_words(_builtin_words(), size, taken)
+    def _common(self, size: int, taken: set[str], nouns: bool = False) -> tuple[np.ndarray, list[str]]:
+        words, _ = _common_words(_builtin_words(), size, taken, nouns=nouns)
         return self._cached_encode(words), words
 
     def _everything(self, taken: set[str]) -> tuple[np.ndarray, list[str]]:

@@ -274,8 +274,8 @@ def explain_filters(
     p: int = 25,
     s: int = 5,
     x: int = 10,
-    vocabulary: str = "common",
-    vocabulary_size: int = 20000,
+    vocabulary: str = "nouns",
+    vocabulary_size: int = 10000,
     units: list[int] | None = None,
     target: TargetModel | None = None,
     cache_dir: str | Path | None = None,
@@ -293,8 +293,9 @@ def explain_filters(
         images: the target dataset D (labels, if any, are ignored).
         method: one of ``METHODS``.
         p: top activating images per filter; s: words kept per image; x: words per filter.
-        vocabulary: ``common`` (frequent words + concept names), ``concepts`` or a word-list FILE.
-        vocabulary_size: how many frequent words ``common`` takes.
+        vocabulary: ``nouns`` (frequent singular nouns + concept names), ``common`` (frequent words +
+            concept names), ``concepts`` or a word-list FILE.
+        vocabulary_size: how many frequent words ``nouns``/``common`` take.
         units: filters to explain (default all).
         target: the model (default: loaded from the run's config).
         cache_dir: feature cache folder (default ``RUN/cache``).

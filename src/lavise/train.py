@@ -77,7 +77,8 @@ class TrainedExplainer:
         history = []
         log = rf / "train_log.csv"
         if log.is_file():
-            history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(log.open())]
+            with log.open(newline="") as f:
+                history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
         return cls(head, cfg["concepts"], tensors["concept_vectors"], cfg, history)
 
 
