@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .compare import compare_groups
 from .data import load_dataset
 from .explain import Explanations, explain_filters
 from .models import load_model
@@ -11,12 +12,14 @@ from .train import train_explainer
 
 DEMO_MODEL = "efficientnet-lite0"
 DEMO_EMBEDDINGS = "glove-6b-50d"
+DEMO_GROUP = "food"  # the demo's bias analysis: food scenes against all other scenes
 
 
 def run_demo(out: str | Path = "lavise-demo", reference_size: int = 1500, target_size: int = 500, epochs: int = 30,
              seed: int = 0, device: str = "cpu", batch_size: int = 16, num_workers: int | None = None,
              show_progress: bool = True, echo=print) -> Explanations:
-    """Train an explainer for EfficientNet-Lite0 on built-in scenes and explain every filter of its head.
+    """Train an explainer for EfficientNet-Lite0 on built-in scenes, explain every filter of its head,
+    compare food scenes with the other scenes (bias analysis) and write the HTML report.
 
     Args:
         out: run folder.
@@ -27,25 +30,39 @@ def run_demo(out: str | Path = "lavise-demo", reference_size: int = 1500, target
         echo: where progress messages go.
 
     Returns:
-        The ``Explanations`` (also written to ``out``).
+        The ``Explanations`` (also written to ``out``, with ``compare/`` and ``report.html``).
     """
     t0 = time.time()
     out = Path(out)
-    echo(f"[1/4] loading {DEMO_MODEL} (ImageNet weights, offline) and the built-in scenes")
+    echo(f"[1/6] loading {DEMO_MODEL} (ImageNet weights, offline) and the built-in scenes")
     model = load_model(DEMO_MODEL)
     reference = load_dataset(f"builtin:scenes?size={reference_size}&seed={seed}&split=train")
     target = load_dataset(f"builtin:scenes?size={target_size}&seed={seed}&split=test")
-    echo(f"[2/4] training the explainer for layer {model.default_layer} on {len(reference)} reference scenes")
+    echo(f"[2/6] training the explainer for layer {model.default_layer} on {len(reference)} reference scenes")
     trained = train_explainer(model, reference, DEMO_EMBEDDINGS, out=out, epochs=epochs, seed=seed, device=device,
                               batch_size_features=batch_size, num_workers=num_workers, show_progress=show_progress)
     last = trained.history[-1]
     echo(f"      validation top-1 {last.get('val_top1', float('nan')):.3f}, top-5 {last.get('val_top5', float('nan')):.3f} "
          f"among {len(trained.concepts)} concepts")
-    echo(f"[3/4] explaining every filter on {len(target)} target scenes (filter attention)")
+    echo(f"[3/6] explaining every filter on {len(target)} target scenes (filter attention)")
     ex = explain_filters(out, target, target=model, device=device, batch_size=batch_size, num_workers=num_workers,
                          show_progress=show_progress)
-    echo(f"[4/4] done in {time.time() - t0:.0f} s. Results in {out.resolve()}:")
-    echo("      explanations.json, explanations.csv, config.json, train_log.csv, explainer.safetensors")
+    themes = [g for g in target.groups if g and g != "mixed"]
+    group = DEMO_GROUP if DEMO_GROUP in themes else (max(set(themes), key=lambda g: (themes.count(g), g)) if themes else None)
+    if group is not None:
+        echo(f"[4/6] comparing {group} scenes with all other scenes: which filters fire on more of them")
+        cmp = compare_groups(out, target, one_vs_rest=group, out=out / "compare" / f"{group}-vs-rest", target=model,
+                             device=device, batch_size=batch_size, num_workers=num_workers, show_progress=show_progress)
+        for f in cmp.top(5):
+            echo(f"      unit {f.unit:4d}: {group} {f.percentages[group]:5.1f}% vs rest {f.percentages['rest']:5.1f}%  "
+                 f"q {f.q_value:.2g}  {', '.join(f.words[:4])}")
+    echo("[5/6] writing the HTML report")
+    from .report import build_report
+
+    html = build_report(out, dataset=target, show_progress=show_progress)
+    echo(f"[6/6] done in {time.time() - t0:.0f} s. Results in {out.resolve()}:")
+    echo("      explanations.json, explanations.csv, config.json, train_log.csv, explainer.safetensors, compare/")
     for f in [f for f in ex.filters if f.words][:8]:
         echo(f"      unit {f.unit:4d}: {', '.join(f.top_words[:8])}")
+    echo(f"      open {html.resolve()} in a browser")
     return ex
