@@ -24,6 +24,7 @@ import os
 import shutil
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from . import __version__
 from .data.base import ConceptDataset, load_rgb
 from .data.transforms import Preprocess, downsample_masks
 from .errors import DatasetError, ModelError, RunError
-from .io import read_json, write_json
+from .io import atomic_path, read_json, write_json
 from .models import TargetModel
 from .stats import ActivationStats
 
@@ -117,7 +118,13 @@ class FeatureCache:
 
     @classmethod
     def open(cls, path: Path) -> "FeatureCache":
-        path = Path(path)
+        try:
+            return cls._open(Path(path))
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:  # never unpickles: allow_pickle=False
+            raise RunError(f"feature cache {path} is damaged ({str(e)[:150]}); delete that folder and rerun") from None
+
+    @classmethod
+    def _open(cls, path: Path) -> "FeatureCache":
         meta = read_json(path / "meta.json")
         n, d, h, w = meta["shape"]
         feats = np.memmap(path / "features.f16", dtype=np.float16, mode="r", shape=(n, d, h, w))
@@ -230,12 +237,17 @@ class _Part:
         self.progress = {"batches": 0, "rows": 0, "pairs": 0, "skipped": [], "dropped": 0}
         self.stats = stats
         prog = folder / "progress.json"
-        if prog.is_file() and (folder / "stats.npz").is_file():
-            saved = read_json(prog)
-            if saved.get("signature") == signature:
-                self.progress = saved["progress"]
-                with np.load(folder / "stats.npz") as z:
-                    self.stats = ActivationStats.from_state({k: z[k] for k in z.files})
+        saved = read_json(prog) if prog.is_file() else {}
+        stats_file = folder / saved.get("stats", "stats.npz")  # the stats of exactly this checkpoint
+        if saved.get("signature") == signature and stats_file.is_file():
+            self.progress = saved["progress"]
+            with np.load(stats_file) as z:
+                self.stats = ActivationStats.from_state({k: z[k] for k in z.files})
+        if any(self._size(n) > ((folder / f"{n}{e}").stat().st_size if (folder / f"{n}{e}").is_file() else 0)
+               for n, e in _PART_FILES.items()):
+            # a file lost rows of the checkpoint (killed during the merge, which moves files): start over
+            self.progress = {"batches": 0, "rows": 0, "pairs": 0, "skipped": [], "dropped": 0}
+            self.stats = stats
         # drop bytes written after the last checkpoint
         self.files = {}
         for name, ext in _PART_FILES.items():
@@ -258,9 +270,15 @@ class _Part:
         for f in self.files.values():
             f.flush()
             os.fsync(f.fileno())
-        np.savez(self.folder / "stats.tmp.npz", **self.stats.state())
-        os.replace(self.folder / "stats.tmp.npz", self.folder / "stats.npz")
-        write_json(self.folder / "progress.json", {"signature": self.signature, "progress": self.progress})
+        # stats and progress must describe the same batches: a new stats file, then progress.json naming it
+        name = f"stats{self.progress['batches']}.npz"
+        with atomic_path(self.folder / name) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **self.stats.state())
+        prog = self.folder / "progress.json"
+        old = self.folder / read_json(prog).get("stats", "stats.npz") if prog.is_file() else None
+        write_json(prog, {"signature": self.signature, "progress": self.progress, "stats": name})
+        if old is not None and old.name != name:
+            old.unlink(missing_ok=True)
 
     def close(self) -> None:
         for f in self.files.values():
@@ -327,6 +345,7 @@ def _extract(target, layer, dataset, final, concepts, batch_size, num_workers, d
     channels_last = not device.startswith("cuda")  # faster on CPU for most convnets; measured in bench/speed.py
     if channels_last:
         module.to(memory_format=torch.channels_last)
+    every = float(os.environ.get("LAVISE_CHECKPOINT_SECONDS") or CHECKPOINT_SECONDS)  # tests set 0
     last_commit = time.monotonic()
     bar = tqdm(total=len(batches), initial=part.progress["batches"], desc=f"features {layer}", unit="batch",
                disable=not show_progress, leave=False)
@@ -335,7 +354,7 @@ def _extract(target, layer, dataset, final, concepts, batch_size, num_workers, d
             _consume(batch, part, extractor, dataset, device, amp, channels_last, strict, layer)
             part.progress["batches"] += 1
             bar.update(1)
-            if time.monotonic() - last_commit > CHECKPOINT_SECONDS:
+            if time.monotonic() - last_commit >= every:
                 part.commit()
                 last_commit = time.monotonic()
         part.commit()
@@ -421,7 +440,7 @@ def _merge(partial: Path, final: Path, world: int, shape, target, layer, dataset
                     out.write(chunk.tobytes())
     stats = None
     for p in parts:
-        with np.load(p / "stats.npz") as z:
+        with np.load(p / read_json(p / "progress.json").get("stats", "stats.npz")) as z:
             st = ActivationStats.from_state({k: z[k] for k in z.files})
         stats = st if stats is None else (stats.merge(st) or stats)
     sorted_index = all_index[order]

@@ -106,6 +106,14 @@ class ConceptDataset:
         return f"{type(self).__name__}({self.spec!r}, {len(self)} images, {len(self.concepts)} concepts)"
 
 
+def exists(path: Path) -> bool:
+    """``path.exists()`` that is False, not an error, for names the OS rejects (too long, NUL bytes)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def load_rgb(path: Path) -> Image.Image:
     """Open any image (grayscale, palette, CMYK, 16-bit, RGBA) as 8-bit RGB.
 
@@ -116,9 +124,13 @@ def load_rgb(path: Path) -> Image.Image:
         with Image.open(path) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit: the full 0..65535 range maps to 0..255 (a mid-grey stays mid-grey); 32-bit
+                # integers beyond 16 bits are stretched from their own range
                 arr = np.asarray(im, dtype=np.float64)
-                hi = arr.max() if arr.size and arr.max() > 0 else 1.0
-                im = Image.fromarray((arr * (255.0 / hi)).clip(0, 255).astype(np.uint8))
+                lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+                if lo < 0 or hi > 65535:
+                    arr = (arr - lo) * (65535.0 / max(hi - lo, 1.0))
+                im = Image.fromarray(np.round(arr / 257.0).clip(0, 255).astype(np.uint8))
             elif im.mode == "F":
                 arr = np.asarray(im, dtype=np.float64)
                 lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))

@@ -151,7 +151,7 @@ class BrodenDataset(ConceptDataset):
             try:
                 with Image.open(path) as im:
                     self._sizes[i] = (im.height, im.width)
-            except OSError as e:
+            except (OSError, ValueError) as e:
                 raise DatasetError(f"cannot read image {path}: {e} (or add ih/iw to index.csv)") from None
         return self._sizes[i]  # type: ignore[return-value]
 
@@ -162,7 +162,7 @@ class BrodenDataset(ConceptDataset):
                 rgb = np.asarray(im.convert("RGB"), dtype=np.int64)
         except FileNotFoundError:
             raise DatasetError(f"Broden label image not found: {path} (listed in index.csv)") from None
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise DatasetError(f"cannot read Broden label image {path}: {e}") from None
         codes = rgb[..., 0] + 256 * rgb[..., 1]
         lh, lw = codes.shape

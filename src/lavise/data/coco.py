@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..errors import DatasetError
 from . import register_dataset
-from .base import Annotation, ConceptDataset
+from .base import Annotation, ConceptDataset, exists
 
 _CONCEPT_PARTS = ("all", "seen", "held_out")
 _OPTIONS = ("images", "concepts")
@@ -81,31 +81,50 @@ def box_mask(box: Sequence[float], h: int, w: int) -> np.ndarray:
     return m
 
 
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _valid_rle(seg: dict) -> bool:
+    size, counts = seg.get("size"), seg.get("counts")
+    if not (isinstance(size, list) and len(size) == 2 and all(_positive_int(v) for v in size)):
+        return False
+    if isinstance(counts, list):
+        return all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts)
+    return isinstance(counts, str)
+
+
 def _clean_geometry(ann: dict) -> Any:
     """The part of an annotation that gives its mask, or None if it has no area.
 
-    Returns a polygon list, an RLE dict, or ``("bbox", [x, y, w, h])``.
+    Returns a polygon list, an RLE dict, or ``("bbox", [x, y, w, h])``. A malformed
+    segmentation (wrong types, non-finite numbers, an RLE without a valid size) counts as absent.
     """
     seg = ann.get("segmentation")
     if isinstance(seg, dict):
-        if "counts" in seg and "size" in seg:
+        if "counts" in seg and "size" in seg and _valid_rle(seg):
             return seg
     if isinstance(seg, list) and seg:
         if all(isinstance(v, (int, float)) for v in seg):
             seg = [seg]  # a single flat polygon
         # pycocotools reads a 4-number "polygon" as a box, and <3 points has no area anyway.
-        polys = [[float(v) for v in p] for p in seg if isinstance(p, list) and len(p) >= 6]
+        polys = [[float(v) for v in p] for p in seg
+                 if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(_is_num(v) for v in p)]
         if polys:
             return polys
     # No usable segmentation: fall back to the box.
     box = ann.get("bbox")
-    if isinstance(box, list) and len(box) == 4:
-        try:
-            if float(box[2]) > 0 and float(box[3]) > 0:
-                return ("bbox", [float(v) for v in box])
-        except (TypeError, ValueError):
-            return None
+    if isinstance(box, list) and len(box) == 4 and all(_is_num(v) for v in box) and box[2] > 0 and box[3] > 0:
+        return ("bbox", [float(v) for v in box])
     return None
+
+
+def _hashable(v: Any) -> bool:
+    return isinstance(v, (int, str, float)) and not isinstance(v, bool)
 
 
 class CocoDataset(ConceptDataset):
@@ -147,18 +166,17 @@ class CocoDataset(ConceptDataset):
         self._sizes: list[tuple[int, int] | None] = []
         index_of: dict[Any, int] = {}
         for n, im in enumerate(data["images"]):
-            if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
-                raise DatasetError(f"{ann_path}: images[{n}] needs an 'id' and a 'file_name'; fix the entry")
+            if not isinstance(im, dict) or not _hashable(im.get("id")) or not isinstance(im.get("file_name"), str):
+                raise DatasetError(f"{ann_path}: images[{n}] needs an 'id' (number or string) and a 'file_name'; fix the entry")
             if im["id"] in index_of:
                 raise DatasetError(f"{ann_path}: image id {im['id']!r} appears twice in 'images'; ids must be unique")
             index_of[im["id"]] = len(self.items)
             group = im.get("group", im.get("theme"))
             path = self._resolve(im["file_name"], ann_path.parent, images)
             self.items.append((im["file_name"], path, None if group is None else str(group)))
-            try:
-                self._sizes.append((int(im["height"]), int(im["width"])))
-            except (KeyError, TypeError, ValueError):
-                self._sizes.append(None)  # read from the image file when needed
+            hw = (im.get("height"), im.get("width"))
+            # read from the image file when absent or not positive whole numbers
+            self._sizes.append(hw if all(_positive_int(v) for v in hw) else None)  # type: ignore[arg-type]
 
         # Per image: concept -> raw geometries, kept undecoded until annotations(i).
         self._geoms: list[dict[str, list]] = [{} for _ in self.items]
@@ -166,11 +184,11 @@ class CocoDataset(ConceptDataset):
             if not isinstance(ann, dict):
                 self.skipped["empty"] += 1
                 continue
-            name = categories.get(ann.get("category_id"))
+            name = categories.get(ann.get("category_id")) if _hashable(ann.get("category_id")) else None
             if name is None:
                 self.skipped["unknown_category"] += 1
                 continue
-            i = index_of.get(ann.get("image_id"))
+            i = index_of.get(ann.get("image_id")) if _hashable(ann.get("image_id")) else None
             if i is None:
                 self.skipped["missing_image"] += 1
                 continue
@@ -189,7 +207,7 @@ class CocoDataset(ConceptDataset):
     def _categories(cats: list, ann_path: Path) -> dict[Any, str]:
         out: dict[Any, str] = {}
         for n, c in enumerate(cats):
-            if not isinstance(c, dict) or "id" not in c or not isinstance(c.get("name"), str):
+            if not isinstance(c, dict) or not _hashable(c.get("id")) or not isinstance(c.get("name"), str):
                 raise DatasetError(f"{ann_path}: categories[{n}] needs an 'id' and a 'name'; fix the entry")
             out[c["id"]] = c["name"].strip()
         return out
@@ -212,7 +230,7 @@ class CocoDataset(ConceptDataset):
             return p
         candidates = [images / p, images / p.name, json_dir / p] if images else [json_dir / p]
         for c in candidates:
-            if c.exists():
+            if exists(c):
                 return c
         return candidates[0]  # load_rgb reports the missing file with this path
 
@@ -239,7 +257,7 @@ class CocoDataset(ConceptDataset):
             try:
                 with Image.open(path) as im:
                     size = (im.height, im.width)
-            except OSError as e:
+            except (OSError, ValueError) as e:
                 raise DatasetError(f"cannot read the size of image {path}: {e} (add height/width to the JSON)") from None
             self._sizes[i] = size
         return size
@@ -249,6 +267,12 @@ class CocoDataset(ConceptDataset):
 
         if isinstance(geom, tuple):
             return box_mask(geom[1], h, w)
+        try:
+            return self._decode_segmentation(mask_utils, geom, h, w)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise DatasetError(f"{self.annotation_file}: invalid segmentation ({e}); fix or remove the annotation") from None
+
+    def _decode_segmentation(self, mask_utils, geom: Any, h: int, w: int) -> np.ndarray:
         if isinstance(geom, list):
             rle = mask_utils.merge(mask_utils.frPyObjects(geom, h, w))
         else:
@@ -266,7 +290,10 @@ class CocoDataset(ConceptDataset):
         with warnings.catch_warnings():
             # pycocotools 2.0.x + numpy 2 warn on every decode; the result is correct.
             warnings.filterwarnings("ignore", message=r"__array__ implementation", category=DeprecationWarning)
-            return mask_utils.decode(rle).astype(bool)
+            mask = mask_utils.decode(rle).astype(bool)
+        if mask.shape != (h, w):
+            raise ValueError(f"decoded to shape {mask.shape}")
+        return mask
 
     def annotations(self, i: int) -> list[Annotation]:
         """Decode image ``i``'s masks: one Annotation per concept, instances OR-ed.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,6 +36,10 @@ class _Entry:
     masks: dict[str, Path]
 
 
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _parse_boxes(value: Any, where: str) -> dict[str, list[tuple[float, float, float, float]]]:
     if not isinstance(value, dict):
         raise DatasetError(f"{where}: 'boxes' must map concept -> [[x0, y0, x1, y1], ...]")
@@ -46,8 +51,8 @@ def _parse_boxes(value: Any, where: str) -> dict[str, list[tuple[float, float, f
             raise DatasetError(f"{where}: boxes of {concept!r} must be a list of [x0, y0, x1, y1]")
         parsed = []
         for b in boxes:
-            if not (isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b)):
-                raise DatasetError(f"{where}: box {b!r} of {concept!r} is not [x0, y0, x1, y1] numbers")
+            if not (isinstance(b, list) and len(b) == 4 and all(_finite(v) for v in b)):
+                raise DatasetError(f"{where}: box {b!r} of {concept!r} is not [x0, y0, x1, y1] finite numbers")
             x0, y0, x1, y1 = (float(v) for v in b)
             if x1 <= x0 or y1 <= y0:
                 raise DatasetError(f"{where}: box {b!r} of {concept!r} has x1 <= x0 or y1 <= y0; boxes are corners")
@@ -76,6 +81,8 @@ class ManifestDataset(ConceptDataset):
         except OSError as e:
             raise DatasetError(f"cannot read manifest {path}: {e.strerror or e}") from None
         self._entries: list[_Entry] = []
+        self.skipped: dict[str, int] = {"empty": 0}
+        self._warned_empty = False
         base = path.parent
         for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -117,7 +124,7 @@ class ManifestDataset(ConceptDataset):
             raise DatasetError(
                 f"manifest line {self._entries[i].line}: image not found: {path} (paths are relative to the manifest)"
             ) from None
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise DatasetError(f"manifest line {self._entries[i].line}: cannot read image {path}: {e}") from None
 
     def _read_mask(self, path: Path, h: int, w: int, line: int) -> np.ndarray:
@@ -127,7 +134,7 @@ class ManifestDataset(ConceptDataset):
                     im = im.resize((w, h), Image.Resampling.NEAREST)
                 arr = np.asarray(im)
                 mode = im.mode
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise DatasetError(f"manifest line {line}: cannot read mask {path}: {e}") from None
         if arr.ndim == 3:
             # Colour masks: ignore alpha so that an opaque black background still reads as outside.
@@ -162,6 +169,12 @@ class ManifestDataset(ConceptDataset):
                 m |= self._read_mask(e.masks[c], h, w, e.line)
             if m.any():
                 out.append(Annotation(c, m))
+            else:  # boxes outside the image, or an all-zero mask PNG
+                self.skipped["empty"] += 1
+                if not self._warned_empty:
+                    self._warned_empty = True
+                    warnings.warn(f"{self.manifest_file}: some masks are empty (boxes outside the image or blank "
+                                  "mask files) and are skipped (see dataset.skipped['empty'] for the count)", stacklevel=2)
         return out
 
     def _fingerprint_files(self) -> Sequence[Path]:

@@ -8,6 +8,7 @@ category in one image into one mask, and drop categories seen in fewer than
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -18,7 +19,7 @@ from PIL import Image
 
 from ..errors import DatasetError
 from . import register_dataset
-from .base import Annotation, ConceptDataset
+from .base import Annotation, ConceptDataset, exists
 from .coco import box_mask, check_options, read_json
 
 _OPTIONS = ("images", "merge_synsets", "merge_instances", "min_images")
@@ -42,14 +43,16 @@ def synset_lemma(synset: str) -> str:
 def _object_concept(obj: dict, merge_synsets: bool) -> str | None:
     if merge_synsets:
         syns = obj.get("synsets") or []
-        if syns and isinstance(syns[0], str) and syns[0].strip():
+        if isinstance(syns, str):
+            syns = [syns]
+        if isinstance(syns, list) and syns and isinstance(syns[0], str) and syns[0].strip():
             return synset_lemma(syns[0])
     names = obj.get("names")
     if names is None and "name" in obj:  # older VG releases
         names = [obj["name"]]
     if isinstance(names, str):
         names = [names]
-    if not names or not isinstance(names[0], str):
+    if not isinstance(names, list) or not names or not isinstance(names[0], str):
         return None
     name = " ".join(names[0].lower().split())
     return name or None
@@ -104,20 +107,26 @@ class VisualGenomeDataset(ConceptDataset):
             image_id = entry.get("image_id", entry.get("id")) if isinstance(entry, dict) else None
             if image_id is None:
                 raise DatasetError(f"{obj_path}: entry {n} has no 'image_id'; fix the entry or the file")
+            if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
+                raise DatasetError(f"{obj_path}: entry {n} has image_id {image_id!r}; ids must be numbers or strings")
             if image_id in seen_ids:
                 raise DatasetError(f"{obj_path}: image_id {image_id!r} appears twice; merge its objects into one entry")
             seen_ids.add(image_id)
             self.items.append((str(image_id), self._resolve(entry, image_id, images), None))
-            try:
-                self._sizes.append((int(entry["height"]), int(entry["width"])))
-            except (KeyError, TypeError, ValueError):
-                self._sizes.append(None)
+            hw = (entry.get("height"), entry.get("width"))
+            ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in hw)
+            self._sizes.append(hw if ok else None)  # type: ignore[arg-type]  # else read from the image
             objs = []
-            for obj in entry.get("objects") or []:
+            objects = entry.get("objects") or []
+            if not isinstance(objects, list):
+                raise DatasetError(f"{obj_path}: 'objects' of image {image_id!r} must be a list of objects")
+            for obj in objects:
                 concept = _object_concept(obj, merge_synsets) if isinstance(obj, dict) else None
                 try:
                     box = tuple(float(obj[k]) for k in ("x", "y", "w", "h"))
-                except (KeyError, TypeError, ValueError):
+                    if not all(math.isfinite(v) for v in box) or any(isinstance(obj[k], bool) for k in "xywh"):
+                        concept = None
+                except (KeyError, TypeError, ValueError, OverflowError):
                     concept = None
                 if concept is None:
                     self.skipped["malformed"] += 1
@@ -156,7 +165,7 @@ class VisualGenomeDataset(ConceptDataset):
             return p
         candidates = [images / sub / p if sub else images / p for sub in _SUBDIRS]
         for c in candidates:
-            if c.exists():
+            if exists(c):
                 return c
         return candidates[0]
 
@@ -168,7 +177,7 @@ class VisualGenomeDataset(ConceptDataset):
                     self._sizes[i] = (im.height, im.width)
             except FileNotFoundError:
                 raise DatasetError(f"image not found: {path} (check the images= folder of the vg spec)") from None
-            except OSError as e:
+            except (OSError, ValueError) as e:
                 raise DatasetError(f"cannot read image {path}: {e} (file is corrupt or not an image)") from None
         return self._sizes[i]  # type: ignore[return-value]
 
