@@ -120,29 +120,43 @@ def top_images(cache: FeatureCache, p: int) -> tuple[torch.Tensor, torch.Tensor]
     return torch.from_numpy(rows).long(), torch.from_numpy(np.ascontiguousarray(val))
 
 
-def filter_inputs(method: str, feats: torch.Tensor, units: torch.Tensor, thresholds: Thresholds) -> torch.Tensor:
+def filter_inputs(method: str, feats: torch.Tensor, units: torch.Tensor, thresholds: Thresholds,
+                  image: torch.Tensor | None = None) -> torch.Tensor:
     """Pooled explainer inputs for a batch of (filter, image) pairs.
 
     Args:
         method: ``attention``, ``activation`` or ``original`` (``image`` needs the network: see ``_image_inputs``).
-        feats: (B, d, h, w) feature maps of each pair's image.
+        feats: (M, d, h, w) feature maps of the images involved.
         units: (B,) the filter of each pair.
         thresholds: T_u of the target set.
+        image: (B,) row of ``feats`` of each pair (default: pair b uses ``feats[b]``).
 
     Returns:
         (B, d) pooled inputs.
     """
-    flat = feats.flatten(2)  # (B, d, hw)
+    if method not in ("attention", "activation", "original"):
+        raise LaviseError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    flat = feats.flatten(2)  # (M, d, hw)
+    image = torch.arange(len(units)) if image is None else image
+    pooled = flat.mean(-1)  # (M, d)
     if method == "original":
-        return flat.mean(-1)
-    own = flat[torch.arange(len(units)), units]  # (B, hw)
+        return pooled[image]
+    hw = flat.shape[-1]
+    own = flat[image, units]  # (B, hw)
+    out = torch.empty(len(units), flat.shape[1], dtype=flat.dtype)
     if method == "activation":
         mask = thresholds.masks(own, units=units).to(flat.dtype)  # (B, hw)
-        return (flat * mask[:, None]).mean(-1)
-    if method == "attention":
-        cos = torch.bmm(F.normalize(flat, dim=-1), F.normalize(own, dim=-1)[:, :, None])[..., 0]  # (B, d)
-        return cos * flat.mean(-1)
-    raise LaviseError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    else:
+        own_n = F.normalize(own, dim=-1)
+    # One matmul per image for all of its filters: never a copy of the image's maps per pair.
+    for j in torch.unique(image).tolist():
+        sel = (image == j).nonzero()[:, 0]
+        if method == "activation":
+            out[sel] = (flat[j] @ mask[sel].T).T / hw  # GAP(F ⊙ [A_u > T_u])
+        else:
+            cos = F.normalize(flat[j], dim=-1) @ own_n[sel].T  # (d, k): cos(A_u, A_k) for each pair's u
+            out[sel] = cos.T * pooled[j]  # GAP(cos ⊙ F) = cos ⊙ GAP(F)
+    return out
 
 
 def _image_inputs(pairs_units, pairs_rows, cache, dataset, extractor, thresholds, device) -> torch.Tensor:
@@ -226,8 +240,7 @@ def explain_cache(
             inp = _image_inputs(u, r, cache, dataset, extractor, thr, device)
         else:
             uniq, inv = torch.unique(r, return_inverse=True)
-            f = cache.read(uniq.numpy())[inv]
-            inp = filter_inputs(method, f, u, thr)
+            inp = filter_inputs(method, cache.read(uniq.numpy()), u, thr, image=inv)
         v = head(inp.to(device))
         sims = v @ vocab_t.T
         if penalty is None:
