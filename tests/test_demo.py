@@ -1,0 +1,21 @@
+"""The demo's whole path (real EfficientNet-Lite0, real GloVe, built-in scenes) at a very small size."""
+import json
+
+from lavise.demo import run_demo
+from lavise.embeddings import load_embeddings
+
+
+def test_demo_explains_every_filter_with_real_words(tmp_path):
+    out = tmp_path / "demo"
+    lines = []
+    ex = run_demo(out, reference_size=48, target_size=32, epochs=2, num_workers=0, show_progress=False, echo=lines.append)
+    assert len(ex.filters) == 1280 and ex.layer == "_bn1"
+    vocab = set(load_embeddings("glove-6b-50d").vocabulary("nouns", concepts=json.loads((out / "config.json").read_text())["concepts"],
+                                                          size=10000).words)
+    for f in ex.filters:
+        assert not f.dead
+        assert len(f.words) >= 5, (f.unit, f.words)
+        assert {w["word"] for w in f.words} <= vocab
+    for name in ["explanations.json", "explanations.csv", "config.json", "explainer.safetensors", "report.html"]:
+        assert (out / name).is_file(), name
+    assert any("done in" in line for line in lines)
