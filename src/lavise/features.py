@@ -93,14 +93,76 @@ class FeatureExtractor:
         return tuple(self(x).shape[1:])  # type: ignore[return-value]
 
 
+class RowFile:
+    """A read-only (N, ...) array in a flat binary file, read with ``pread``.
+
+    Unlike a memmap, rows read here do not stay mapped into the process, so peak
+    memory does not grow with the number of images a pass touches. Supports the
+    indexing the package uses: ``a[i]``, ``a[i:j]``, ``a[rows]``, ``a[rows, cols]``, ``a[i, j]``.
+    """
+
+    def __init__(self, path: Path, dtype, shape: tuple[int, ...]):
+        self.path, self.dtype, self.shape = Path(path), np.dtype(dtype), tuple(int(x) for x in shape)
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+        self._row_items = int(np.prod(self.shape[1:])) if self.ndim > 1 else 1
+        self._row_bytes = self._row_items * self.dtype.itemsize
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def __del__(self):
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def rows(self, idx) -> np.ndarray:
+        """Rows ``idx`` (a 1-D integer array), in that order; consecutive runs are read in one call."""
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        out = np.empty((len(idx), *self.shape[1:]), self.dtype)
+        if len(idx) == 0:
+            return out
+        if idx.min() < 0 or idx.max() >= self.shape[0]:
+            raise IndexError(f"row out of range for {self.path.name} with {self.shape[0]} rows")
+        flat = out.reshape(len(idx), -1)
+        breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+        for run in np.split(np.arange(len(idx)), breaks):
+            first, n = int(idx[run[0]]), len(run)
+            buf = os.pread(self._fd, n * self._row_bytes, first * self._row_bytes)
+            if len(buf) != n * self._row_bytes:
+                raise RunError(f"feature cache file {self.path} is truncated; delete its folder and rerun")
+            flat[run[0]:run[0] + n] = np.frombuffer(buf, self.dtype).reshape(n, -1)
+        return out
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            first, rest = key[0], key[1:]
+            if isinstance(first, (int, np.integer)):
+                return self.rows([int(first)])[0][rest]
+            block = self[first]
+            if any(isinstance(r, (np.ndarray, list, torch.Tensor)) for r in rest):
+                return block[(np.arange(len(block)), *rest)]
+            return block[(slice(None), *rest)]
+        if isinstance(key, (int, np.integer)):
+            return self.rows([int(key)])[0]
+        if isinstance(key, slice):
+            return self.rows(np.arange(*key.indices(self.shape[0])))
+        return self.rows(np.asarray(key))
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.rows(np.arange(self.shape[0]))
+        return a.astype(dtype) if dtype is not None else a
+
+
 @dataclass
 class FeatureCache:
     """Cached features of one dataset at one layer (see module docstring)."""
 
     path: Path
     meta: dict
-    features: np.ndarray  # memmap (N, d, h, w) float16
-    maxima: np.ndarray  # memmap (N, d) float32
+    features: RowFile  # (N, d, h, w) float16
+    maxima: RowFile  # (N, d) float32
     image_ids: list[str]
     dataset_index: np.ndarray  # (N,) ascending index of each row in the dataset
     stats: ActivationStats
@@ -127,8 +189,8 @@ class FeatureCache:
     def _open(cls, path: Path) -> "FeatureCache":
         meta = read_json(path / "meta.json")
         n, d, h, w = meta["shape"]
-        feats = np.memmap(path / "features.f16", dtype=np.float16, mode="r", shape=(n, d, h, w))
-        maxima = np.memmap(path / "maxima.f32", dtype=np.float32, mode="r", shape=(n, d))
+        feats = RowFile(path / "features.f16", np.float16, (n, d, h, w))
+        maxima = RowFile(path / "maxima.f32", np.float32, (n, d))
         with np.load(path / "arrays.npz") as z:
             arrays = {k: z[k] for k in z.files}
         stats = ActivationStats.from_state({k.removeprefix("stats_"): v for k, v in arrays.items() if k.startswith("stats_")})
@@ -146,7 +208,7 @@ class FeatureCache:
 
     def read(self, rows: np.ndarray) -> torch.Tensor:
         """Feature maps of ``rows`` as float32 (B, d, h, w)."""
-        return torch.from_numpy(np.asarray(self.features[np.asarray(rows)], dtype=np.float32))
+        return torch.from_numpy(self.features.rows(rows).astype(np.float32))
 
     def pooled(self, rows: np.ndarray | None = None) -> torch.Tensor:
         """Global average of each image's feature maps: (N, d) float32."""

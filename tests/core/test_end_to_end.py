@@ -75,3 +75,17 @@ def test_reference_cache_is_reused_and_masks_are_stored(trained_run, tiny_model,
     assert len(cache.pairs) == n_anns
     assert cache.masks_feat.shape[1:] == (8, 8) and cache.masks_eval.shape[1:] == (56, 56)
     assert float(cache.masks_feat.max()) <= 1.0 and cache.masks_eval.any()
+
+
+def test_rowfile_reads_like_an_array(tmp_path):
+    from lavise.features import RowFile
+
+    a = np.arange(5 * 3 * 2, dtype=np.float16).reshape(5, 3, 2)
+    (tmp_path / "a.f16").write_bytes(a.tobytes())
+    r = RowFile(tmp_path / "a.f16", np.float16, a.shape)
+    np.testing.assert_array_equal(r[3], a[3])
+    np.testing.assert_array_equal(r[1:4], a[1:4])
+    np.testing.assert_array_equal(r[np.array([4, 0, 1, 2])], a[[4, 0, 1, 2]])
+    np.testing.assert_array_equal(r[np.array([1, 3]), np.array([2, 0])], a[[1, 3], [2, 0]])
+    np.testing.assert_array_equal(r[2, 1], a[2, 1])
+    np.testing.assert_array_equal(np.asarray(r), a)
