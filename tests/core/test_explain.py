@@ -73,3 +73,18 @@ def test_top_images_are_most_active_first_with_and_without_streaming_stats():
     rows, vals = top_images(c, 2)  # more than they kept: a pass over the maxima
     assert rows.tolist() == [[1, 2], [0, 2]]
     assert vals.tolist() == [[5, 3], [9, 7]]
+
+
+def test_efficientnet_head_activation_is_its_own_hookable_layer():
+    import torch
+
+    from lavise.features import FeatureExtractor
+    from lavise.models import load_model
+
+    tm = load_model("efficientnet-lite0")
+    assert tm.default_layer == "_head_act"
+    x = torch.randn(1, 3, 224, 224)
+    act = FeatureExtractor(tm, "_head_act")(x)
+    pre = FeatureExtractor(tm, "_bn1")(x)
+    assert act.shape == (1, 1280, 7, 7)
+    torch.testing.assert_close(act, pre.clamp(0, 6))  # the head's map, not the stem's (shared ReLU6 module)
