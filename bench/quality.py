@@ -1,0 +1,564 @@
+"""Explanation-quality benchmark: the paper's Table 2 (and Figure 7) on the built-in scenes or a user's dataset.
+
+Built-in benchmark (default)::
+
+    python bench/quality.py                      # 3 seeds, EfficientNet-Lite0 `_bn1`, GloVe-6B-50d
+    python bench/quality.py --seeds 0 --quick    # one small seed, for a smoke test
+
+Per seed: reference = builtin:scenes?split=train&concepts=seen (the 70% seen categories), target =
+builtin:scenes?split=test (all categories, masks of seen and held-out objects). The explainer is trained
+on the reference; every filter is explained on the target with each input method and scored against
+the target's IoU ground truth (IoU > 0.04, accumulated over all images: NetDissect's convention; the
+present-only convention is reported beside it, labelled). Baselines: NetDissect (labels from the
+reference set) and random words. Novel concepts: held-out categories discovered (in a filter's top-10
+words and in its ground truth), for several seen fractions (a plot).
+
+Any dataset::
+
+    python bench/quality.py --run RUN --dataset coco:val.json   # scores an existing run on that dataset
+
+Output: the tables on stdout and ``bench/results/quality-<name>.{md,json}`` with the command and versions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+KS = (1, 5, 10, 20)
+COLUMNS = ("filters", "P@1", "P@5", "P@10", "P@20", "R@1", "R@5", "R@10", "R@20", "F1@10")
+NOVEL_COLUMNS = ("novel_available", "novel_discovered", "novel_filters", "novel_R@10", "novel_R@20", "R@10", "P@1")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, batch_size=128, val_fraction=0.1, x_all=None):
+    """Train a head on the reference pairs whose concept is in ``keep`` (reuses the cached features).
+
+    Mirrors ``lavise.train.train_explainer`` (same head, loss, optimiser, validation split, best epoch).
+    """
+    from lavise.explainer import ExplainerHead, hinge_rank_loss
+    from lavise.train import TrainedExplainer, evaluate_head
+
+    x_all = cache.masked_pooled() if x_all is None else x_all
+    y_all = torch.from_numpy(cache.pairs[:, 1])
+    keep_idx = [concepts.index(c) for c in keep]
+    remap = torch.full((len(concepts),), -1, dtype=torch.long)
+    remap[torch.tensor(keep_idx)] = torch.arange(len(keep_idx))
+    y = remap[y_all]
+    sel = y >= 0
+    x, y = x_all[sel], y[sel]
+    rows = torch.from_numpy(cache.pairs[:, 0])[sel]
+    cv = torch.from_numpy(np.ascontiguousarray(vectors[keep_idx], dtype=np.float32))
+    g = torch.Generator().manual_seed(seed)
+    n_img = len(cache)
+    is_val = torch.zeros(n_img, dtype=torch.bool)
+    is_val[torch.randperm(n_img, generator=g)[: int(round(n_img * val_fraction))]] = True
+    v = is_val[rows]
+    xtr, ytr, xva, yva = x[~v], y[~v], x[v], y[v]
+    torch.manual_seed(seed)
+    head = ExplainerHead(x.shape[1], cv.shape[1])
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    best, best_loss, hist = None, None, None
+    for _ in range(epochs):
+        head.train()
+        perm = torch.randperm(len(xtr), generator=g)
+        for i in range(0, len(perm), batch_size):
+            idx = perm[i:i + batch_size]
+            if len(idx) < 2:
+                continue
+            loss = hinge_rank_loss(head(xtr[idx]), ytr[idx], cv)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        rec = evaluate_head(head, xva, yva, cv)
+        if best_loss is None or rec["val_loss"] < best_loss:
+            best_loss, hist = rec["val_loss"], rec
+            best = {k: t.detach().clone() for k, t in head.state_dict().items()}
+    head.load_state_dict(best)
+    head.eval()
+    return TrainedExplainer(head, list(keep), cv, {"layer": cache.meta["layer"]}, [hist])
+
+
+def method_explainer(m, trained, rtrained):
+    return rtrained if m.endswith("/relu6") else trained
+
+
+def attention_rectified(feats, units, thr):
+    """Improved variant (not the paper's exact formula): filter attention with the cosine taken between the
+    *rectified* maps max(A, 0). At a pre-activation layer (EfficientNet-Lite0 ``_bn1``, before ReLU6) the raw
+    maps carry large negative offsets, so cos(A_u, A_k) is near ±1 for most pairs and the attention barely
+    reweights; the rectified maps are what the next layer actually receives. Inputs are still cos ⊙ GAP(F)."""
+    import torch.nn.functional as F
+
+    flat = feats.flatten(2)
+    pos = flat.clamp_min(0)
+    own = pos[torch.arange(len(units)), units]
+    cos = torch.bmm(F.normalize(pos, dim=-1), F.normalize(own, dim=-1)[:, :, None])[..., 0]
+    return cos * flat.mean(-1)
+
+
+def relu6(f):
+    """The activation that follows ``_bn1`` in EfficientNet-Lite0: what the next layer actually receives."""
+    return f.clamp(0.0, 6.0)
+
+
+def rectified_inputs(method):
+    """Improved variant "X/relu6": the paper's input X built from the *post-activation* maps relu6(F), while
+    thresholds and activation masks still use the pre-activation maps (no ties at the 6.0 cap). The head is
+    trained on GAP(relu6(F) ⊙ M) to match. At ``_bn1`` the raw maps are mostly negative (mean ≈ -3.9, 13% > 0),
+    so zeros outside a mask are not "no activation" and whole-image inputs are ~6-9x the norm of the masked
+    training inputs."""
+    import torch.nn.functional as F
+
+    def build(f_pre, units, thr):
+        f = relu6(f_pre).flatten(2)
+        ar = torch.arange(len(units))
+        if method == "original":
+            return f.mean(-1)
+        if method == "activation":
+            mask = thr.masks(f_pre.flatten(2)[ar, units], units=units).to(f.dtype)
+            return (f * mask[:, None]).mean(-1)
+        own = f[ar, units]
+        cos = torch.bmm(F.normalize(f, dim=-1), F.normalize(own, dim=-1)[:, :, None])[..., 0]
+        return cos * f.mean(-1)
+
+    return build
+
+
+VARIANTS = {"attention-rectified": attention_rectified,
+            "attention/relu6": rectified_inputs("attention"), "activation/relu6": rectified_inputs("activation"),
+            "original/relu6": rectified_inputs("original")}
+
+
+def masked_pooled_relu6(cache):
+    """GAP(relu6(F) ⊙ M) for every reference pair (the training input of the /relu6 variants)."""
+    out = torch.zeros(len(cache.pairs), cache.shape[0])
+    for start in range(0, len(cache.pairs), 1024):
+        sl = slice(start, start + 1024)
+        f = relu6(cache.read(cache.pairs[sl, 0]))
+        m = torch.from_numpy(cache.masks_feat[sl].astype(np.float32))
+        out[sl] = (f * m[:, None]).mean((2, 3))
+    return out
+
+
+def method_vectors(explainer, cache, method, p, units, dataset=None, target=None, batch_pairs=512):
+    """The explainer's output for every (filter, top image) input: the first half of ``explain_cache``,
+    computed once per method so that vocabularies and calibrations reuse it (same code path, checked below)."""
+    from lavise.explain import _image_inputs, compute_thresholds, filter_inputs, top_images
+    from lavise.features import FeatureExtractor
+
+    thr = compute_thresholds(cache)
+    units_t = torch.as_tensor(units, dtype=torch.long)
+    rows, vals = top_images(cache, p)
+    rows, vals = rows[units_t], vals[units_t]
+    pe = rows.shape[1]
+    pair_u = units_t[:, None].expand(-1, pe).reshape(-1)
+    pair_r = rows.reshape(-1)
+    order = torch.argsort(pair_r, stable=True)
+    head = explainer.head.eval()
+    V = torch.empty(len(pair_u), head.emb_dim)
+    extractor = FeatureExtractor(target, explainer.config["layer"]) if method == "image" else None
+    if method == "image":
+        batch_pairs = 32
+    with torch.no_grad():
+        for start in range(0, len(order), batch_pairs):
+            sel = order[start:start + batch_pairs]
+            u, r = pair_u[sel], pair_r[sel]
+            if method == "image":
+                inp = _image_inputs(u, r, cache, dataset, extractor, thr, "cpu")
+            else:
+                uniq, inv = torch.unique(r, return_inverse=True)
+                f = cache.read(uniq.numpy())
+                inp = (VARIANTS[method](f[inv], u, thr) if method in VARIANTS
+                       else filter_inputs(method, f, u, thr, image=inv))
+            V[sel] = head(inp)
+    return {"units": units_t, "rows": rows, "vals": vals, "V": V, "thr": thr, "p": pe}
+
+
+def words_from_vectors(mv, cache, vocab, s, x, explainer=None, calibration=0.0):
+    """The second half of ``explain_cache``: top-s words per input (optionally calibrated), ranked by votes."""
+    from lavise.explain import _rank_words
+
+    vt = torch.from_numpy(np.ascontiguousarray(vocab.vectors, dtype=np.float32))
+    s = min(s, len(vt))
+    pen = None
+    if calibration:
+        seen = set(explainer.concepts)
+        pen = torch.tensor([calibration if w in seen else 0.0 for w in vocab.words])
+    V = mv["V"]
+    idx = torch.empty(len(V), s, dtype=torch.long)
+    sim = torch.empty(len(V), s)
+    for i in range(0, len(V), 2048):
+        sims = V[i:i + 2048] @ vt.T
+        if pen is None:
+            a, b = sims.topk(s, dim=1)
+        else:
+            b = (sims - pen).topk(s, dim=1).indices
+            a = sims.gather(1, b)
+        sim[i:i + 2048], idx[i:i + 2048] = a, b
+    U, pe = len(mv["units"]), mv["p"]
+    fx = _rank_words(mv["units"], mv["rows"], mv["vals"], idx.view(U, pe, s), sim.view(U, pe, s), vocab, mv["thr"],
+                     cache, x)
+    return fx
+
+
+def full_lists(fx, d):
+    out = [[] for _ in range(d)]
+    for f in fx:
+        out[f.unit] = f.top_words
+    return out
+
+
+def gamma_from_vectors(mv, explainer, vocab, pool, max_pairs=8000, seed=0):
+    """γ for calibrated stacking, chosen without labels: on a sample of the (filter, top image) inputs, the share
+    of unseen names among the top-1 predictions over ``pool`` (the candidate concept names) equals their share
+    of ``pool``."""
+    V = mv["V"]
+    rng = np.random.default_rng(seed)
+    pick = torch.from_numpy(rng.choice(len(V), size=min(max_pairs, len(V)), replace=False))
+    pool = set(pool)
+    words = [w for w in vocab.words if w in pool]
+    vecs = torch.from_numpy(vocab.vectors[[vocab.index(w) for w in words]])
+    seen = torch.tensor([w in set(explainer.concepts) for w in words])
+    target_share = float((~seen).float().mean())
+    sims = V[pick] @ vecs.T
+
+    def share(g):
+        return float((~seen[(sims - g * seen.float()).argmax(1)]).float().mean())
+
+    if share(0.0) >= target_share:
+        return 0.0, target_share, share(0.0)
+    lo, hi = 0.0, 2.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if share(mid) < target_share else (lo, mid)
+    return hi, target_share, share(hi)
+
+
+def aggregate(rows_by_seed: list[list[dict]]) -> list[dict]:
+    """Mean and sample SD over seeds of every numeric field, row by row (rows matched by name + convention)."""
+    out = []
+    for r0 in rows_by_seed[0]:
+        key = (r0["name"], r0["convention"])
+        same = [next(r for r in rows if (r["name"], r["convention"]) == key) for rows in rows_by_seed]
+        agg = {"name": r0["name"], "convention": r0["convention"]}
+        for k, v in r0.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                vals = np.array([float(r[k]) for r in same])
+                agg[k] = (float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0)
+        out.append(agg)
+    return out
+
+
+def paired(rows_by_seed, a, b, metric, conv="netdissect"):
+    """Mean and SD over seeds of metric(a) - metric(b)."""
+    diffs = []
+    for rows in rows_by_seed:
+        ra = next(r for r in rows if r["name"] == a and r["convention"] == conv)
+        rb = next(r for r in rows if r["name"] == b and r["convention"] == conv)
+        diffs.append(ra[metric] - rb[metric])
+    diffs = np.array(diffs)
+    return float(diffs.mean()), float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0, diffs.tolist()
+
+
+# ----------------------------------------------------------------------------- one seed
+
+
+def run_seed(args, seed, model, emb):
+    from lavise.data import load_dataset
+    from lavise.dissect import compute_ground_truth
+    from lavise.evaluate import netdissect_lists, random_words, score_row
+    from lavise.explain import explain_cache
+    from lavise.features import extract_features
+    from lavise.train import train_explainer
+
+    t0 = time.time()
+    if model.default_layer != "_bn1":  # the rectified variants only differ from the paper on a pre-activation map
+        args.methods = [m for m in args.methods if not (m.endswith("/relu6") or m == "attention-rectified")]
+        args.novel_methods = [m for m in args.novel_methods if not m.endswith("/relu6")]
+    scn = f"&cache={args.work}"  # own cache: other processes may clear the default one
+    ref = load_dataset(f"builtin:scenes?size={args.reference_size}&seed={seed}&split=train&concepts=seen{scn}")
+    tgt = load_dataset(f"builtin:scenes?size={args.target_size}&seed={seed}&split=test{scn}")
+    held_out = list(tgt.meta["held_out"])
+    run_dir = args.work / (f"seed{seed}" if args.reference_size == 1000 else f"seed{seed}-b{args.reference_size}")
+    trained = train_explainer(model, ref, emb, out=run_dir, epochs=args.epochs, lr=args.lr, seed=seed,
+                              show_progress=False)
+    hist = trained.history[-1]
+    best = trained.config["train"]["best_epoch"]
+    log(f"[seed {seed}] trained on {len(trained.concepts)} seen concepts, best epoch {best}, "
+        f"val top-1 {trained.history[best - 1].get('val_top1', float('nan')):.3f} ({time.time() - t0:.0f} s)")
+    tcache = extract_features(model, model.default_layer, tgt, args.work / "cache-target", concepts=list(tgt.concepts),
+                              show_progress=False)
+    rcache = extract_features(model, model.default_layer, ref, run_dir / "cache", concepts=list(trained.concepts),
+                              show_progress=False)
+    gt = compute_ground_truth(tcache)
+    rgt = compute_ground_truth(rcache)
+    log(f"[seed {seed}] ground truth: {gt.summary()} ({time.time() - t0:.0f} s)")
+    rtrained = None
+    if any(m.endswith("/relu6") for m in args.methods):
+        rtrained = train_subset(rcache, list(trained.concepts), trained.concept_vectors.numpy(), list(trained.concepts),
+                                args.epochs, args.lr, seed, x_all=masked_pooled_relu6(rcache))
+        log(f"[seed {seed}] relu6 head: val top-1 {rtrained.history[0]['val_top1']:.3f} ({time.time() - t0:.0f} s)")
+    d = tcache.shape[0]
+    names = list(dict.fromkeys(list(trained.concepts) + list(tgt.concepts)))
+    vocabs = {"nouns": emb.vocabulary("nouns", concepts=names, size=10000),
+              "common": emb.vocabulary("common", concepts=names, size=20000),
+              "names": emb.vocabulary("concepts", concepts=names)}
+    truth_nd, truth_pr = gt.labels("netdissect"), gt.labels("present")
+    # only filters with ground truth (either convention) can score; the others are not explained
+    scored = [u for u in range(d) if truth_nd[u] or truth_pr[u]]
+    rng = np.random.default_rng(seed)
+    cand = [u for u in range(d) if truth_nd[u]]
+    img_units = sorted(rng.choice(cand, size=min(args.image_units, len(cand)), replace=False).tolist())
+    res = {"seed": seed, "layer": model.default_layer, "gt": {c: gt.summary(c) for c in ("netdissect", "present")},
+           "val_top1": trained.history[best - 1].get("val_top1"), "tables": {}, "subset": {}, "novel": [],
+           "gamma": {}, "explained_filters": len(scored),
+           "val_top1_relu6": rtrained.history[0]["val_top1"] if rtrained else None}
+    K = max(KS)
+    mvs = {}
+    for m in args.methods:
+        mvs[m] = method_vectors(method_explainer(m, trained, rtrained), tcache, m, 25, scored)
+        log(f"[seed {seed}] {m} inputs for {len(scored)} filters ({time.time() - t0:.0f} s)")
+    if seed == args.seeds[0]:  # the shared-vector shortcut equals explain_cache
+        chk = explain_cache(trained, tcache, vocabs["names"], args.methods[0], 25, 5, K, scored[:20], show_progress=False)
+        mv = method_vectors(trained, tcache, args.methods[0], 25, scored[:20])
+        assert [f.words for f in chk] == [f.words for f in words_from_vectors(mv, tcache, vocabs["names"], 5, K)]
+    for vname, vocab in vocabs.items():
+        lists = {m: full_lists(words_from_vectors(mvs[m], tcache, vocab, 5, K), d) for m in args.methods}
+        res["gamma"][vname] = {}
+        for m in ("attention", "activation", "attention/relu6", "activation/relu6"):
+            if m in mvs:
+                ex_m = method_explainer(m, trained, rtrained)
+                gamma, share_t, share_g = gamma_from_vectors(mvs[m], ex_m, vocab, names, seed=seed)
+                res["gamma"][vname][m] = {"gamma": gamma, "target_share": share_t, "achieved": share_g}
+                lists[f"{m} +calibrated"] = full_lists(words_from_vectors(mvs[m], tcache, vocab, 5, K, ex_m, gamma), d)
+        lists["netdissect"] = netdissect_lists(rgt)
+        lists["random"] = random_words(vocab.words, d, K, seed)
+        rows = [score_row(n, l, gt, conv, KS, None, held_out, 10) for conv in ("netdissect", "present")
+                for n, l in lists.items()]
+        res["tables"][vname] = rows
+        log(f"[seed {seed}] vocabulary {vname} ({len(vocab.words)} words), gamma {res['gamma'][vname]} ({time.time() - t0:.0f} s)")
+        if vname == "nouns" and "image" in args.subset_methods and args.image_units:
+            mvi = method_vectors(trained, tcache, "image", 25, img_units, tgt, model)
+            sub = {n: lists[n] for n in lists if not n.endswith("calibrated") and n not in ("netdissect", "random")}
+            sub["image"] = full_lists(words_from_vectors(mvi, tcache, vocab, 5, K), d)
+            sub["netdissect"], sub["random"] = lists["netdissect"], lists["random"]
+            res["subset"][vname] = [score_row(n, l, gt, "netdissect", KS, img_units, held_out, 10) for n, l in sub.items()]
+            log(f"[seed {seed}] image masking on {len(img_units)} filters ({time.time() - t0:.0f} s)")
+    # novel concepts vs seen fraction (Figure 7): train on a fraction of the seen categories
+    cvecs = trained.concept_vectors.numpy()
+    vocab = vocabs["nouns"]
+    n_all = len(trained.concepts) + len(held_out)
+    xr6 = masked_pooled_relu6(rcache) if rtrained else None
+    for frac in args.fractions:
+        k = max(2, int(round(frac * len(trained.concepts))))
+        keep = sorted(np.random.default_rng(seed).permutation(trained.concepts)[:k].tolist())
+        for m in args.novel_methods:
+            if m.endswith("/relu6") and rtrained is None:
+                continue
+            if frac >= 1:
+                ex = method_explainer(m, trained, rtrained)
+                mv = mvs[m]
+            else:
+                ex = train_subset(rcache, list(trained.concepts), cvecs, keep, args.epochs, args.lr, seed,
+                                  x_all=xr6 if m.endswith("/relu6") else None)
+                mv = method_vectors(ex, tcache, m, 25, scored)
+            gamma = gamma_from_vectors(mv, ex, vocab, names, seed=seed)[0]
+            for g in (0.0, gamma):
+                lst = full_lists(words_from_vectors(mv, tcache, vocab, 5, K, ex, g), d)
+                row = score_row(m + (" +calibrated" if g else ""), lst, gt, "netdissect", KS, None, held_out, 10)
+                row.update({"seen_fraction": len(ex.concepts) / n_all, "seen_concepts": len(ex.concepts), "gamma": g})
+                res["novel"].append(row)
+        row = score_row("random", random_words(vocab.words, d, K, seed), gt, "netdissect", KS, None, held_out, 10)
+        row.update({"seen_fraction": len(keep) / n_all, "seen_concepts": len(keep), "gamma": 0.0})
+        res["novel"].append(row)
+        log(f"[seed {seed}] novel concepts with {len(keep)} seen categories ({time.time() - t0:.0f} s)")
+    res["seconds"] = time.time() - t0
+    return res
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def versions():
+    from lavise.run import versions as v
+
+    return v()
+
+
+def render(all_res, args, cmd):
+    from lavise.evaluate import format_table
+
+    lines = [f"# Explanation quality: built-in benchmark", "",
+             f"Command: `{cmd}`", "",
+             f"Model efficientnet-lite0, layer `{all_res[0].get('layer', '_bn1')}` (1280 filters, 7x7), embeddings {args.embeddings}; "
+             f"reference {args.reference_size} train scenes (seen categories only), target {args.target_size} test scenes "
+             f"(all categories); seeds {args.seeds}; epochs {args.epochs}, lr {args.lr}; p=25, s=5. "
+             f"Figures are mean ± sample SD over seeds.", ""]
+    gt = all_res[0]["gt"]
+    for conv in ("netdissect", "present"):
+        fw = [r["gt"][conv]["filters_with_ground_truth"] for r in all_res]
+        cp = [r["gt"][conv]["concepts_per_filter"] for r in all_res]
+        lines.append(f"- Ground truth, {conv} convention (IoU > 0.04): {np.mean(fw):.0f} of {gt[conv]['filters']} filters "
+                     f"have ground truth, {np.mean(cp):.2f} concepts each.")
+    lines.append(f"- Head validation top-1 among seen concepts: {np.mean([r['val_top1'] for r in all_res]):.3f}.")
+    lines.append("")
+    for vname, desc in (("nouns", "default vocabulary 'nouns': 10,000 frequent singular GloVe nouns + all 376 category names"),
+                        ("common", "vocabulary 'common': 20,000 frequent GloVe words + all 376 category names"),
+                        ("names", "vocabulary: the 376 category names only")):
+        for conv in ("netdissect", "present"):
+            rows = aggregate([[r for r in res["tables"][vname] if r["convention"] == conv] for res in all_res])
+            lines += [f"## {desc}; ground truth: {conv} convention", "", "```",
+                      format_table(rows, COLUMNS), "```", ""]
+            if conv == "netdissect":
+                lines += ["Novel (held-out) concepts, top-10 words:", "", "```", format_table(rows, NOVEL_COLUMNS), "```", ""]
+        for a, b in (("attention", "activation"), ("activation", "original"), ("attention", "original"),
+                     ("attention/relu6", "activation/relu6"), ("activation/relu6", "original/relu6"),
+                     ("attention/relu6", "original/relu6")):
+            for metric in ("R@10", "P@1"):
+                if not all(any(r["name"] == n for r in all_res[0]["tables"][vname]) for n in (a, b)):
+                    continue
+                mu, sd, vals = paired([res["tables"][vname] for res in all_res], a, b, metric)
+                lines.append(f"- {vname}: {a} − {b}, {metric}: {mu:+.3f} ± {sd:.3f} (per seed {', '.join(f'{v:+.3f}' for v in vals)})")
+        lines.append("")
+    if all_res[0]["subset"]:
+        rows = aggregate([res["subset"]["nouns"] for res in all_res])
+        n = args.image_units
+        lines += [f"## All four input methods on the same {n} random filters with ground truth (image masking is slow: "
+                  f"{n}x25 network reruns per seed); default vocabulary, netdissect convention", "", "```",
+                  format_table(rows, COLUMNS), "```", ""]
+    lines += ["## Novel-concept discovery vs seen fraction (default vocabulary nouns, netdissect convention)", "", "```"]
+    fr = sorted({r["seen_concepts"] for r in all_res[0]["novel"]})
+    nrows = []
+    for k in fr:
+        for name in [n for m in args.novel_methods for n in (m, m + " +calibrated")] + ["random"]:
+            per = [[r for r in res["novel"] if r["seen_concepts"] == k and r["name"] == name] for res in all_res]
+            if not all(per):
+                continue
+            agg = aggregate([[dict(p[0], name=f"{name} [{k} seen]")] for p in per])[0]
+            nrows.append(agg)
+    lines += [format_table(nrows, ("seen_fraction", "gamma") + NOVEL_COLUMNS), "```", ""]
+    g = {f"{v} {m}": np.mean([r["gamma"][v][m]["gamma"] for r in all_res]) for v in all_res[0]["gamma"]
+         for m in all_res[0]["gamma"][v]}
+    lines.append(f"Calibration γ (label-free; mean over seeds): {', '.join(f'{k} {v:.3f}' for k, v in g.items())}.")
+    if all_res[0].get("val_top1_relu6") is not None:
+        lines.append(f"Head validation top-1 among seen concepts, /relu6 head: "
+                     f"{np.mean([r['val_top1_relu6'] for r in all_res]):.3f}.")
+    lines.append("")
+    lines.append(f"Versions: {json.dumps(versions())}; {platform.processor() or platform.machine()}; "
+                 f"wall time {sum(r['seconds'] for r in all_res):.0f} s.")
+    return "\n".join(lines)
+
+
+def plot(all_res, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    names = sorted({r["name"] for r in all_res[0]["novel"]}, key=lambda n: (n == "random", n))
+    for name in names:
+        style = "x:" if name == "random" else ("o" if "relu6" in name else "s") + ("--" if "calibrated" in name else "-")
+        xs = sorted({r["seen_fraction"] for r in all_res[0]["novel"]})
+        for ax, key in zip(axes, ("novel_discovered", "novel_R@10")):
+            # the i-th seen fraction of every seed (fractions are the same per seed up to rounding)
+            vals = np.array([[r[key] for r in sorted((r for r in res["novel"] if r["name"] == name),
+                                                        key=lambda r: r["seen_fraction"])] for res in all_res])
+            ax.errorbar(np.array(xs) * 100, vals.mean(0), yerr=vals.std(0, ddof=1) if len(vals) > 1 else None,
+                        fmt=style, label=name, capsize=3)
+            ax.set_xlabel("seen categories (% of all)")
+            ax.set_ylabel({"novel_discovered": "held-out concepts discovered (top-10)",
+                           "novel_R@10": "recall@10 on held-out concepts"}[key])
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--reference-size", type=int, default=1000)
+    ap.add_argument("--target-size", type=int, default=400)
+    ap.add_argument("--embeddings", default="glove-6b-50d")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--image-units", type=int, default=16)
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.5, 1.0],
+                    help="fractions of the seen categories to train on (Figure 7)")
+    ap.add_argument("--methods", nargs="+", default=["attention", "activation", "original", "attention-rectified",
+                                                      "attention/relu6", "activation/relu6", "original/relu6"])
+    ap.add_argument("--novel-methods", nargs="+", default=["attention", "attention/relu6", "activation/relu6"])
+    ap.add_argument("--subset-methods", nargs="*", default=["image"])
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
+    ap.add_argument("--name", default="builtin")
+    ap.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
+    ap.add_argument("--run", help="user mode: an existing run folder to evaluate")
+    ap.add_argument("--dataset", help="user mode: the dataset spec to evaluate on")
+    args = ap.parse_args(argv)
+    cmd = "python bench/quality.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.run or args.dataset:
+        return user_mode(args, cmd)
+    if args.quick:
+        args.reference_size, args.target_size, args.image_units, args.epochs = 150, 60, 4, 3
+        args.fractions = [0.5, 1.0]
+        args.work = args.work.with_name(args.work.name + "-quick")
+    from lavise.embeddings import load_embeddings
+    from lavise.models import load_model
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model = load_model("efficientnet-lite0")
+    emb = load_embeddings(args.embeddings)
+    all_res = []
+    for seed in args.seeds:
+        all_res.append(run_seed(args, seed, model, emb))
+        (RESULTS / f"quality-{args.name}.partial.json").write_text(json.dumps(all_res, default=str))
+    text = render(all_res, args, cmd)
+    print(text)
+    (RESULTS / f"quality-{args.name}.md").write_text(text + "\n")
+    (RESULTS / f"quality-{args.name}.json").write_text(json.dumps(
+        {"command": cmd, "versions": versions(), "args": {k: str(v) for k, v in vars(args).items()}, "seeds": all_res},
+        indent=1, default=str))
+    plot(all_res, RESULTS / f"novel-concepts-{args.name}.png")
+    (RESULTS / f"quality-{args.name}.partial.json").unlink(missing_ok=True)
+    return 0
+
+
+def user_mode(args, cmd):
+    """Score an existing run on a named dataset: all methods, NetDissect and random words."""
+    from lavise.data import load_dataset
+    from lavise.evaluate import evaluate_run
+
+    if not (args.run and args.dataset):
+        raise SystemExit("user mode needs both --run RUN and --dataset SPEC")
+    ds = load_dataset(args.dataset)
+    ev = evaluate_run(args.run, ds, methods=args.methods + list(args.subset_methods), image_units=args.image_units,
+                      show_progress=True)
+    text = "\n\n".join([f"# Explanation quality on {args.dataset}", f"Command: `{cmd}`",
+                        *[f"## {conv} convention\n\n```\n{ev.table(conv, COLUMNS)}\n```" for conv in ev.ground_truth],
+                        f"Versions: {json.dumps(versions())}"])
+    print(text)
+    name = args.name if args.name != "builtin" else "user"
+    (RESULTS / f"quality-{name}.md").write_text(text + "\n")
+    (RESULTS / f"quality-{name}.json").write_text(json.dumps({"command": cmd, **ev.to_dict()}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

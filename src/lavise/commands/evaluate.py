@@ -1,0 +1,128 @@
+"""Quality subcommands: evaluate (explanations vs IoU ground truth) and dissect (NetDissect baseline)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..cli import EPILOG, add_common, progress
+from ..errors import LaviseError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", epilog=EPILOG,
+                       help="score a run's explanations against IoU ground truth on a dataset with masks")
+    p.add_argument("run", help="run folder written by `lavise train`")
+    p.add_argument("--dataset", required=True, help="evaluated dataset with concept masks")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated explainer inputs to compute and compare (attention,activation,image,original "
+                        "or 'all'); default: the run's explanations.json if present, else attention")
+    p.add_argument("--baselines", default="netdissect,random",
+                   help="comma-separated baselines: netdissect (labels from the run's reference set), random; "
+                        "'none' for neither (default both)")
+    p.add_argument("--reference", help="dataset for the NetDissect baseline (default: the run's reference set)")
+    p.add_argument("-p", "--top-images", type=int, default=25, help="top activating images per filter (default 25)")
+    p.add_argument("-s", "--words-per-image", type=int, default=5, help="words kept per image (default 5)")
+    p.add_argument("-x", "--words", type=int, default=10, help="explanation length for novel-concept counts (default 10)")
+    p.add_argument("--vocabulary", default="nouns", help="nouns (default), common, concepts, or a FILE")
+    p.add_argument("--vocabulary-size", type=int, default=10000, help="frequent words in nouns/common (default 10000)")
+    p.add_argument("--no-dataset-concepts", action="store_true",
+                   help="do not add the evaluated dataset's concept names to the vocabulary")
+    p.add_argument("--iou-threshold", type=float, default=0.04, help="ground-truth IoU threshold (default 0.04)")
+    p.add_argument("--convention", default="netdissect", choices=["netdissect", "present", "both"],
+                   help="ground truth accumulated over all images (netdissect, default) or over the images that "
+                        "contain the concept (present); both reports both, labelled")
+    p.add_argument("--synonyms", type=float, default=None, metavar="SIM",
+                   help="also report a synonym-aware match (embedding cosine >= SIM), separately")
+    p.add_argument("--calibration", type=float, default=0.0,
+                   help="calibrated stacking: subtract this from training-concept similarities (default 0)")
+    p.add_argument("--image-units", type=int, default=None,
+                   help="score the slow 'image' method on a random sample of this many filters")
+    p.add_argument("--units", help="comma-separated filter indices (default all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random baseline (default 0)")
+    add_common(p)
+    p.set_defaults(func=evaluate)
+
+    p = sub.add_parser("dissect", epilog=EPILOG,
+                       help="NetDissect baseline: label each filter by its best-IoU concept, write a CSV")
+    p.add_argument("model", help="model spec (efficientnet-lite0, torchvision:NAME, python:module:factory)")
+    p.add_argument("--weights", help="state_dict / checkpoint / .safetensors file")
+    p.add_argument("--layer", help="dotted layer name (default: the model's default layer)")
+    p.add_argument("--dataset", required=True, help="dataset with concept masks (e.g. broden:DIR, coco:ANN.json)")
+    p.add_argument("--out", default="dissection.csv", help="CSV to write (default dissection.csv)")
+    p.add_argument("--cache-dir", help="feature cache folder (default: beside the CSV, in .lavise-cache)")
+    p.add_argument("--iou-threshold", type=float, default=0.04, help="interpretable when IoU > this (default 0.04)")
+    p.add_argument("--convention", default="netdissect", choices=["netdissect", "present"],
+                   help="IoU over all images (netdissect, default) or over images with the concept (present)")
+    add_common(p)
+    p.set_defaults(func=dissect_cmd)
+
+
+def _csv_list(text: str | None, allowed: tuple[str, ...], what: str) -> list[str]:
+    if text is None:
+        return []
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if items == ["none"]:
+        return []
+    if items == ["all"]:
+        return list(allowed)
+    bad = [t for t in items if t not in allowed]
+    if bad:
+        raise LaviseError(f"unknown {what} {', '.join(bad)}; use any of {', '.join(allowed)}")
+    return items
+
+
+def evaluate(args) -> int:
+    from ..data import load_dataset
+    from ..evaluate import BASELINES, evaluate_run
+    from ..explain import METHODS
+
+    methods = _csv_list(args.methods, METHODS, "method") or None
+    baselines = _csv_list(args.baselines, BASELINES, "baseline")
+    units = [int(u) for u in args.units.split(",")] if args.units else None
+    conventions = ("netdissect", "present") if args.convention == "both" else (args.convention,)
+    ds = load_dataset(args.dataset)
+    ref = load_dataset(args.reference) if args.reference else None
+    ev = evaluate_run(args.run, ds, methods=methods, baselines=baselines, p=args.top_images, s=args.words_per_image,
+                      x=args.words, vocabulary=args.vocabulary, vocabulary_size=args.vocabulary_size,
+                      dataset_concepts_in_vocabulary=not args.no_dataset_concepts, iou_threshold=args.iou_threshold,
+                      conventions=conventions, synonym_threshold=args.synonyms, units=units,
+                      image_units=args.image_units, calibration=args.calibration, seed=args.seed, reference=ref,
+                      device=args.device, batch_size=args.batch_size, num_workers=args.workers, strict=args.strict,
+                      show_progress=progress(args))
+    for conv in conventions:
+        g = ev.ground_truth[conv]
+        print(f"# ground truth ({conv} convention, IoU > {g['iou_threshold']}): {g['filters_with_ground_truth']} of "
+              f"{g['filters']} filters, {g['concepts_per_filter']} concepts each, {g['distinct_concepts']} distinct "
+              f"concepts, {g['images']} images of {args.dataset}")
+        print(ev.table(conv))
+        novel = [r for r in ev.rows if r["convention"] == conv and "novel_discovered" in r]
+        if novel:
+            print(f"# novel concepts ({len(ev.settings['novel_concepts'])} not seen in training):")
+            print(ev.table(conv, ["novel_available", "novel_discovered", "novel_filters", "novel_R@10", "novel_R@20"]))
+        if args.synonyms is not None:
+            print(f"# synonym-aware match (cosine >= {args.synonyms}; not part of the exact metric):")
+            print(ev.table(conv, ["syn_P@1", "syn_P@5", "syn_R@5", "syn_R@10", "syn_F1@10"]))
+        print()
+    print(f"wrote {Path(args.run).resolve() / 'evaluation.json'}")
+    return 0
+
+
+def dissect_cmd(args) -> int:
+    from ..data import load_dataset
+    from ..dissect import dissect
+    from ..io import write_text
+    from ..models import load_model
+
+    tm = load_model(args.model, args.weights)
+    ds = load_dataset(args.dataset)
+    out = Path(args.out)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else out.resolve().parent / ".lavise-cache"
+    dis, _ = dissect(tm, args.layer, ds, cache_dir, iou_threshold=args.iou_threshold, convention=args.convention,
+                     device=args.device, batch_size=args.batch_size, num_workers=args.workers, strict=args.strict,
+                     show_progress=progress(args))
+    write_text(out, dis.csv_text())
+    s = dis.summary()
+    print(f"{s['interpretable']} of {s['units']} units of {dis.layer} interpretable (IoU > {s['iou_threshold']}, "
+          f"{s['convention']} convention), {s['distinct_concepts']} distinct concepts; wrote {out.resolve()}")
+    for r in sorted(dis.rows(), key=lambda r: -r["iou"])[:8]:
+        print(f"  unit {r['unit']:4d}: {r['concept']} (IoU {r['iou']:.3f})")
+    return 0

@@ -1,0 +1,259 @@
+"""Metric code on hand-made activation maps and masks whose IoU, precision and recall are computed by hand."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lavise.cli import main
+from lavise.dissect import Dissection, compute_ground_truth
+from lavise.evaluate import (evaluate_run, format_table, novel_scores, random_words, score_lists,
+                             synonym_scores)
+from lavise.features import FeatureCache
+from lavise.stats import ActivationStats, Thresholds
+
+S = 56
+
+
+def _cache(features, pairs, masks, concepts):
+    n, d = features.shape[:2]
+    st = ActivationStats(d, features[0, 0].size * n)
+    st.update(torch.from_numpy(features.astype(np.float32)))
+    return FeatureCache(Path("."), {"shape": list(features.shape), "layer": "L"}, features.astype(np.float16), features.max((2, 3)), [str(i) for i in range(n)],
+                        np.arange(n), st, concepts, np.asarray(pairs, np.int64).reshape(-1, 2), None,
+                        np.asarray(masks, bool).reshape(-1, S, S))
+
+
+def _box(r0, r1, c0, c1):
+    m = np.zeros((S, S), bool)
+    m[r0:r1, c0:c1] = True
+    return m
+
+
+@pytest.fixture()
+def hand():
+    """3 images, 3 filters (filter 2 dead), concepts cat/dog; maps at 56x56 so upsampling is the identity.
+
+    filter 0: image 0 rows 0-9 x cols 0-9 (100 px), image 1 rows 20-24 x cols 0-9 (50 px)
+    filter 1: all of image 2 (3136 px)
+    cat: image 0 rows 0-9 x cols 0-19 (200 px), image 2 rows 40-49 x cols 40-49 (100 px)
+    dog: image 1 rows 20-29 x cols 0-9 (100 px)
+    """
+    f = np.zeros((3, 3, S, S), np.float32)
+    f[0, 0][_box(0, 10, 0, 10)] = 1
+    f[1, 0][_box(20, 25, 0, 10)] = 1
+    f[2, 1] = 1
+    pairs = [(0, 0), (1, 1), (2, 0)]
+    masks = [_box(0, 10, 0, 20), _box(20, 30, 0, 10), _box(40, 50, 40, 50)]
+    cache = _cache(f, pairs, masks, ["cat", "dog"])
+    thr = Thresholds(np.array([0.5, 0.5, 0.5], np.float32), np.zeros(3, bool), np.array([False, False, True]))
+    return cache, thr
+
+
+def test_iou_by_hand_netdissect_and_present(hand):
+    cache, thr = hand
+    gt = compute_ground_truth(cache, thr, batch_images=2)
+    iou = gt.iou("netdissect")
+    # filter 0: |A|=150; cat: I=100, |M|=300, U=150+300-100=350; dog: I=50, |M|=100, U=150+100-50=200
+    assert iou[0, 0] == pytest.approx(100 / 350)
+    assert iou[0, 1] == pytest.approx(50 / 200)
+    # filter 1: |A|=3136; cat: I=100, U=3136+300-100; dog: I=0
+    assert iou[1, 0] == pytest.approx(100 / 3336)
+    assert iou[1, 1] == 0
+    assert (iou[2] == 0).all()  # dead
+    pres = gt.iou("present")
+    # present-only: filter 0 area in images with cat (0, 2) = 100 -> U=100+300-100; with dog (1) = 50 -> U=50+100-50
+    assert pres[0, 0] == pytest.approx(100 / 300)
+    assert pres[0, 1] == pytest.approx(50 / 100)
+    assert gt.labels("netdissect") == [["cat", "dog"], [], []]  # 100/3336 = 0.030 < 0.04
+    assert gt.labels("present") == [["dog", "cat"], [], []]
+    s = gt.summary()
+    assert s["filters_with_ground_truth"] == 1 and s["concepts_per_filter"] == 2.0
+    dis = Dissection.from_ground_truth(gt, "L")
+    assert dis.label(0) == "cat" and dis.label(1) is None and dis.label(2) is None
+    rows = dis.csv_text().splitlines()
+    assert rows[0] == "layer,unit,concept,iou,interpretable"
+    assert rows[1] == f"L,0,cat,{100 / 350:.6f},1"
+    assert dis.summary()["interpretable"] == 1
+
+
+def test_iou_matches_brute_force_with_upsampling_and_duplicate_pairs():
+    rng = np.random.default_rng(0)
+    n, d, h = 5, 4, 7
+    f = rng.normal(size=(n, d, h, h)).astype(np.float16).astype(np.float32)
+    pairs, masks = [], []
+    for r in range(n):
+        for c in rng.choice(3, size=rng.integers(0, 3), replace=False):
+            pairs.append((r, int(c)))
+            masks.append(rng.random((S, S)) < 0.3)
+    pairs.append(pairs[0])  # a second instance of the same concept in the same image: OR-ed
+    masks.append(rng.random((S, S)) < 0.2)
+    cache = _cache(f, pairs, masks, ["a", "b", "c"])
+    thr = Thresholds.from_stats(cache.stats)
+    gt = compute_ground_truth(cache, batch_images=2)
+    up = F.interpolate(torch.from_numpy(f), size=(S, S), mode="bilinear", align_corners=False).numpy()
+    act = up > thr.values[None, :, None, None]
+    full = np.zeros((n, 3, S, S), bool)
+    for (r, c), m in zip(pairs, masks):
+        full[r, c] |= m
+    for u in range(d):
+        for c in range(3):
+            inter = (act[:, u] & full[:, c]).sum()
+            union = (act[:, u] | full[:, c]).sum()
+            assert gt.iou()[u, c] == pytest.approx(inter / union if union else 0.0)
+            has = full[:, c].reshape(n, -1).any(1)
+            union_p = (act[has, u] | full[has, c]).sum()
+            assert gt.iou("present")[u, c] == pytest.approx(inter / union_p if union_p else 0.0)
+
+
+def test_precision_recall_f1_by_hand():
+    preds = [["cat", "tree", "dog"], ["tree"], ["car"]]
+    truth = [["cat", "dog"], ["car"], []]  # filter 2 has no ground truth: not scored
+    r = score_lists(preds, truth, ks=(1, 2, 5))
+    assert r["filters"] == 2
+    # filter 0: P@1 1, P@2 1/2, P@5 2/5; R@1 1/2, R@2 1/2, R@5 1; F1@1 2/3, F1@2 1/2, F1@5 2*2/(3+2)
+    # filter 1: all 0
+    assert r["P@1"] == pytest.approx(0.5) and r["P@2"] == pytest.approx(0.25) and r["P@5"] == pytest.approx(0.2)
+    assert r["R@1"] == pytest.approx(0.25) and r["R@2"] == pytest.approx(0.25) and r["R@5"] == pytest.approx(0.5)
+    assert r["F1@1"] == pytest.approx(1 / 3) and r["F1@2"] == pytest.approx(0.25) and r["F1@5"] == pytest.approx(0.4)
+    # exact matching is case/space-insensitive, and duplicates count once
+    assert score_lists([["Traffic_Light", "traffic light"]], [["traffic light"]], ks=(2,))["P@2"] == pytest.approx(0.5)
+
+
+def test_f1_cannot_be_gamed_by_long_or_short_lists():
+    vocab = [f"w{i}" for i in range(100)]
+    truth = [["w1", "w2", "w3"]] * 10
+    long = [vocab] * 10
+    short = [["w1"]] * 10
+    honest = [["w1", "w2", "w3"]] * 10
+    k = (100,)
+    rl, rs, rh = score_lists(long, truth, k), score_lists(short, truth, k), score_lists(honest, truth, k)
+    assert rl["R@100"] == 1.0 and rl["F1@100"] == pytest.approx(6 / 103)
+    assert score_lists(short, truth, (1,))["P@1"] == 1.0 and rs["F1@100"] == pytest.approx(0.5)
+    assert rh["F1@100"] == 1.0 > rs["F1@100"] > rl["F1@100"]
+
+
+def test_synonym_match_is_separate_and_by_hand(tiny_glove):
+    from lavise.embeddings import load_embeddings
+
+    emb = load_embeddings(f"glove:{tiny_glove}")
+    preds, truth = [["sun", "tree"]], [["cat"]]
+    assert score_lists(preds, truth, (1, 2))["P@1"] == 0
+    # cos(sun, cat) = 1/sqrt(2) = 0.707; cos(tree, cat) = 0
+    r = synonym_scores(preds, truth, emb, 0.7, ks=(1, 2))
+    assert r["syn_P@1"] == 1.0 and r["syn_R@1"] == 1.0 and r["syn_P@2"] == 0.5
+    assert synonym_scores(preds, truth, emb, 0.75, ks=(1,))["syn_P@1"] == 0.0
+    assert "P@1" not in r  # never mixed into the exact fields
+
+
+def test_novel_concepts_by_hand():
+    preds = [["cat", "zebra"], ["zebra"], ["owl", "cat"], []]
+    truth = [["zebra", "cat"], ["dog"], ["owl"], ["yak"]]
+    r = novel_scores(preds, truth, novel=["zebra", "owl", "yak", "emu"], x=1, ks=(1, 2))
+    # top-1 words: cat, zebra, owl, -; novel ground truth: f0 zebra, f2 owl, f3 yak
+    assert r["novel_available"] == 3 and r["novel_filters"] == 3
+    assert r["novel_discovered"] == 1 and r["novel_discovered_names"] == ["owl"]  # f1 says zebra but its truth is dog
+    assert r["novel_R@1"] == pytest.approx(1 / 3) and r["novel_R@2"] == pytest.approx(2 / 3)
+
+
+def test_random_words_and_table():
+    w = random_words(list("abcdefghij"), 3, 4, seed=1)
+    assert len(w) == 3 and all(len(set(x)) == 4 for x in w)
+    assert w == random_words(list("abcdefghij"), 3, 4, seed=1)
+    t = format_table([{"name": "a", "filters": 2, "P@1": 0.5, "R@10": (0.25, 0.01)}])
+    assert "0.250±0.010" in t and t.splitlines()[0].split()[0] == "method"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_model, squares, tiny_glove):
+    from lavise.embeddings import load_embeddings
+    from lavise.train import train_explainer
+
+    out = tmp_path_factory.mktemp("evalrun")
+    train_explainer(tiny_model, squares, load_embeddings(f"glove:{tiny_glove}"), out=out, epochs=3, batch_size=16,
+                    num_workers=0, show_progress=False)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["embeddings"] = f"glove:{tiny_glove}"
+    (out / "config.json").write_text(json.dumps(cfg))
+    from lavise.run import RunFolder
+    RunFolder(out).record("explainer", ["explainer.safetensors", "config.json", "train_log.csv"])
+    return out
+
+
+def test_evaluate_run_compares_methods_and_baselines(run, tiny_model, squares):
+    ev = evaluate_run(run, squares, methods=["attention", "activation", "original", "image"], reference=squares,
+                      target=tiny_model, vocabulary="concepts", p=5, s=2, x=3, image_units=3, synonym_threshold=0.9,
+                      num_workers=0, show_progress=False)
+    names = [r["name"] for r in ev.rows if r["convention"] == "netdissect"]
+    assert names == ["attention", "activation", "original", "image", "netdissect", "random"]
+    for r in ev.rows:
+        for k in (1, 5, 10, 20):
+            assert 0 <= r[f"P@{k}"] <= 1 and 0 <= r[f"R@{k}"] <= 1 and 0 <= r[f"F1@{k}"] <= 1
+        assert "syn_P@1" in r
+    img = next(r for r in ev.rows if r["name"] == "image")
+    assert img["filters"] <= 3
+    saved = json.loads((run / "evaluation.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(ev.rows))
+    assert saved["ground_truth"]["netdissect"]["filters"] == 16
+    # NetDissect evaluated on its own data is its own ground truth: P@1 = 1 on filters it labels
+    nd = next(r for r in ev.rows if r["name"] == "netdissect" and r["convention"] == "netdissect")
+    labelled = [f for f in saved["filters"] if f["ground_truth"]]
+    assert nd["R@20"] == pytest.approx(1.0) and len(labelled) == nd["filters"]
+
+
+def test_calibration_changes_only_seen_scores(run, tiny_model, squares):
+    from lavise.embeddings import load_embeddings
+    from lavise.explain import explain_cache
+    from lavise.features import extract_features
+    from lavise.train import TrainedExplainer
+
+    ex = TrainedExplainer.load(run)
+    vocab = load_embeddings(ex.config["embeddings"]).vocabulary("common", concepts=ex.concepts, size=10)
+    cache = extract_features(tiny_model, "block2", squares, run / "cache", num_workers=0, show_progress=False)
+    plain = explain_cache(ex, cache, vocab, p=5, s=1, x=3, show_progress=False)
+    same = explain_cache(ex, cache, vocab, p=5, s=1, x=3, show_progress=False, calibration=0.0)
+    assert [f.words for f in plain] == [f.words for f in same]
+    big = explain_cache(ex, cache, vocab, p=5, s=1, x=3, show_progress=False, calibration=10.0)
+    for f in big:
+        assert not set(f.top_words) & set(ex.concepts)  # every seen concept pushed below the unseen words
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope"), "--dataset", "builtin:scenes?size=2"]) == 2
+    assert "lavise: error:" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), "--dataset", "folder:x", "--methods", "bogus"]) == 2
+    assert "unknown method bogus" in capsys.readouterr().err
+
+
+def test_dissect_function_writes_netdissect_labels(tmp_path, tiny_model, squares):
+    from lavise.dissect import dissect
+
+    dis, gt = dissect(tiny_model, None, squares, tmp_path / "cache", num_workers=0, show_progress=False)
+    rows = dis.rows()
+    assert len(rows) == 16 and {r["unit"] for r in rows} == set(range(16))
+    iou = gt.iou()
+    for r in rows:
+        assert r["iou"] == pytest.approx(iou[r["unit"]].max(), abs=1e-6)
+        assert r["interpretable"] == (iou[r["unit"]].max() > 0.04)
+    lines = dis.csv_text().splitlines()
+    assert len(lines) == 17 and lines[1].startswith("block2,0,")
+
+
+def test_cli_evaluate_prints_table_and_writes_json(run, tiny_model, squares, monkeypatch, capsys):
+    import lavise.data
+    import lavise.models
+
+    monkeypatch.setattr(lavise.data, "load_dataset", lambda spec, **kw: squares)
+    monkeypatch.setattr(lavise.models, "load_model", lambda spec, weights=None: tiny_model)
+    (run / "evaluation.json").unlink(missing_ok=True)
+    code = main(["evaluate", str(run), "--dataset", "squares", "--methods", "attention,activation", "--baselines",
+                 "random", "--vocabulary", "concepts", "-p", "5", "--convention", "both", "--synonyms", "0.9",
+                 "--workers", "0", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "ground truth (netdissect convention" in out and "ground truth (present convention" in out
+    assert "attention" in out and "random" in out and "syn_P@1" in out
+    ev = json.loads((run / "evaluation.json").read_text())
+    assert {r["convention"] for r in ev["rows"]} == {"netdissect", "present"}
