@@ -1,0 +1,199 @@
+"""Speed and memory of lavise, as ratios measured in one run (issue 5).
+
+    python bench/speed.py [--images 256] [--model efficientnet-lite0] [--skip-distributed]
+
+Measures, on built-in scenes:
+  1. feature extraction (decode + preprocess + forward + cache) vs the bare forward pass on
+     preloaded tensors in its fastest configuration found here (memory format x batch size);
+  2. an explainer epoch over the cache vs an epoch that recomputes the features;
+  3. explaining every filter (filter attention) vs extracting the target set;
+  4. peak RSS of `lavise explain` on N vs 4N target images (separate processes);
+  5. extraction with one process vs two processes under torchrun (gloo).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save  # noqa: E402
+
+from lavise.data import load_dataset  # noqa: E402
+from lavise.data.base import load_rgb  # noqa: E402
+from lavise.embeddings import load_embeddings  # noqa: E402
+from lavise.explain import explain_cache  # noqa: E402
+from lavise.explainer import ExplainerHead, hinge_rank_loss  # noqa: E402
+from lavise.features import FeatureExtractor, extract_features  # noqa: E402
+from lavise.models import load_model  # noqa: E402
+from lavise.train import TrainedExplainer  # noqa: E402
+
+
+def bare_forward(tm, layer, n_images: int) -> tuple[float, dict]:
+    """Fastest images/s of the forward pass to `layer` on preloaded tensors; and the config that gave it."""
+    ex = FeatureExtractor(tm, layer)
+    crop = tm.preprocess.crop
+    best = (0.0, {})
+    for cl in (False, True):
+        tm.module.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+        for bs in (8, 16, 32):
+            x = torch.randn(bs, 3, crop, crop)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            ex(x)  # warm-up
+            reps = max(2, n_images // bs // 4)
+            times = []
+            for _ in range(3):
+                t = time.perf_counter()
+                for _ in range(reps):
+                    ex(x)
+                times.append((time.perf_counter() - t) / (reps * bs))
+            ips = 1 / min(times)
+            print(f"  bare forward channels_last={cl} batch={bs}: {ips:.1f} img/s", flush=True)
+            if ips > best[0]:
+                best = (ips, {"channels_last": cl, "batch_size": bs})
+    tm.module.to(memory_format=torch.contiguous_format)
+    return best
+
+
+def peak_rss_explain(run: Path, size: int, seed: int) -> float:
+    """Peak RSS (MiB) of a separate `lavise explain` process on `size` target scenes."""
+    code = (
+        "import resource, sys; from lavise.cli import main; "
+        f"rc = main(['explain', {str(run)!r}, '--images', 'builtin:scenes?size={size}&seed={seed}&split=test', "
+        f"'--out', {str(run / f'rss{size}')!r}, '--quiet']); "
+        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
+    if res.returncode:
+        raise RuntimeError(res.stderr[-2000:])
+    return int(res.stdout.split("PEAK")[-1].split()[0]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=256, help="images per measured set (default 256)")
+    ap.add_argument("--model", default="efficientnet-lite0")
+    ap.add_argument("--layer", default=None)
+    ap.add_argument("--skip-distributed", action="store_true")
+    ap.add_argument("--skip-rss", action="store_true")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="lavise-speed-"))
+    os.environ.setdefault("LAVISE_CACHE", str(tmp / "cache-home"))
+    tm = load_model(args.model)
+    layer = args.layer or tm.default_layer
+    n = args.images
+    rows = []
+    data = {}
+
+    print("1. extraction vs bare forward", flush=True)
+    bare, cfg = bare_forward(tm, layer, n)
+    ref = load_dataset(f"builtin:scenes?size={n}&seed=0&split=train")
+    emb = load_embeddings("glove-6b-50d")
+    _, concepts, _ = emb.encode(ref.concepts)
+    t = time.perf_counter()
+    cache = extract_features(tm, layer, ref, tmp / "c1", concepts=concepts, show_progress=False)
+    t_extract = time.perf_counter() - t
+    ext = len(cache) / t_extract
+    rows.append(("extraction / bare forward (images/s)", f"{ext:.1f} / {bare:.1f}", ext / bare, ">= 0.8"))
+    data["extraction"] = {"extract_ips": ext, "bare_ips": bare, "bare_config": cfg}
+
+    print("2. cached vs recomputing epochs", flush=True)
+    x = cache.masked_pooled()
+    y = torch.from_numpy(cache.pairs[:, 1])
+    cv = torch.nn.functional.normalize(torch.randn(len(concepts), emb.dim), dim=1)
+    head = ExplainerHead(cache.shape[0], emb.dim)
+    opt = torch.optim.Adam(head.parameters(), 1e-3)
+
+    def epoch(inputs):
+        head.train()
+        for i in range(0, len(inputs), 128):
+            loss = hinge_rank_loss(head(inputs[i:i + 128]), y[i:i + 128], cv)
+            opt.zero_grad(); loss.backward(); opt.step()
+
+    t = time.perf_counter(); epoch(x); t_cached = time.perf_counter() - t
+    # the alternative: every epoch runs the backbone again on every reference image (no cache)
+    ex = FeatureExtractor(tm, layer)
+    t = time.perf_counter()
+    feats = []
+    for i in range(0, len(ref), cfg["batch_size"]):
+        imgs = torch.stack([tm.preprocess(load_rgb(ref[j].path)) for j in range(i, min(i + cfg["batch_size"], len(ref)))])
+        feats.append(ex(imgs).float())
+    f = torch.cat(feats)
+    m = torch.from_numpy(cache.masks_feat.astype("float32"))
+    x2 = (f[torch.from_numpy(cache.pairs[:, 0])] * m[:, None]).mean((2, 3))
+    epoch(x2)
+    t_recompute = time.perf_counter() - t
+    rows.append(("epoch recomputing features / epoch on cache (s)", f"{t_recompute:.2f} / {t_cached:.3f}",
+                 t_recompute / t_cached, ">= 20"))
+    data["epochs"] = {"cached_s": t_cached, "recompute_s": t_recompute, "pairs": len(x)}
+
+    print("3. explain all filters vs target extraction", flush=True)
+    target = load_dataset(f"builtin:scenes?size={n}&seed=0&split=test")
+    t = time.perf_counter()
+    tcache = extract_features(tm, layer, target, tmp / "c1", show_progress=False)
+    t_textract = time.perf_counter() - t
+    cfg_head = {"in_dim": cache.shape[0], "emb_dim": emb.dim, "hidden": head.hidden, "dropout": 0.1}
+    trained = TrainedExplainer(head.eval(), concepts, cv, {"layer": layer, "head": cfg_head})
+    vocab = emb.vocabulary("nouns", concepts=concepts, size=10000)
+    t = time.perf_counter()
+    explain_cache(trained, tcache, vocab, "attention", show_progress=False)
+    t_explain = time.perf_counter() - t
+    rows.append((f"explain all {cache.shape[0]} filters / target extraction (s)", f"{t_explain:.2f} / {t_textract:.1f}",
+                 t_explain / t_textract, "< 0.10"))
+    data["explain"] = {"explain_s": t_explain, "target_extract_s": t_textract, "filters": cache.shape[0]}
+
+    if not args.skip_rss:
+        print("4. peak RSS at N vs 4N target images", flush=True)
+        run = tmp / "run"
+        trained_cfg = {"model": tm.spec, "weights": None, "model_digest": tm.weights_digest, "layer": layer,
+                       "embeddings": "glove-6b-50d", "concepts": concepts, "head": cfg_head}
+        TrainedExplainer(head.eval(), concepts, cv, trained_cfg).save(run)
+        small, big = max(16, n // 4), max(64, n)
+        rss_small, rss_big = peak_rss_explain(run, small, 1), peak_rss_explain(run, big, 1)
+        rows.append((f"peak RSS explain {big} / {small} images (MiB)", f"{rss_big:.0f} / {rss_small:.0f}",
+                     rss_big / rss_small, "<= 1.10"))
+        data["rss"] = {"small": small, "big": big, "rss_small_mib": rss_small, "rss_big_mib": rss_big}
+
+    if not args.skip_distributed:
+        print("5. one vs two processes (torchrun, gloo)", flush=True)
+        times = {}
+        for nproc in (1, 2):
+            out = tmp / f"dist{nproc}"
+            code = ("import time, torch.distributed as dist, os; from lavise.cli import _init_distributed; "
+                    "_init_distributed('cpu'); from lavise.models import load_model; from lavise.data import load_dataset; "
+                    "from lavise.features import extract_features; tm = load_model(%r); "
+                    "ds = load_dataset('builtin:scenes?size=%d&seed=2&split=test'); t = time.perf_counter(); "
+                    "extract_features(tm, %r, ds, %r, show_progress=False); "
+                    "print('TIME', time.perf_counter() - t) if os.environ.get('RANK', '0') == '0' else None"
+                    ) % (tm.spec, n, layer, str(out))
+            launcher = [sys.executable, "-c", code] if nproc == 1 else [
+                sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--no-python",
+                sys.executable, "-c", code]
+            env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // nproc))}
+            res = subprocess.run(launcher, capture_output=True, text=True, env=env)
+            if res.returncode:
+                raise RuntimeError(res.stderr[-2000:])
+            times[nproc] = float(res.stdout.split("TIME")[-1].split()[0])
+        same = (tmp / "dist1").exists() and sorted(p.name for p in (tmp / "dist1").iterdir()) == sorted(
+            p.name for p in (tmp / "dist2").iterdir())
+        rows.append(("extraction time 1 process / 2 processes (s)", f"{times[1]:.1f} / {times[2]:.1f}",
+                     times[1] / times[2], "(speed-up; same cache key: %s)" % same))
+        data["distributed"] = {"one_s": times[1], "two_s": times[2]}
+
+    table = "| measure | values | ratio | target |\n|---|---|---|---|\n" + "\n".join(
+        f"| {a} | {b} | {c:.3f} | {d} |" for a, b, c, d in rows)
+    print(table)
+    print("saved", save("speed", table, {"rows": rows, "images": n, "model": tm.spec, "layer": layer, **data}))
+
+
+if __name__ == "__main__":
+    main()
