@@ -332,7 +332,7 @@ def compare_groups(
     cache_dir: str | Path | None = None,
     out: str | Path | None = None,
     device: str = "cpu",
-    batch_size: int = 16,
+    batch_size: int = 8,
     num_workers: int | None = None,
     strict: bool = False,
     show_progress: bool = True,

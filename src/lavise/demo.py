@@ -16,7 +16,7 @@ DEMO_GROUP = "food"  # the demo's bias analysis: food scenes against all other s
 
 
 def run_demo(out: str | Path = "lavise-demo", reference_size: int = 1500, target_size: int = 500, epochs: int = 30,
-             seed: int = 0, device: str = "cpu", batch_size: int = 16, num_workers: int | None = None,
+             seed: int = 0, device: str = "cpu", batch_size: int = 8, num_workers: int | None = None,
              show_progress: bool = True, echo=print) -> Explanations:
     """Train an explainer for EfficientNet-Lite0 on built-in scenes, explain every filter of its head,
     compare food scenes with the other scenes (bias analysis) and write the HTML report.

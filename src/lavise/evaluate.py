@@ -258,7 +258,7 @@ def evaluate_run(
     cache_dir: str | Path | None = None,
     save: bool = True,
     device: str = "cpu",
-    batch_size: int = 16,
+    batch_size: int = 8,
     num_workers: int | None = None,
     strict: bool = False,
     show_progress: bool = True,

@@ -95,7 +95,7 @@ def train_explainer(
     seed: int = 0,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
-    batch_size_features: int = 16,
+    batch_size_features: int = 8,
     num_workers: int | None = None,
     strict: bool = False,
     show_progress: bool = True,
