@@ -15,7 +15,7 @@ DEMO_EMBEDDINGS = "glove-6b-50d"
 DEMO_GROUP = "food"  # the demo's bias analysis: food scenes against all other scenes
 
 
-def run_demo(out: str | Path = "lavise-demo", reference_size: int = 1500, target_size: int = 500, epochs: int = 30,
+def run_demo(out: str | Path = "lavise-demo", reference_size: int = 4000, target_size: int = 1000, epochs: int = 30,
              seed: int = 0, device: str = "cpu", batch_size: int = 8, num_workers: int | None = None,
              show_progress: bool = True, echo=print) -> Explanations:
     """Train an explainer for EfficientNet-Lite0 on built-in scenes, explain every filter of its head,

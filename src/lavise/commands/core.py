@@ -9,8 +9,8 @@ from ..cli import EPILOG, add_common, add_explain_options, is_main_process, prog
 def register(sub) -> None:
     p = sub.add_parser("demo", help="train and explain EfficientNet-Lite0 on the built-in scenes (offline, minutes)")
     p.add_argument("--out", default="lavise-demo", help="run folder (default ./lavise-demo)")
-    p.add_argument("--reference-size", type=int, default=1500, help="built-in reference images (default 1500)")
-    p.add_argument("--target-size", type=int, default=500, help="built-in target images (default 500)")
+    p.add_argument("--reference-size", type=int, default=4000, help="built-in reference images (default 4000)")
+    p.add_argument("--target-size", type=int, default=1000, help="built-in target images (default 1000)")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     add_common(p)
