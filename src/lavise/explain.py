@@ -103,18 +103,19 @@ class Explanations:
 def top_images(cache: FeatureCache, p: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The p rows with the largest max activation per filter: (d, p) rows and values, most active first.
 
-    Ties are broken by dataset order. Uses the streaming statistics when they kept enough images,
-    else one chunked pass over the cached maxima; memory is O(d·p) either way.
+    Ties are broken by the map's mean activation, then dataset order. Uses the streaming statistics when
+    they kept enough images, else one chunked pass over the cache; memory is O(d·p) either way.
     """
     p = min(p, len(cache))
     if p <= cache.stats.keep_images:
         idx, val = cache.stats.top_images(p)
-    else:
+    else:  # one more streaming pass over the cached maps (max, then mean, as the statistics rank them)
         acc = ActivationStats(cache.shape[0], 1, keep_images=p)
-        for start in range(0, len(cache), 4096):
-            mx = torch.from_numpy(np.array(cache.maxima[start:start + 4096], dtype=np.float32))
-            ix = torch.from_numpy(np.asarray(cache.dataset_index[start:start + 4096], dtype=np.int64))
-            acc._keep_images(torch.cat([acc.img_val, mx.T], 1), torch.cat([acc.img_idx, ix[None].expand(len(mx.T), -1)], 1))
+        for start in range(0, len(cache), 256):
+            f = cache.read(np.arange(start, min(start + 256, len(cache))))
+            ix = torch.from_numpy(np.asarray(cache.dataset_index[start:start + 256], dtype=np.int64))
+            acc._keep_images(torch.cat([acc.img_val, f.amax((2, 3)).T], 1), torch.cat([acc.img_mean, f.mean((2, 3)).T], 1),
+                             torch.cat([acc.img_idx, ix[None].expand(f.shape[1], -1)], 1))
         idx, val = acc.top_images(p)
     rows = cache.rows_of(idx.reshape(-1)).reshape(idx.shape)
     return torch.from_numpy(rows).long(), torch.from_numpy(np.ascontiguousarray(val))

@@ -40,7 +40,7 @@ from .io import atomic_path, read_json, write_json
 from .models import TargetModel
 from .stats import ActivationStats
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 EVAL_MASK_SIZE = 56  # masks for IoU evaluation: 1/4 of a 224 crop
 CHECKPOINT_SECONDS = 20.0
 

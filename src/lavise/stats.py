@@ -12,7 +12,10 @@
   rank of the estimate is within ±3·sqrt(q(1-q)/k)·n of the exact rank
   (±0.0017·n for k = 16384), i.e. T_u lies between the 99.33% and 99.67% quantiles.
 * **Top images**: the ``keep_images`` largest per-image maxima per filter, ties
-  broken by dataset index, so top-p selection needs no O(N) array.
+  broken by the map's mean activation, then by dataset index, so top-p selection
+  needs no O(N) array. (At a clipping layer such as ReLU6 many images reach the
+  cap; the mean then prefers the images where the filter responds most broadly,
+  not the first ones in the dataset.)
 * Global min / max per filter (for the saturation rule) and counts.
 
 Memory is O(d·(K + keep_images)) whatever the number of images.
@@ -71,6 +74,7 @@ class ActivationStats:
         self.max = torch.full((num_filters,), float("-inf"))
         self.min = torch.full((num_filters,), float("inf"))
         self.img_val = torch.zeros((num_filters, 0))
+        self.img_mean = torch.zeros((num_filters, 0))
         self.img_idx = torch.zeros((num_filters, 0), dtype=torch.int64)
         self.count = 0
 
@@ -89,8 +93,9 @@ class ActivationStats:
             self._keep_top(torch.cat([self.top, vals], 1))
         else:
             self._keep_sample(torch.cat([self.sample_prio, _position_hash(index, h * w)]), torch.cat([self.sample, vals], 1))
-        mx = f.amax((2, 3)).T  # (d, B)
-        self._keep_images(torch.cat([self.img_val, mx], 1), torch.cat([self.img_idx, index[None].expand(d, -1)], 1))
+        mx, mean = f.amax((2, 3)).T, f.mean((2, 3)).T  # (d, B)
+        self._keep_images(torch.cat([self.img_val, mx], 1), torch.cat([self.img_mean, mean], 1),
+                          torch.cat([self.img_idx, index[None].expand(d, -1)], 1))
 
     def merge(self, other: "ActivationStats") -> None:
         """Fold in statistics gathered on another shard of the same dataset."""
@@ -101,7 +106,8 @@ class ActivationStats:
             self._keep_top(torch.cat([self.top, other.top], 1))
         else:
             self._keep_sample(torch.cat([self.sample_prio, other.sample_prio]), torch.cat([self.sample, other.sample], 1))
-        self._keep_images(torch.cat([self.img_val, other.img_val], 1), torch.cat([self.img_idx, other.img_idx], 1))
+        self._keep_images(torch.cat([self.img_val, other.img_val], 1), torch.cat([self.img_mean, other.img_mean], 1),
+                          torch.cat([self.img_idx, other.img_idx], 1))
 
     def _keep_top(self, cand: torch.Tensor) -> None:
         self.top = cand.topk(min(self.k, cand.shape[1]), dim=1, sorted=True).values
@@ -110,12 +116,14 @@ class ActivationStats:
         keep = torch.sort(prio, stable=True).indices[:SAMPLE_SIZE]
         self.sample_prio, self.sample = prio[keep], vals[:, keep]
 
-    def _keep_images(self, val: torch.Tensor, idx: torch.Tensor) -> None:
-        # order by value desc, ties by dataset index asc: the same order whatever the shard order
+    def _keep_images(self, val: torch.Tensor, mean: torch.Tensor, idx: torch.Tensor) -> None:
+        # max desc, then mean desc, then dataset index asc: the same order whatever the shard order
         o = torch.sort(idx, dim=1, stable=True).indices
-        val, idx = val.gather(1, o), idx.gather(1, o)
+        val, mean, idx = val.gather(1, o), mean.gather(1, o), idx.gather(1, o)
+        o = torch.sort(mean, dim=1, descending=True, stable=True).indices
+        val, mean, idx = val.gather(1, o), mean.gather(1, o), idx.gather(1, o)
         o = torch.sort(val, dim=1, descending=True, stable=True).indices[:, : self.keep_images]
-        self.img_val, self.img_idx = val.gather(1, o), idx.gather(1, o)
+        self.img_val, self.img_mean, self.img_idx = val.gather(1, o), mean.gather(1, o), idx.gather(1, o)
 
     def thresholds(self) -> np.ndarray:
         """T_u for every filter: ``np.quantile(values_u, q)`` (exact mode) or its sample estimate."""
@@ -142,14 +150,14 @@ class ActivationStats:
         """Arrays that ``from_state`` turns back into an equal object (for checkpoints and caches)."""
         return {"top": self.top.numpy(), "sample_prio": self.sample_prio.numpy(), "sample": self.sample.numpy(),
                 "max": self.max.numpy(), "min": self.min.numpy(), "img_val": self.img_val.numpy(),
-                "img_idx": self.img_idx.numpy(),
+                "img_mean": self.img_mean.numpy(), "img_idx": self.img_idx.numpy(),
                 "scalars": np.array([self.count, self.n_total, self.keep_images], np.int64), "q": np.array([self.q])}
 
     @classmethod
     def from_state(cls, s: dict[str, np.ndarray]) -> "ActivationStats":
         count, n_total, keep = (int(v) for v in s["scalars"])
         st = cls(int(s["max"].shape[0]), n_total, float(s["q"][0]), keep)
-        for name in ("top", "sample_prio", "sample", "max", "min", "img_val", "img_idx"):
+        for name in ("top", "sample_prio", "sample", "max", "min", "img_val", "img_mean", "img_idx"):
             setattr(st, name, torch.from_numpy(np.array(s[name])))
         st.count = count
         return st

@@ -53,26 +53,41 @@ def test_unknown_method_is_a_clear_error():
 
 
 def test_top_images_are_most_active_first_with_and_without_streaming_stats():
+    maps = torch.tensor([[1.0, 9], [5, 2], [3, 7], [5, 0]]).view(4, 2, 1, 1)  # (N, d, 1, 1)
+    maps[3, 0, 0, 0] = 5.0
+
     class C:
-        maxima = np.array([[1, 9], [5, 2], [3, 7]], np.float32)
-        dataset_index = np.array([0, 2, 5])
+        dataset_index = np.array([0, 2, 5, 6])
         shape = (2, 1, 1)
 
         def __len__(self):
-            return 3
+            return 4
 
         def rows_of(self, idx):
             return np.searchsorted(self.dataset_index, idx)
 
+        def read(self, rows):
+            return maps[torch.as_tensor(rows)]
+
     c = C()
-    st = ActivationStats(2, 3, keep_images=1)
-    st.update(torch.from_numpy(C.maxima).view(3, 2, 1, 1), torch.from_numpy(C.dataset_index))
+    st = ActivationStats(2, 4, keep_images=1)
+    st.update(maps, torch.from_numpy(C.dataset_index))
     c.stats = st
     rows, vals = top_images(c, 1)  # from the streaming statistics
     assert rows.tolist() == [[1], [0]] and vals.tolist() == [[5], [9]]
-    rows, vals = top_images(c, 2)  # more than they kept: a pass over the maxima
-    assert rows.tolist() == [[1, 2], [0, 2]]
-    assert vals.tolist() == [[5, 3], [9, 7]]
+    rows, vals = top_images(c, 3)  # more than they kept: a pass over the cache; the tie 5 = 5 goes to the lower index
+    assert rows.tolist() == [[1, 3, 2], [0, 2, 1]]
+    assert vals.tolist() == [[5, 5, 3], [9, 7, 2]]
+
+
+def test_saturated_ties_prefer_the_broader_response():
+    feats = torch.zeros(3, 1, 2, 2)
+    feats[0, 0, 0, 0] = 6.0  # capped in one cell
+    feats[1, 0] = 6.0  # capped everywhere: the broadest response
+    feats[2, 0, :, 0] = 6.0
+    st = ActivationStats(1, 12, keep_images=3)
+    st.update(feats, torch.arange(3))
+    assert st.top_images(3)[0].tolist() == [[1, 2, 0]]
 
 
 def test_efficientnet_head_activation_is_its_own_hookable_layer():
