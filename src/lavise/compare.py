@@ -362,7 +362,7 @@ def compare_groups(
         raise LaviseError(f"unknown ranking {rank_by!r}; use one of {', '.join(RANK_BY)}")
     rf = RunFolder(run)
     cfg = rf.config()
-    if not rf.has("explanations"):
+    if not rf.has("explanations", verify=True):
         raise RunError(f"run folder {rf.path} has no explanations; run `lavise explain {rf.path} --images ...` first")
     ex = Explanations.load(rf.path)
     if groups is None:
@@ -560,7 +560,7 @@ def compare_models(
             runs.append("")
         else:
             rf = RunFolder(r)
-            if not rf.has("explanations"):
+            if not rf.has("explanations", verify=True):
                 raise RunError(f"run folder {rf.path} has no explanations; run `lavise explain {rf.path} --images ...` first")
             exs.append(Explanations.load(rf.path))
             runs.append(str(rf.path))

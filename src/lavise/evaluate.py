@@ -333,7 +333,7 @@ def evaluate_run(
 
     todo = list(methods) if methods else []
     if not methods:
-        if RunFolder(run).has("explanations"):
+        if RunFolder(run).has("explanations", verify=True):
             ex = Explanations.load(run)
             preds = [[] for _ in range(d)]
             for f in ex.filters:
