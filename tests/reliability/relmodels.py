@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for conftest's TinyNet
+from conftest import TinyNet as _TinyNet  # noqa: E402
 
 from lavise.data.transforms import Preprocess
 
@@ -18,19 +23,11 @@ KILL_AT_FORWARD: int | None = None
 _calls = 0
 
 
-class TinyNet(nn.Module):
-    """Two conv blocks (8 and 16 filters) at 64 px, the same net as tests/conftest.py's."""
+class TinyNet(_TinyNet):
+    """conftest's TinyNet (two conv blocks, 8 and 16 filters, at 64 px) that can kill or slow itself."""
 
     lavise_default_layer = "block2"
     lavise_preprocess = Preprocess(resize=64, crop=64)
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.block1 = nn.Sequential(nn.Conv2d(3, 8, 5, stride=4, padding=2), nn.ReLU())
-        self.block2 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(16, 3)
 
     def forward(self, x):
         global _calls
