@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for conftest's TinyNet
 from conftest import TinyNet as _TinyNet  # noqa: E402
