@@ -84,3 +84,24 @@ def test_state_round_trip():
     again = ActivationStats.from_state(st.state())
     np.testing.assert_array_equal(again.thresholds(), st.thresholds())
     assert again.top_images(5)[0].tolist() == st.top_images(5)[0].tolist()
+
+
+def test_buffered_folds_give_the_same_statistics_as_folding_every_batch(monkeypatch):
+    import lavise.stats as S
+
+    rng = np.random.default_rng(3)
+    feats = torch.from_numpy(rng.normal(size=(60, 4, 3, 3)).astype(np.float32))
+    feats[::7] = 2.0  # ties in max and mean, resolved by dataset index
+    states = []
+    for pending in (1, 50, 10**9):  # fold every batch, every few batches, only at the end
+        monkeypatch.setattr(S, "PENDING_VALUES", pending)
+        st = S.ActivationStats(4, 60 * 9, keep_images=10)
+        for i in range(0, 60, 4):
+            st.update(feats[i:i + 4], torch.arange(i, i + 4))
+        states.append((st.thresholds(), st.top_images(10), st.state()))
+    for thr, (idx, val), state in states[1:]:
+        np.testing.assert_array_equal(thr, states[0][0])
+        np.testing.assert_array_equal(idx, states[0][1][0])
+        np.testing.assert_array_equal(val, states[0][1][1])
+        for k in state:
+            np.testing.assert_array_equal(state[k], states[0][2][k])

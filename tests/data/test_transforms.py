@@ -38,3 +38,16 @@ def test_downsample_masks_gives_cell_coverage():
     m[0, :2, :1] = True  # half of the top-left 2x2 cell
     out = downsample_masks(m, (2, 2))
     assert out.tolist() == [[[0.5, 0.0], [0.0, 0.0]]]
+
+
+def test_downsample_fast_path_equals_adaptive_pooling():
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(4, 224, 224), (2, 56, 70)]:
+        m = torch.rand(shape, generator=g) > 0.6
+        for size in [(7, 7), (56, 56), (5, 9), (8, 14)]:  # divisible (fast path) and not
+            fast, ref = downsample_masks(m, size), F.adaptive_avg_pool2d(m[:, None].float(), size)[:, 0]
+            torch.testing.assert_close(fast, ref, rtol=0, atol=1e-6)
+            if shape[1] % size[0] == 0 and (shape[1] // size[0]) in (4, 8, 32):  # power-of-two blocks: bit-identical
+                assert torch.equal(fast, ref), (shape, size)

@@ -83,4 +83,8 @@ def downsample_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     """Area-average (K, H, W) bool masks to ``size``: the fraction of each cell covered, in [0, 1]."""
     if masks.numel() == 0:
         return torch.zeros((masks.shape[0], *size))
-    return F.adaptive_avg_pool2d(masks[:, None].float(), size)[:, 0]
+    x = masks[:, None].float()
+    (H, W), (h, w) = masks.shape[-2:], size
+    if H % h == 0 and W % w == 0:  # equal blocks: the same values as adaptive pooling, several times faster
+        return F.avg_pool2d(x, (H // h, W // w))[:, 0]
+    return F.adaptive_avg_pool2d(x, size)[:, 0]
