@@ -2,7 +2,7 @@
 
 Built-in benchmark (default)::
 
-    python bench/quality.py                      # 3 seeds, EfficientNet-Lite0 `_bn1`, GloVe-6B-50d
+    python bench/quality.py                      # 3 seeds, EfficientNet-Lite0 `_head_act`, 4,000 reference + 1,000 target scenes per seed, GloVe-6B-50d
     python bench/quality.py --seeds 0 --quick    # one small seed, for a smoke test
 
 Per seed: reference = builtin:scenes?split=train&concepts=seen (the 70% seen categories), target =
@@ -94,66 +94,14 @@ def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, batch_size=12
     return TrainedExplainer(head, list(keep), cv, {"layer": cache.meta["layer"]}, [hist])
 
 
-def method_explainer(m, trained, rtrained):
-    return rtrained if m.endswith("/relu6") else trained
-
-
-def attention_rectified(feats, units, thr):
-    """Improved variant (not the paper's exact formula): filter attention with the cosine taken between the
-    *rectified* maps max(A, 0). At a pre-activation layer (EfficientNet-Lite0 ``_bn1``, before ReLU6) the raw
-    maps carry large negative offsets, so cos(A_u, A_k) is near ±1 for most pairs and the attention barely
-    reweights; the rectified maps are what the next layer actually receives. Inputs are still cos ⊙ GAP(F)."""
-    import torch.nn.functional as F
-
-    flat = feats.flatten(2)
-    pos = flat.clamp_min(0)
-    own = pos[torch.arange(len(units)), units]
-    cos = torch.bmm(F.normalize(pos, dim=-1), F.normalize(own, dim=-1)[:, :, None])[..., 0]
-    return cos * flat.mean(-1)
-
-
-def relu6(f):
-    """The activation that follows ``_bn1`` in EfficientNet-Lite0: what the next layer actually receives."""
-    return f.clamp(0.0, 6.0)
-
-
-def rectified_inputs(method):
-    """Improved variant "X/relu6": the paper's input X built from the *post-activation* maps relu6(F), while
-    thresholds and activation masks still use the pre-activation maps (no ties at the 6.0 cap). The head is
-    trained on GAP(relu6(F) ⊙ M) to match. At ``_bn1`` the raw maps are mostly negative (mean ≈ -3.9, 13% > 0),
-    so zeros outside a mask are not "no activation" and whole-image inputs are ~6-9x the norm of the masked
-    training inputs."""
-    import torch.nn.functional as F
-
-    def build(f_pre, units, thr):
-        f = relu6(f_pre).flatten(2)
-        ar = torch.arange(len(units))
-        if method == "original":
-            return f.mean(-1)
-        if method == "activation":
-            mask = thr.masks(f_pre.flatten(2)[ar, units], units=units).to(f.dtype)
-            return (f * mask[:, None]).mean(-1)
-        own = f[ar, units]
-        cos = torch.bmm(F.normalize(f, dim=-1), F.normalize(own, dim=-1)[:, :, None])[..., 0]
-        return cos * f.mean(-1)
-
-    return build
-
-
-VARIANTS = {"attention-rectified": attention_rectified,
-            "attention/relu6": rectified_inputs("attention"), "activation/relu6": rectified_inputs("activation"),
-            "original/relu6": rectified_inputs("original")}
-
-
-def masked_pooled_relu6(cache):
-    """GAP(relu6(F) ⊙ M) for every reference pair (the training input of the /relu6 variants)."""
-    out = torch.zeros(len(cache.pairs), cache.shape[0])
-    for start in range(0, len(cache.pairs), 1024):
-        sl = slice(start, start + 1024)
-        f = relu6(cache.read(cache.pairs[sl, 0]))
-        m = torch.from_numpy(cache.masks_feat[sl].astype(np.float32))
-        out[sl] = (f * m[:, None]).mean((2, 3))
-    return out
+def first(mv, p):
+    """``mv`` restricted to each filter's p most activating images (they come first): one network pass serves
+    both the default and the paper's word-selection settings."""
+    U, pe = len(mv["units"]), mv["p"]
+    if p >= pe:
+        return mv
+    return dict(mv, V=mv["V"].view(U, pe, -1)[:, :p].reshape(U * p, -1), rows=mv["rows"][:, :p],
+                vals=mv["vals"][:, :p], p=p)
 
 
 def method_vectors(explainer, cache, method, p, units, dataset=None, target=None, batch_pairs=512):
@@ -184,8 +132,7 @@ def method_vectors(explainer, cache, method, p, units, dataset=None, target=None
             else:
                 uniq, inv = torch.unique(r, return_inverse=True)
                 f = cache.read(uniq.numpy())
-                inp = (VARIANTS[method](f[inv], u, thr) if method in VARIANTS
-                       else filter_inputs(method, f, u, thr, image=inv))
+                inp = filter_inputs(method, f, u, thr, image=inv)
             V[sel] = head(inp)
     return {"units": units_t, "rows": rows, "vals": vals, "V": V, "thr": thr, "p": pe}
 
@@ -279,6 +226,14 @@ def paired(rows_by_seed, a, b, metric, conv="netdissect"):
 # ----------------------------------------------------------------------------- one seed
 
 
+def settings():
+    """Word-selection settings scored side by side: lavise's defaults and the paper code's (row-name suffix, p, s)."""
+    from lavise.defaults import PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
+
+    return [("", TOP_IMAGES, WORDS_PER_IMAGE),
+            (f" [paper p={PAPER_TOP_IMAGES} s={PAPER_WORDS_PER_IMAGE}]", PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE)]
+
+
 def run_seed(args, seed, model, emb):
     from lavise.data import load_dataset
     from lavise.dissect import compute_ground_truth
@@ -288,32 +243,23 @@ def run_seed(args, seed, model, emb):
     from lavise.train import train_explainer
 
     t0 = time.time()
-    if model.default_layer != "_bn1":  # the rectified variants only differ from the paper on a pre-activation map
-        args.methods = [m for m in args.methods if not (m.endswith("/relu6") or m == "attention-rectified")]
-        args.novel_methods = [m for m in args.novel_methods if not m.endswith("/relu6")]
     scn = f"&cache={args.work}"  # own cache: other processes may clear the default one
     ref = load_dataset(f"builtin:scenes?size={args.reference_size}&seed={seed}&split=train&concepts=seen{scn}")
     tgt = load_dataset(f"builtin:scenes?size={args.target_size}&seed={seed}&split=test{scn}")
     held_out = list(tgt.meta["held_out"])
-    run_dir = args.work / (f"seed{seed}" if args.reference_size == 1000 else f"seed{seed}-b{args.reference_size}")
+    run_dir = args.work / f"seed{seed}-b{args.reference_size}"
     trained = train_explainer(model, ref, emb, out=run_dir, epochs=args.epochs, lr=args.lr, seed=seed,
                               show_progress=False)
-    hist = trained.history[-1]
     best = trained.config["train"]["best_epoch"]
     log(f"[seed {seed}] trained on {len(trained.concepts)} seen concepts, best epoch {best}, "
         f"val top-1 {trained.history[best - 1].get('val_top1', float('nan')):.3f} ({time.time() - t0:.0f} s)")
-    tcache = extract_features(model, model.default_layer, tgt, args.work / "cache-target", concepts=list(tgt.concepts),
-                              show_progress=False)
+    tcache = extract_features(model, model.default_layer, tgt, args.work / f"cache-target-{args.target_size}",
+                              concepts=list(tgt.concepts), show_progress=False)
     rcache = extract_features(model, model.default_layer, ref, run_dir / "cache", concepts=list(trained.concepts),
                               show_progress=False)
     gt = compute_ground_truth(tcache)
     rgt = compute_ground_truth(rcache)
     log(f"[seed {seed}] ground truth: {gt.summary()} ({time.time() - t0:.0f} s)")
-    rtrained = None
-    if any(m.endswith("/relu6") for m in args.methods):
-        rtrained = train_subset(rcache, list(trained.concepts), trained.concept_vectors.numpy(), list(trained.concepts),
-                                args.epochs, args.lr, seed, x_all=masked_pooled_relu6(rcache))
-        log(f"[seed {seed}] relu6 head: val top-1 {rtrained.history[0]['val_top1']:.3f} ({time.time() - t0:.0f} s)")
     d = tcache.shape[0]
     names = list(dict.fromkeys(list(trained.concepts) + list(tgt.concepts)))
     vocabs = {"nouns": emb.vocabulary("nouns", concepts=names, size=10000),
@@ -327,26 +273,29 @@ def run_seed(args, seed, model, emb):
     img_units = sorted(rng.choice(cand, size=min(args.image_units, len(cand)), replace=False).tolist())
     res = {"seed": seed, "layer": model.default_layer, "gt": {c: gt.summary(c) for c in ("netdissect", "present")},
            "val_top1": trained.history[best - 1].get("val_top1"), "tables": {}, "subset": {}, "novel": [],
-           "gamma": {}, "explained_filters": len(scored),
-           "val_top1_relu6": rtrained.history[0]["val_top1"] if rtrained else None}
+           "gamma": {}, "explained_filters": len(scored)}
     K = max(KS)
+    P = max(p for _, p, _ in settings())
     mvs = {}
     for m in args.methods:
-        mvs[m] = method_vectors(method_explainer(m, trained, rtrained), tcache, m, 25, scored)
+        mvs[m] = method_vectors(trained, tcache, m, P, scored)
         log(f"[seed {seed}] {m} inputs for {len(scored)} filters ({time.time() - t0:.0f} s)")
     if seed == args.seeds[0]:  # the shared-vector shortcut equals explain_cache
-        chk = explain_cache(trained, tcache, vocabs["names"], args.methods[0], 25, 5, K, scored[:20], show_progress=False)
-        mv = method_vectors(trained, tcache, args.methods[0], 25, scored[:20])
-        assert [f.words for f in chk] == [f.words for f in words_from_vectors(mv, tcache, vocabs["names"], 5, K)]
+        for _, p, s in settings():
+            chk = explain_cache(trained, tcache, vocabs["names"], args.methods[0], p, s, K, scored[:20], show_progress=False)
+            mv = method_vectors(trained, tcache, args.methods[0], P, scored[:20])
+            assert [f.words for f in chk] == [f.words for f in words_from_vectors(first(mv, p), tcache, vocabs["names"], s, K)]
     for vname, vocab in vocabs.items():
-        lists = {m: full_lists(words_from_vectors(mvs[m], tcache, vocab, 5, K), d) for m in args.methods}
+        lists = {m + tag: full_lists(words_from_vectors(first(mvs[m], p), tcache, vocab, s, K), d)
+                 for tag, p, s in settings() for m in args.methods}
         res["gamma"][vname] = {}
-        for m in ("attention", "activation", "attention/relu6", "activation/relu6"):
+        _, p, s = settings()[0]
+        for m in ("attention", "activation"):
             if m in mvs:
-                ex_m = method_explainer(m, trained, rtrained)
-                gamma, share_t, share_g = gamma_from_vectors(mvs[m], ex_m, vocab, names, seed=seed)
+                gamma, share_t, share_g = gamma_from_vectors(mvs[m], trained, vocab, names, seed=seed)
                 res["gamma"][vname][m] = {"gamma": gamma, "target_share": share_t, "achieved": share_g}
-                lists[f"{m} +calibrated"] = full_lists(words_from_vectors(mvs[m], tcache, vocab, 5, K, ex_m, gamma), d)
+                lists[f"{m} +calibrated"] = full_lists(words_from_vectors(first(mvs[m], p), tcache, vocab, s, K, trained,
+                                                                          gamma), d)
         lists["netdissect"] = netdissect_lists(rgt)
         lists["random"] = random_words(vocab.words, d, K, seed)
         rows = [score_row(n, l, gt, conv, KS, None, held_out, 10) for conv in ("netdissect", "present")
@@ -354,9 +303,10 @@ def run_seed(args, seed, model, emb):
         res["tables"][vname] = rows
         log(f"[seed {seed}] vocabulary {vname} ({len(vocab.words)} words), gamma {res['gamma'][vname]} ({time.time() - t0:.0f} s)")
         if vname == "nouns" and "image" in args.subset_methods and args.image_units:
-            mvi = method_vectors(trained, tcache, "image", 25, img_units, tgt, model)
+            mvi = method_vectors(trained, tcache, "image", P, img_units, tgt, model)
             sub = {n: lists[n] for n in lists if not n.endswith("calibrated") and n not in ("netdissect", "random")}
-            sub["image"] = full_lists(words_from_vectors(mvi, tcache, vocab, 5, K), d)
+            for tag, p, s in settings():
+                sub["image" + tag] = full_lists(words_from_vectors(first(mvi, p), tcache, vocab, s, K), d)
             sub["netdissect"], sub["random"] = lists["netdissect"], lists["random"]
             res["subset"][vname] = [score_row(n, l, gt, "netdissect", KS, img_units, held_out, 10) for n, l in sub.items()]
             log(f"[seed {seed}] image masking on {len(img_units)} filters ({time.time() - t0:.0f} s)")
@@ -364,23 +314,16 @@ def run_seed(args, seed, model, emb):
     cvecs = trained.concept_vectors.numpy()
     vocab = vocabs["nouns"]
     n_all = len(trained.concepts) + len(held_out)
-    xr6 = masked_pooled_relu6(rcache) if rtrained else None
+    _, p, s = settings()[0]
     for frac in args.fractions:
         k = max(2, int(round(frac * len(trained.concepts))))
         keep = sorted(np.random.default_rng(seed).permutation(trained.concepts)[:k].tolist())
+        ex = trained if frac >= 1 else train_subset(rcache, list(trained.concepts), cvecs, keep, args.epochs, args.lr, seed)
         for m in args.novel_methods:
-            if m.endswith("/relu6") and rtrained is None:
-                continue
-            if frac >= 1:
-                ex = method_explainer(m, trained, rtrained)
-                mv = mvs[m]
-            else:
-                ex = train_subset(rcache, list(trained.concepts), cvecs, keep, args.epochs, args.lr, seed,
-                                  x_all=xr6 if m.endswith("/relu6") else None)
-                mv = method_vectors(ex, tcache, m, 25, scored)
+            mv = mvs[m] if frac >= 1 else method_vectors(ex, tcache, m, P, scored)
             gamma = gamma_from_vectors(mv, ex, vocab, names, seed=seed)[0]
             for g in (0.0, gamma):
-                lst = full_lists(words_from_vectors(mv, tcache, vocab, 5, K, ex, g), d)
+                lst = full_lists(words_from_vectors(first(mv, p), tcache, vocab, s, K, ex, g), d)
                 row = score_row(m + (" +calibrated" if g else ""), lst, gt, "netdissect", KS, None, held_out, 10)
                 row.update({"seen_fraction": len(ex.concepts) / n_all, "seen_concepts": len(ex.concepts), "gamma": g})
                 res["novel"].append(row)
@@ -406,9 +349,11 @@ def render(all_res, args, cmd):
 
     lines = [f"# Explanation quality: built-in benchmark", "",
              f"Command: `{cmd}`", "",
-             f"Model efficientnet-lite0, layer `{all_res[0].get('layer', '_bn1')}` (1280 filters, 7x7), embeddings {args.embeddings}; "
+             f"Model efficientnet-lite0, layer `{all_res[0]['layer']}` (1280 filters, 7x7), embeddings {args.embeddings}; "
              f"reference {args.reference_size} train scenes (seen categories only), target {args.target_size} test scenes "
-             f"(all categories); seeds {args.seeds}; epochs {args.epochs}, lr {args.lr}; p=25, s=5. "
+             f"(all categories); seeds {args.seeds}; epochs {args.epochs}, lr {args.lr}. Rows without a suffix use lavise's "
+             f"word-selection defaults (p={settings()[0][1]} top images, s={settings()[0][2]} word per image); rows marked "
+             f"`{settings()[1][0].strip()}` use the paper code's. "
              f"Figures are mean ± sample SD over seeds.", ""]
     gt = all_res[0]["gt"]
     for conv in ("netdissect", "present"):
@@ -427,9 +372,10 @@ def render(all_res, args, cmd):
                       format_table(rows, COLUMNS), "```", ""]
             if conv == "netdissect":
                 lines += ["Novel (held-out) concepts, top-10 words:", "", "```", format_table(rows, NOVEL_COLUMNS), "```", ""]
-        for a, b in (("attention", "activation"), ("activation", "original"), ("attention", "original"),
-                     ("attention/relu6", "activation/relu6"), ("activation/relu6", "original/relu6"),
-                     ("attention/relu6", "original/relu6")):
+        pairs = [(a + tag, b + tag) for tag, _, _ in settings()
+                 for a, b in (("attention", "activation"), ("activation", "original"), ("attention", "original"))]
+        pairs += [(m, m + settings()[1][0]) for m in ("attention", "activation", "original")]
+        for a, b in pairs:
             for metric in ("R@10", "P@1"):
                 if not all(any(r["name"] == n for r in all_res[0]["tables"][vname]) for n in (a, b)):
                     continue
@@ -440,7 +386,7 @@ def render(all_res, args, cmd):
         rows = aggregate([res["subset"]["nouns"] for res in all_res])
         n = args.image_units
         lines += [f"## All four input methods on the same {n} random filters with ground truth (image masking is slow: "
-                  f"{n}x25 network reruns per seed); default vocabulary, netdissect convention", "", "```",
+                  f"{n}x{max(p for _, p, _ in settings())} network reruns per seed); default vocabulary, netdissect convention", "", "```",
                   format_table(rows, COLUMNS), "```", ""]
     lines += ["## Novel-concept discovery vs seen fraction (default vocabulary nouns, netdissect convention)", "", "```"]
     fr = sorted({r["seen_concepts"] for r in all_res[0]["novel"]})
@@ -456,9 +402,6 @@ def render(all_res, args, cmd):
     g = {f"{v} {m}": np.mean([r["gamma"][v][m]["gamma"] for r in all_res]) for v in all_res[0]["gamma"]
          for m in all_res[0]["gamma"][v]}
     lines.append(f"Calibration γ (label-free; mean over seeds): {', '.join(f'{k} {v:.3f}' for k, v in g.items())}.")
-    if all_res[0].get("val_top1_relu6") is not None:
-        lines.append(f"Head validation top-1 among seen concepts, /relu6 head: "
-                     f"{np.mean([r['val_top1_relu6'] for r in all_res]):.3f}.")
     lines.append("")
     lines.append(f"Versions: {json.dumps(versions())}; {platform.processor() or platform.machine()}; "
                  f"wall time {sum(r['seconds'] for r in all_res):.0f} s.")
@@ -474,7 +417,7 @@ def plot(all_res, path):
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     names = sorted({r["name"] for r in all_res[0]["novel"]}, key=lambda n: (n == "random", n))
     for name in names:
-        style = "x:" if name == "random" else ("o" if "relu6" in name else "s") + ("--" if "calibrated" in name else "-")
+        style = "x:" if name == "random" else ("o" if "activation" in name else "s") + ("--" if "calibrated" in name else "-")
         xs = sorted({r["seen_fraction"] for r in all_res[0]["novel"]})
         for ax, key in zip(axes, ("novel_discovered", "novel_R@10")):
             # the i-th seen fraction of every seed (fractions are the same per seed up to rounding)
@@ -493,17 +436,16 @@ def plot(all_res, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--reference-size", type=int, default=1000)
-    ap.add_argument("--target-size", type=int, default=400)
+    ap.add_argument("--reference-size", type=int, default=4000)
+    ap.add_argument("--target-size", type=int, default=1000)
     ap.add_argument("--embeddings", default="glove-6b-50d")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--image-units", type=int, default=16)
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.5, 1.0],
                     help="fractions of the seen categories to train on (Figure 7)")
-    ap.add_argument("--methods", nargs="+", default=["attention", "activation", "original", "attention-rectified",
-                                                      "attention/relu6", "activation/relu6", "original/relu6"])
-    ap.add_argument("--novel-methods", nargs="+", default=["attention", "attention/relu6", "activation/relu6"])
+    ap.add_argument("--methods", nargs="+", default=["attention", "activation", "original"])
+    ap.add_argument("--novel-methods", nargs="+", default=["attention", "activation"])
     ap.add_argument("--subset-methods", nargs="*", default=["image"])
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     ap.add_argument("--name", default="builtin")

@@ -14,7 +14,7 @@ def test_demo_explains_every_filter_with_real_words(tmp_path):
                                                           size=10000).words)
     for f in ex.filters:
         assert not f.dead
-        assert len(f.words) >= 5, (f.unit, f.words)
+        assert 1 <= len(f.words) <= 10, (f.unit, f.words)  # one vote per top image: a filter may agree on few words
         assert {w["word"] for w in f.words} <= vocab
     for name in ["explanations.json", "explanations.csv", "config.json", "explainer.safetensors", "report.html"]:
         assert (out / name).is_file(), name

@@ -11,6 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .defaults import PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
 from .errors import LaviseError
 
 EPILOG = "Datasets: coco:ANN.json[?images=DIR] vg:OBJECTS.json broden:DIR folder:DIR manifest:FILE.jsonl builtin:scenes[?size=N&seed=S&split=train|test]"
@@ -27,8 +28,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def add_explain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="attention", choices=["attention", "activation", "image", "original"],
                    help="explainer input (default attention = filter attention)")
-    p.add_argument("-p", "--top-images", type=int, default=25, help="top activating images per filter (default 25)")
-    p.add_argument("-s", "--words-per-image", type=int, default=5, help="words kept per image (default 5)")
+    p.add_argument("-p", "--top-images", type=int, default=TOP_IMAGES,
+                   help=f"top activating images per filter (default {TOP_IMAGES}; the paper's code uses {PAPER_TOP_IMAGES})")
+    p.add_argument("-s", "--words-per-image", type=int, default=WORDS_PER_IMAGE,
+                   help=f"words kept per image (default {WORDS_PER_IMAGE}; the paper's code uses {PAPER_WORDS_PER_IMAGE})")
     p.add_argument("-x", "--words", type=int, default=10, help="words reported per filter (default 10)")
     p.add_argument("--vocabulary", default="nouns",
                    help="nouns (default: frequent singular nouns + concept names), common (frequent words + concept "

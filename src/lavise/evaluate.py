@@ -40,6 +40,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .dissect import IOU_THRESHOLD, Dissection, GroundTruth, compute_ground_truth
+from .defaults import TOP_IMAGES, WORDS_PER_IMAGE
 from .errors import LaviseError
 
 KS = (1, 5, 10, 20)
@@ -239,8 +240,8 @@ def evaluate_run(
     dataset,
     methods: Sequence[str] | None = None,
     baselines: Sequence[str] = BASELINES,
-    p: int = 25,
-    s: int = 5,
+    p: int = TOP_IMAGES,
+    s: int = WORDS_PER_IMAGE,
     x: int = 10,
     vocabulary: str = "nouns",
     vocabulary_size: int = 10000,

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data.base import ConceptDataset, load_rgb
+from .defaults import TOP_IMAGES, WORDS_PER_IMAGE
 from .embeddings import Vocabulary, load_embeddings
 from .errors import EmbeddingError, LaviseError, RunError
 from .features import FeatureCache, FeatureExtractor, _barrier, distributed, extract_features
@@ -35,6 +36,7 @@ from .stats import ActivationStats, Thresholds
 from .train import TrainedExplainer
 
 METHODS = ("attention", "activation", "image", "original")
+
 
 
 @dataclass(frozen=True)
@@ -184,8 +186,8 @@ def explain_cache(
     cache: FeatureCache,
     vocab: Vocabulary,
     method: str = "attention",
-    p: int = 25,
-    s: int = 5,
+    p: int = TOP_IMAGES,
+    s: int = WORDS_PER_IMAGE,
     x: int = 10,
     units: list[int] | None = None,
     dataset: ConceptDataset | None = None,
@@ -285,8 +287,8 @@ def explain_filters(
     run: str | Path | TrainedExplainer,
     images: ConceptDataset,
     method: str = "attention",
-    p: int = 25,
-    s: int = 5,
+    p: int = TOP_IMAGES,
+    s: int = WORDS_PER_IMAGE,
     x: int = 10,
     vocabulary: str = "nouns",
     vocabulary_size: int = 10000,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cli import EPILOG, add_common, progress
+from ..defaults import PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
 from ..errors import LaviseError
 
 
@@ -19,8 +20,10 @@ def register(sub) -> None:
                    help="comma-separated baselines: netdissect (labels from the run's reference set), random; "
                         "'none' for neither (default both)")
     p.add_argument("--reference", help="dataset for the NetDissect baseline (default: the run's reference set)")
-    p.add_argument("-p", "--top-images", type=int, default=25, help="top activating images per filter (default 25)")
-    p.add_argument("-s", "--words-per-image", type=int, default=5, help="words kept per image (default 5)")
+    p.add_argument("-p", "--top-images", type=int, default=TOP_IMAGES,
+                   help=f"top activating images per filter (default {TOP_IMAGES}; the paper's code uses {PAPER_TOP_IMAGES})")
+    p.add_argument("-s", "--words-per-image", type=int, default=WORDS_PER_IMAGE,
+                   help=f"words kept per image (default {WORDS_PER_IMAGE}; the paper's code uses {PAPER_WORDS_PER_IMAGE})")
     p.add_argument("-x", "--words", type=int, default=10, help="explanation length for novel-concept counts (default 10)")
     p.add_argument("--vocabulary", default="nouns", help="nouns (default), common, concepts, or a FILE")
     p.add_argument("--vocabulary-size", type=int, default=10000, help="frequent words in nouns/common (default 10000)")
