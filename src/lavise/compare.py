@@ -305,7 +305,7 @@ def open_target_cache(run: str | Path, dataset: ConceptDataset, target=None, cac
         from .data.transforms import Preprocess
 
         stand_in = SimpleNamespace(weights_digest=cfg["model_digest"], preprocess=Preprocess.from_dict(cfg["preprocess"]))
-        key = cache_key(stand_in, cfg["layer"], dataset, None)  # type: ignore[arg-type]
+        key = cache_key(stand_in, cfg["layer"], dataset, None, extract.get("amp", False))  # type: ignore[arg-type]
         if (cache_dir / key / "meta.json").is_file():
             return FeatureCache.open(cache_dir / key)
     if target is None:
@@ -334,6 +334,7 @@ def compare_groups(
     device: str = "cpu",
     batch_size: int = 8,
     num_workers: int | None = None,
+    amp: bool = False,
     strict: bool = False,
     show_progress: bool = True,
 ) -> GroupComparison:
@@ -351,7 +352,7 @@ def compare_groups(
         target: the model (default: loaded from the run's config, only if features must be extracted).
         cache_dir: feature caches (default ``RUN/cache``, shared with ``lavise explain``).
         out: folder to write ``compare.json``/``.csv``/``.png`` into (None: do not save).
-        device, batch_size, num_workers, strict, show_progress: extraction settings.
+        device, batch_size, num_workers, amp, strict, show_progress: extraction settings.
 
     Returns:
         The ``GroupComparison`` with every filter, ranked.
@@ -381,7 +382,7 @@ def compare_groups(
         source = "list"
     per_image = select_groups(per_image, only, one_vs_rest)
 
-    cache = open_target_cache(rf.path, images, target, cache_dir, batch_size=batch_size, num_workers=num_workers,
+    cache = open_target_cache(rf.path, images, target, cache_dir, batch_size=batch_size, num_workers=num_workers, amp=amp,
                               device=device, strict=strict, show_progress=show_progress)
     d = cache.shape[0]
     if d != len(ex.filters) and {f.unit for f in ex.filters} - set(range(d)):

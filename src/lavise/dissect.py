@@ -240,6 +240,7 @@ class Dissection:
 
 def dissect(target, layer: str | None, dataset, cache_dir: str | Path, iou_threshold: float = IOU_THRESHOLD,
             convention: str = "netdissect", device: str = "cpu", batch_size: int = 8, num_workers: int | None = None,
+            amp: bool = False,
             strict: bool = False, show_progress: bool = True) -> tuple[Dissection, GroundTruth]:
     """Run the NetDissect baseline on one layer: label each filter by its best-IoU concept.
 
@@ -250,7 +251,7 @@ def dissect(target, layer: str | None, dataset, cache_dir: str | Path, iou_thres
         cache_dir: feature cache folder.
         iou_threshold: a unit is interpretable when its best IoU exceeds this (0.04).
         convention: ``netdissect`` (all images) or ``present`` (images with the concept only).
-        device, batch_size, num_workers, strict, show_progress: extraction settings.
+        device, batch_size, num_workers, amp, strict, show_progress: extraction settings.
 
     Returns:
         (``Dissection``, the ``GroundTruth`` it was computed from).
@@ -261,6 +262,6 @@ def dissect(target, layer: str | None, dataset, cache_dir: str | Path, iou_thres
     if not dataset.concepts:
         raise DatasetError(f"{dataset.spec} has no concepts; NetDissect needs a dataset with concept masks")
     cache = extract_features(target, layer, dataset, cache_dir, concepts=list(dataset.concepts), batch_size=batch_size,
-                             num_workers=num_workers, device=device, strict=strict, show_progress=show_progress)
+                             num_workers=num_workers, amp=amp, device=device, strict=strict, show_progress=show_progress)
     gt = compute_ground_truth(cache, iou_threshold=iou_threshold, show_progress=show_progress)
     return Dissection.from_ground_truth(gt, layer, convention), gt

@@ -261,6 +261,7 @@ def evaluate_run(
     device: str = "cpu",
     batch_size: int = 8,
     num_workers: int | None = None,
+    amp: bool = False,
     strict: bool = False,
     show_progress: bool = True,
 ) -> Evaluation:
@@ -288,6 +289,7 @@ def evaluate_run(
         reference: reference dataset for NetDissect (default: the run's config ``reference``).
         target: the model (default: from the run's config).
         cache_dir: feature caches (default ``RUN/cache``).
+        device, batch_size, num_workers, amp, strict, show_progress: extraction settings (see ``extract_features``).
         save: write ``RUN/evaluation.json``.
 
     Returns:
@@ -319,7 +321,7 @@ def evaluate_run(
             raise LaviseError(f"unknown baseline {b!r}; use any of {', '.join(BASELINES)}")
     ks = sorted(set(int(k) for k in ks))
     cache = extract_features(target, cfg["layer"], dataset, cache_dir, concepts=list(dataset.concepts),
-                             batch_size=batch_size, num_workers=num_workers, device=device, strict=strict,
+                             batch_size=batch_size, num_workers=num_workers, amp=amp, device=device, strict=strict,
                              show_progress=show_progress)
     gt = compute_ground_truth(cache, iou_threshold=iou_threshold, show_progress=show_progress)
     emb = load_embeddings(cfg["embeddings"])
@@ -364,7 +366,7 @@ def evaluate_run(
         if ref is None:
             ref = load_dataset(cfg["reference"])
         rcache = extract_features(target, cfg["layer"], ref, cache_dir, concepts=list(explainer.concepts),
-                                  batch_size=batch_size, num_workers=num_workers, device=device, strict=strict,
+                                  batch_size=batch_size, num_workers=num_workers, amp=amp, device=device, strict=strict,
                                   show_progress=show_progress)
         rgt = compute_ground_truth(rcache, iou_threshold=iou_threshold, show_progress=show_progress)
         lists["netdissect"] = (netdissect_lists(rgt), {"source": f"NetDissect on {ref.spec}"})

@@ -299,6 +299,7 @@ def explain_filters(
     device: str = "cpu",
     batch_size: int = 8,
     num_workers: int | None = None,
+    amp: bool = False,
     strict: bool = False,
     show_progress: bool = True,
 ) -> Explanations:
@@ -316,7 +317,7 @@ def explain_filters(
         target: the model (default: loaded from the run's config).
         cache_dir: feature cache folder (default ``RUN/cache``).
         out: run folder to save ``explanations.json``/``.csv`` into (default: the run folder).
-        device, batch_size, num_workers, strict: extraction settings.
+        device, batch_size, num_workers, amp, strict: extraction settings (see ``extract_features``).
         show_progress: progress bars.
 
     Returns:
@@ -337,7 +338,7 @@ def explain_filters(
     if cache_dir is None:
         raise RunError("give out=RUN or cache_dir for the target feature cache")
     cache = extract_features(target, cfg["layer"], images, cache_dir, None, batch_size=batch_size,
-                             num_workers=num_workers, device=device, strict=strict, show_progress=show_progress)
+                             num_workers=num_workers, amp=amp, device=device, strict=strict, show_progress=show_progress)
     filters = explain_cache(explainer, cache, vocab, method, p, s, x, units, images, target, device,
                             show_progress=show_progress)
     settings = {"p": p, "s": s, "x": x, "vocabulary": vocabulary, "vocabulary_size": len(vocab.words),

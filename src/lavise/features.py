@@ -259,11 +259,14 @@ def _collate(items: list[dict]) -> list[dict]:
     return items
 
 
-def cache_key(target: TargetModel, layer: str, dataset: ConceptDataset, concepts: list[str] | None) -> str:
+def cache_key(target: TargetModel, layer: str, dataset: ConceptDataset, concepts: list[str] | None,
+              amp: bool = False) -> str:
     """Digest of everything that determines a cache's content."""
     parts = {"format": CACHE_FORMAT, "model": target.weights_digest, "layer": layer,
              "preprocess": target.preprocess.to_dict(), "dataset": dataset.fingerprint(),
              "concepts": concepts, "eval_mask": EVAL_MASK_SIZE}
+    if amp:  # mixed-precision maps differ slightly: never served for a full-precision request (or back)
+        parts["amp"] = True
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -392,7 +395,7 @@ def extract_features(
     Returns:
         The ``FeatureCache``; unreadable images are skipped and listed in ``meta["skipped"]``.
     """
-    key = cache_key(target, layer, dataset, concepts)
+    key = cache_key(target, layer, dataset, concepts, amp)
     final = Path(cache_dir) / key
     if not (final / "meta.json").is_file():
         _extract(target, layer, dataset, final, concepts, batch_size, num_workers, device, amp, strict, show_progress)

@@ -97,6 +97,7 @@ def train_explainer(
     device: str = "cpu",
     batch_size_features: int = 8,
     num_workers: int | None = None,
+    amp: bool = False,
     strict: bool = False,
     show_progress: bool = True,
 ) -> TrainedExplainer:
@@ -113,7 +114,7 @@ def train_explainer(
         seed: seeds the split, the initialisation and the shuffling.
         cache_dir: where feature caches live (default ``out/cache``).
         device: ``cpu`` or ``cuda``.
-        batch_size_features, num_workers: feature extraction settings.
+        batch_size_features, num_workers, amp: feature extraction settings (see ``extract_features``).
         strict: fail on unreadable images instead of skipping them.
         show_progress: progress bars.
 
@@ -132,7 +133,7 @@ def train_explainer(
             raise RunError("give a run folder (out=...) or a cache_dir for the feature cache")
         cache_dir = Path(out) / "cache"
     cache = extract_features(target, layer, reference, cache_dir, concepts=concepts, batch_size=batch_size_features,
-                             num_workers=num_workers, device=device, strict=strict, show_progress=show_progress)
+                             num_workers=num_workers, amp=amp, device=device, strict=strict, show_progress=show_progress)
     if cache.pairs is None or len(cache.pairs) == 0:
         raise DatasetError(f"{reference.spec} has no usable concept masks; a reference set needs annotations")
     x = cache.masked_pooled()

@@ -77,6 +77,15 @@ def test_reference_cache_is_reused_and_masks_are_stored(trained_run, tiny_model,
     assert float(cache.masks_feat.max()) <= 1.0 and cache.masks_eval.any()
 
 
+def test_mixed_precision_features_are_cached_apart_and_close(tmp_path, tiny_model, squares):
+    full = extract_features(tiny_model, "block2", squares, tmp_path, num_workers=0, show_progress=False)
+    mixed = extract_features(tiny_model, "block2", squares, tmp_path, num_workers=0, amp=True, show_progress=False)
+    assert full.path != mixed.path and len(list(tmp_path.iterdir())) == 2  # neither served for the other
+    a, b = np.asarray(full.features, dtype=np.float32), np.asarray(mixed.features, dtype=np.float32)
+    assert not np.array_equal(a, b)  # autocast really ran in bfloat16
+    np.testing.assert_allclose(b, a, rtol=0.05, atol=0.05 * float(np.abs(a).max()))
+
+
 def test_rowfile_reads_like_an_array(tmp_path):
     from lavise.features import RowFile
 

@@ -85,7 +85,7 @@ def compare(args) -> int:
     res = compare_groups(args.run, images, groups=args.groups, only=only, one_vs_rest=args.vs_rest,
                          correction=args.correction, alpha=args.alpha, rank_by=args.rank_by, top=args.top,
                          examples=args.examples, out=out, device=args.device, batch_size=args.batch_size,
-                         num_workers=args.workers, strict=args.strict, show_progress=progress(args))
+                         num_workers=args.workers, amp=args.amp, strict=args.strict, show_progress=progress(args))
     sizes = ", ".join(f"{g} {n}" for g, n in res.sizes.items())
     print(f"compared {len(res.filters)} filters of {res.layer} between {len(res.groups)} groups ({sizes}); "
           f"{res.test}, {res.correction} correction: {len(res.significant)} filters with q < {res.alpha}")

@@ -71,7 +71,7 @@ def train(args) -> int:
     res = api.train_explainer(tm, ref, args.embeddings, layer=args.layer, out=args.out, epochs=args.epochs,
                               lr=args.lr, batch_size=args.train_batch_size, val_fraction=args.val_fraction,
                               seed=args.seed, device=args.device, batch_size_features=args.batch_size,
-                              num_workers=args.workers, strict=args.strict, show_progress=progress(args))
+                              num_workers=args.workers, amp=args.amp, strict=args.strict, show_progress=progress(args))
     last = res.history[-1] if res.history else {}
     if not is_main_process():
         return 0
@@ -89,7 +89,7 @@ def explain(args) -> int:
     ex = api.explain_filters(args.run, images, method=args.method, p=args.top_images, s=args.words_per_image,
                              x=args.words, vocabulary=args.vocabulary, vocabulary_size=args.vocabulary_size,
                              units=units, out=args.out, device=args.device, batch_size=args.batch_size,
-                             num_workers=args.workers, strict=args.strict, show_progress=progress(args))
+                             num_workers=args.workers, amp=args.amp, strict=args.strict, show_progress=progress(args))
     out = Path(args.out or args.run).resolve()
     if not is_main_process():
         return 0
@@ -103,6 +103,6 @@ def demo(args) -> int:
     from ..demo import run_demo
 
     run_demo(args.out, reference_size=args.reference_size, target_size=args.target_size, epochs=args.epochs,
-             seed=args.seed, device=args.device, batch_size=args.batch_size, num_workers=args.workers,
+             seed=args.seed, device=args.device, batch_size=args.batch_size, num_workers=args.workers, amp=args.amp,
              show_progress=progress(args))
     return 0

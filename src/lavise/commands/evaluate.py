@@ -89,7 +89,7 @@ def evaluate(args) -> int:
                       dataset_concepts_in_vocabulary=not args.no_dataset_concepts, iou_threshold=args.iou_threshold,
                       conventions=conventions, synonym_threshold=args.synonyms, units=units,
                       image_units=args.image_units, calibration=args.calibration, seed=args.seed, reference=ref,
-                      device=args.device, batch_size=args.batch_size, num_workers=args.workers, strict=args.strict,
+                      device=args.device, batch_size=args.batch_size, num_workers=args.workers, amp=args.amp, strict=args.strict,
                       show_progress=progress(args))
     for conv in conventions:
         g = ev.ground_truth[conv]
@@ -120,7 +120,7 @@ def dissect_cmd(args) -> int:
     out = Path(args.out)
     cache_dir = Path(args.cache_dir) if args.cache_dir else out.resolve().parent / ".lavise-cache"
     dis, _ = dissect(tm, args.layer, ds, cache_dir, iou_threshold=args.iou_threshold, convention=args.convention,
-                     device=args.device, batch_size=args.batch_size, num_workers=args.workers, strict=args.strict,
+                     device=args.device, batch_size=args.batch_size, num_workers=args.workers, amp=args.amp, strict=args.strict,
                      show_progress=progress(args))
     write_text(out, dis.csv_text())
     s = dis.summary()
