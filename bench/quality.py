@@ -286,8 +286,8 @@ def run_seed(args, seed, model, emb):
     if seed == args.seeds[0]:  # the shared-vector shortcut equals explain_cache
         for _, p, s in settings():
             chk = explain_cache(trained, tcache, vocabs["names"], args.methods[0], p, s, K, scored[:20], show_progress=False)
-            mv = method_vectors(trained, tcache, args.methods[0], P, scored[:20])
-            assert [f.words for f in chk] == [f.words for f in words_from_vectors(first(mv, p), tcache, vocabs["names"], s, K)]
+            mv = method_vectors(trained, tcache, args.methods[0], p, scored[:20])  # same batching: bit-identical
+            assert [f.words for f in chk] == [f.words for f in words_from_vectors(mv, tcache, vocabs["names"], s, K)]
     for vname, vocab in vocabs.items():
         lists = {m + tag: full_lists(words_from_vectors(first(mvs[m], p), tcache, vocab, s, K), d)
                  for tag, p, s in settings() for m in args.methods}
