@@ -293,7 +293,7 @@ def run_seed(args, seed, model, emb):
                  for tag, p, s in settings() for m in args.methods}
         res["gamma"][vname] = {}
         _, p, s = settings()[0]
-        for m in ("attention", "activation"):
+        for m in ("attention", "masked-attention", "activation"):
             if m in mvs:
                 gamma, share_t, share_g = gamma_from_vectors(mvs[m], trained, vocab, names, seed=seed)
                 res["gamma"][vname][m] = {"gamma": gamma, "target_share": share_t, "achieved": share_g}
@@ -379,8 +379,9 @@ def render(all_res, args, cmd):
             if conv == "netdissect":
                 lines += ["Novel (held-out) concepts, top-10 words:", "", "```", format_table(rows, NOVEL_COLUMNS), "```", ""]
         pairs = [(a + tag, b + tag) for tag, _, _ in settings()
-                 for a, b in (("attention", "activation"), ("activation", "original"), ("attention", "original"))]
-        pairs += [(m, m + settings()[1][0]) for m in ("attention", "activation", "original")]
+                 for a, b in (("attention", "activation"), ("activation", "original"), ("attention", "original"),
+                              ("masked-attention", "attention"), ("masked-attention", "activation"))]
+        pairs += [(m, m + settings()[1][0]) for m in ("attention", "masked-attention", "activation", "original")]
         for a, b in pairs:
             for metric in ("R@10", "P@1"):
                 if not all(any(r["name"] == n for r in all_res[0]["tables"][vname]) for n in (a, b)):
@@ -450,8 +451,8 @@ def main(argv=None):
     ap.add_argument("--image-units", type=int, default=16)
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.5, 1.0],
                     help="fractions of the seen categories to train on (Figure 7)")
-    ap.add_argument("--methods", nargs="+", default=["attention", "activation", "original"])
-    ap.add_argument("--novel-methods", nargs="+", default=["attention", "activation"])
+    ap.add_argument("--methods", nargs="+", default=["attention", "masked-attention", "activation", "original"])
+    ap.add_argument("--novel-methods", nargs="+", default=["attention", "masked-attention", "activation"])
     ap.add_argument("--subset-methods", nargs="*", default=["image"])
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     ap.add_argument("--name", default="builtin")

@@ -28,8 +28,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def add_explain_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="attention", choices=["attention", "activation", "image", "original"],
-                   help="explainer input (default attention = filter attention)")
+    p.add_argument("--method", default="attention", choices=["attention", "masked-attention", "activation", "image", "original"],
+                   help="explainer input (default attention = the paper's filter attention; masked-attention = filter "
+                        "attention inside the filter's activation mask, best on the built-in benchmark)")
     p.add_argument("-p", "--top-images", type=int, default=TOP_IMAGES,
                    help=f"top activating images per filter (default {TOP_IMAGES}; the paper's code uses {PAPER_TOP_IMAGES})")
     p.add_argument("-s", "--words-per-image", type=int, default=WORDS_PER_IMAGE,

@@ -8,6 +8,7 @@ are built in batched tensor operations, never a Python loop over filters.
 
 Methods (paper §3.2, Table 2):
     attention   every filter k reweighted by cos(A_u, A_k): pooled input = cos ⊙ GAP(F)   (default)
+    masked-attention  not in the paper: the same weights, pooled only where u fires: cos ⊙ GAP(F ⊙ [A_u > T_u])
     activation  F ⊙ [A_u > T_u], the mask at feature resolution
     image       pixels where upsampled A_u <= T_u set to the mean colour, network rerun
     original    F unmasked
@@ -35,7 +36,9 @@ from .run import RunFolder, versions
 from .stats import ActivationStats, Thresholds
 from .train import TrainedExplainer
 
-METHODS = ("attention", "activation", "image", "original")
+# "masked-attention" is not in the paper: filter attention restricted to the filter's own activation mask, so
+# that objects next to the one the filter responds to do not leak into the input (see README, quality).
+METHODS = ("attention", "masked-attention", "activation", "image", "original")
 
 
 
@@ -128,7 +131,8 @@ def filter_inputs(method: str, feats: torch.Tensor, units: torch.Tensor, thresho
     """Pooled explainer inputs for a batch of (filter, image) pairs.
 
     Args:
-        method: ``attention``, ``activation`` or ``original`` (``image`` needs the network: see ``_image_inputs``).
+        method: ``attention``, ``masked-attention``, ``activation`` or ``original`` (``image`` needs the network:
+            see ``_image_inputs``).
         feats: (M, d, h, w) feature maps of the images involved.
         units: (B,) the filter of each pair.
         thresholds: T_u of the target set.
@@ -137,7 +141,7 @@ def filter_inputs(method: str, feats: torch.Tensor, units: torch.Tensor, thresho
     Returns:
         (B, d) pooled inputs.
     """
-    if method not in ("attention", "activation", "original"):
+    if method not in ("attention", "masked-attention", "activation", "original"):
         raise LaviseError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     flat = feats.flatten(2)  # (M, d, hw)
     image = torch.arange(len(units)) if image is None else image
@@ -147,18 +151,21 @@ def filter_inputs(method: str, feats: torch.Tensor, units: torch.Tensor, thresho
     hw = flat.shape[-1]
     own = flat[image, units]  # (B, hw)
     out = torch.empty(len(units), flat.shape[1], dtype=flat.dtype)
-    if method == "activation":
+    if method in ("activation", "masked-attention"):
         mask = thresholds.masks(own, units=units).to(flat.dtype)  # (B, hw)
-    else:
+    if method in ("attention", "masked-attention"):
         own_n = F.normalize(own, dim=-1)
     # One matmul per image for all of its filters: never a copy of the image's maps per pair.
     for j in torch.unique(image).tolist():
         sel = (image == j).nonzero()[:, 0]
         if method == "activation":
             out[sel] = (flat[j] @ mask[sel].T).T / hw  # GAP(F ⊙ [A_u > T_u])
-        else:
-            cos = F.normalize(flat[j], dim=-1) @ own_n[sel].T  # (d, k): cos(A_u, A_k) for each pair's u
+            continue
+        cos = F.normalize(flat[j], dim=-1) @ own_n[sel].T  # (d, k): cos(A_u, A_k) for each pair's u
+        if method == "attention":
             out[sel] = cos.T * pooled[j]  # GAP(cos ⊙ F) = cos ⊙ GAP(F)
+        else:  # GAP(cos ⊙ F ⊙ [A_u > T_u]): the attention, but only where u fires
+            out[sel] = cos.T * (flat[j] @ mask[sel].T).T / hw
     return out
 
 

@@ -38,6 +38,17 @@ def test_activation_masking_pools_only_cells_above_threshold():
     torch.testing.assert_close(got[0], torch.tensor([(5.0 + 3.0) / 4, (11.0 + 17.0) / 4]))
 
 
+def test_masked_attention_weights_each_filter_by_cosine_inside_the_mask():
+    feats = torch.zeros(1, 2, 2, 2)
+    feats[0, 0] = torch.tensor([[1.0, 5.0], [2.0, 3.0]])
+    feats[0, 1] = torch.tensor([[3.0, 0.0], [0.0, 4.0]])
+    thr = Thresholds(values=np.array([2.5, 0.0], np.float32), inclusive=np.zeros(2, bool), dead=np.zeros(2, bool))
+    got = filter_inputs("masked-attention", feats, torch.tensor([0]), thr)
+    # unit 0: mask = cells (0,1), (1,1); cos(A0, A1) = (1*3 + 3*4) / (sqrt(39) * 5) = 15 / (5 sqrt 39)
+    cos01 = 15.0 / (5.0 * 39 ** 0.5)
+    torch.testing.assert_close(got[0], torch.tensor([(5.0 + 3.0) / 4, cos01 * (0.0 + 4.0) / 4]))
+
+
 def test_original_is_global_average():
     feats = torch.arange(16.0).view(1, 4, 2, 2)
     got = filter_inputs("original", feats, torch.tensor([1]), _thresholds(feats))
