@@ -350,7 +350,7 @@ def versions():
 def render(all_res, args, cmd):
     from lavise.evaluate import format_table
 
-    lines = [f"# Explanation quality: built-in benchmark", "",
+    lines = ["# Explanation quality: built-in benchmark", "",
              f"Command: `{cmd}`", "",
              f"Model efficientnet-lite0, layer `{all_res[0]['layer']}` (1280 filters, 7x7), embeddings {args.embeddings}; "
              f"reference {args.reference_size} train scenes (seen categories only), target {args.target_size} test scenes "

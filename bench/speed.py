@@ -13,9 +13,7 @@ Measures, on built-in scenes:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile

@@ -1,5 +1,4 @@
 """The command line: output, one-line errors with exit code 2."""
-import sys
 
 import pytest
 

@@ -9,7 +9,6 @@ import importlib
 import pkgutil
 import sys
 import warnings
-from pathlib import Path
 
 from .defaults import PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
 from .errors import LaviseError

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .data.transforms import Preprocess
 from .errors import ModelError
 
 DEFAULT_MODEL = "efficientnet-lite0"
