@@ -244,10 +244,10 @@ def run_seed(args, seed, model, emb):
 
     t0 = time.time()
     scn = f"&cache={args.work}"  # own cache: other processes may clear the default one
-    ref = load_dataset(f"builtin:scenes?size={args.reference_size}&seed={seed}&split=train&concepts=seen{scn}")
+    ref = load_dataset(f"builtin:scenes?size={args.reference_size}&seed={seed}&split=train&concepts={args.concepts}{scn}")
     tgt = load_dataset(f"builtin:scenes?size={args.target_size}&seed={seed}&split=test{scn}")
     held_out = list(tgt.meta["held_out"])
-    run_dir = args.work / f"seed{seed}-b{args.reference_size}"
+    run_dir = args.work / (f"seed{seed}-b{args.reference_size}" + ("" if args.concepts == "seen" else f"-{args.concepts}"))
     trained = train_explainer(model, ref, emb, out=run_dir, epochs=args.epochs, lr=args.lr, seed=seed,
                               show_progress=False)
     best = trained.config["train"]["best_epoch"]
@@ -353,7 +353,7 @@ def render(all_res, args, cmd):
     lines = ["# Explanation quality: built-in benchmark", "",
              f"Command: `{cmd}`", "",
              f"Model efficientnet-lite0, layer `{all_res[0]['layer']}` (1280 filters, 7x7), embeddings {args.embeddings}; "
-             f"reference {args.reference_size} train scenes (seen categories only), target {args.target_size} test scenes "
+             f"reference {args.reference_size} train scenes ({'seen categories only' if args.concepts == 'seen' else 'all categories'}), target {args.target_size} test scenes "
              f"(all categories); seeds {args.seeds}; epochs {args.epochs}, lr {args.lr}. Rows without a suffix use lavise's "
              f"word-selection defaults (p={settings()[0][1]} top images, s={settings()[0][2]} word per image); rows marked "
              f"`{settings()[1][0].strip()}` use the paper code's. "
@@ -395,6 +395,10 @@ def render(all_res, args, cmd):
         lines += [f"## All four input methods on the same {n} random filters with ground truth (image masking is slow: "
                   f"{n}x{max(p for _, p, _ in settings())} network reruns per seed); default vocabulary, netdissect convention", "", "```",
                   format_table(rows, COLUMNS), "```", ""]
+    if not all_res[0]["novel"]:
+        lines.append(f"Versions: {json.dumps(versions())}; {platform.processor() or platform.machine()}; "
+                     f"wall time {sum(r['seconds'] for r in all_res):.0f} s.")
+        return "\n".join(lines)
     lines += ["## Novel-concept discovery vs seen fraction (default vocabulary nouns, netdissect convention)", "", "```"]
     fr = sorted({r["seen_concepts"] for r in all_res[0]["novel"]})
     nrows = []
@@ -455,11 +459,15 @@ def main(argv=None):
     ap.add_argument("--novel-methods", nargs="+", default=["attention", "masked-attention", "activation"])
     ap.add_argument("--subset-methods", nargs="*", default=["image"])
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
-    ap.add_argument("--name", default="builtin")
+    ap.add_argument("--concepts", choices=["seen", "all"], default="seen",
+                    help="reference categories: seen (default; held-out ones test discovery) or all (no held-out "
+                         "categories: what the method reaches when every ground-truth concept was trained)")
+    ap.add_argument("--name", default=None, help="results name (default builtin, or builtin-all with --concepts all)")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
     ap.add_argument("--run", help="user mode: an existing run folder to evaluate")
     ap.add_argument("--dataset", help="user mode: the dataset spec to evaluate on")
     args = ap.parse_args(argv)
+    args.name = args.name or ("builtin" if args.concepts == "seen" else f"builtin-{args.concepts}")
     cmd = "python bench/quality.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.run or args.dataset:
@@ -468,6 +476,8 @@ def main(argv=None):
         args.reference_size, args.target_size, args.image_units, args.epochs = 150, 60, 4, 3
         args.fractions = [0.5, 1.0]
         args.work = args.work.with_name(args.work.name + "-quick")
+    if args.concepts == "all":
+        args.fractions = []  # nothing is held out: no discovery to measure
     from lavise.embeddings import load_embeddings
     from lavise.models import load_model
 
@@ -484,7 +494,8 @@ def main(argv=None):
     (RESULTS / f"quality-{args.name}.json").write_text(json.dumps(
         {"command": cmd, "versions": versions(), "args": {k: str(v) for k, v in vars(args).items()}, "seeds": all_res},
         indent=1, default=str))
-    plot(all_res, RESULTS / f"novel-concepts-{args.name}.png")
+    if all_res[0]["novel"]:
+        plot(all_res, RESULTS / f"novel-concepts-{args.name}.png")
     (RESULTS / f"quality-{args.name}.partial.json").unlink(missing_ok=True)
     return 0
 
