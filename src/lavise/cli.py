@@ -10,7 +10,7 @@ import pkgutil
 import sys
 import warnings
 
-from .defaults import PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
+from .defaults import DEFAULT_METHOD, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
 from .errors import LaviseError
 
 EPILOG = "Datasets: coco:ANN.json[?images=DIR] vg:OBJECTS.json broden:DIR folder:DIR manifest:FILE.jsonl builtin:scenes[?size=N&seed=S&split=train|test]"
@@ -27,9 +27,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def add_explain_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="attention", choices=["attention", "masked-attention", "activation", "image", "original"],
-                   help="explainer input (default attention = the paper's filter attention; masked-attention = filter "
-                        "attention inside the filter's activation mask, best on the built-in benchmark)")
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=["attention", "masked-attention", "activation", "image", "original"],
+                   help=f"explainer input (default {DEFAULT_METHOD}); attention = the paper's filter attention, "
+                        "masked-attention = the same inside the filter's activation mask")
     p.add_argument("-p", "--top-images", type=int, default=TOP_IMAGES,
                    help=f"top activating images per filter (default {TOP_IMAGES}; the paper's code uses {PAPER_TOP_IMAGES})")
     p.add_argument("-s", "--words-per-image", type=int, default=WORDS_PER_IMAGE,

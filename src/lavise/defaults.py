@@ -9,3 +9,8 @@ TOP_IMAGES = 50
 WORDS_PER_IMAGE = 1
 PAPER_TOP_IMAGES = 25
 PAPER_WORDS_PER_IMAGE = 5
+
+# The explainer input. "attention" is the paper's filter attention; "masked-attention" (this library's
+# improvement) pools the same attention-weighted maps only where the filter fires, so neighbouring objects do
+# not leak in. On the built-in benchmark it beat filter attention on every seed (README, quality).
+DEFAULT_METHOD = "masked-attention"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .compare import compare_groups
 from .data import load_dataset
+from .defaults import DEFAULT_METHOD
 from .explain import Explanations, explain_filters
 from .models import load_model
 from .train import train_explainer
@@ -44,7 +45,7 @@ def run_demo(out: str | Path = "lavise-demo", reference_size: int = 4000, target
     last = trained.history[-1]
     echo(f"      validation top-1 {last.get('val_top1', float('nan')):.3f}, top-5 {last.get('val_top5', float('nan')):.3f} "
          f"among {len(trained.concepts)} concepts")
-    echo(f"[3/6] explaining every filter on {len(target)} target scenes (filter attention)")
+    echo(f"[3/6] explaining every filter on {len(target)} target scenes ({DEFAULT_METHOD})")
     ex = explain_filters(out, target, target=model, device=device, batch_size=batch_size, num_workers=num_workers, amp=amp,
                          show_progress=show_progress)
     themes = [g for g in target.groups if g and g != "mixed"]

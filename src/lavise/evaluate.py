@@ -40,7 +40,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .dissect import IOU_THRESHOLD, Dissection, GroundTruth, compute_ground_truth
-from .defaults import TOP_IMAGES, WORDS_PER_IMAGE
+from .defaults import DEFAULT_METHOD, TOP_IMAGES, WORDS_PER_IMAGE
 from .errors import LaviseError
 
 KS = (1, 5, 10, 20)
@@ -271,7 +271,7 @@ def evaluate_run(
         run: run folder written by ``lavise train``.
         dataset: evaluated dataset with concept masks (``ConceptDataset``).
         methods: explainer input methods to compute and score on ``dataset``; ``None``: score the run's saved
-            ``explanations.json`` if present (as saved), else compute ``attention``.
+            ``explanations.json`` if present (as saved), else compute the default method (``masked-attention``).
         baselines: any of ``netdissect`` (labels from the run's reference set) and ``random``.
         p, s: explanation settings; words are computed to ``max(ks)`` so that @k is defined.
         x: list length for the novel-concept count and for saved explanations.
@@ -345,7 +345,7 @@ def evaluate_run(
                                                    "words": max((len(f.words) for f in ex.filters), default=0)})
             eval_units = [u for u in eval_units if u in {f.unit for f in ex.filters}]
         else:
-            todo = ["attention"]
+            todo = [DEFAULT_METHOD]
     truth_any = gt.labels("netdissect")
     for m in todo:
         mu = eval_units

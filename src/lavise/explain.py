@@ -7,8 +7,9 @@ images voted for them (ties: mean similarity). Inputs for all (u, image) pairs
 are built in batched tensor operations, never a Python loop over filters.
 
 Methods (paper §3.2, Table 2):
-    attention   every filter k reweighted by cos(A_u, A_k): pooled input = cos ⊙ GAP(F)   (default)
-    masked-attention  not in the paper: the same weights, pooled only where u fires: cos ⊙ GAP(F ⊙ [A_u > T_u])
+    attention   every filter k reweighted by cos(A_u, A_k): pooled input = cos ⊙ GAP(F)
+    masked-attention  (default; not in the paper) the same weights, pooled only where u fires:
+                cos ⊙ GAP(F ⊙ [A_u > T_u])
     activation  F ⊙ [A_u > T_u], the mask at feature resolution
     image       pixels where upsampled A_u <= T_u set to the mean colour, network rerun
     original    F unmasked
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data.base import ConceptDataset, load_rgb
-from .defaults import TOP_IMAGES, WORDS_PER_IMAGE
+from .defaults import DEFAULT_METHOD, TOP_IMAGES, WORDS_PER_IMAGE
 from .embeddings import Vocabulary, load_embeddings
 from .errors import EmbeddingError, LaviseError, RunError
 from .features import FeatureCache, FeatureExtractor, _barrier, distributed, extract_features
@@ -192,7 +193,7 @@ def explain_cache(
     explainer: TrainedExplainer,
     cache: FeatureCache,
     vocab: Vocabulary,
-    method: str = "attention",
+    method: str = DEFAULT_METHOD,
     p: int = TOP_IMAGES,
     s: int = WORDS_PER_IMAGE,
     x: int = 10,
@@ -293,7 +294,7 @@ def _rank_words(units, rows, vals, idx, sim, vocab, thr, cache, x) -> list[Filte
 def explain_filters(
     run: str | Path | TrainedExplainer,
     images: ConceptDataset,
-    method: str = "attention",
+    method: str = DEFAULT_METHOD,
     p: int = TOP_IMAGES,
     s: int = WORDS_PER_IMAGE,
     x: int = 10,

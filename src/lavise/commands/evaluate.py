@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cli import EPILOG, add_common, progress
-from ..defaults import PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
+from ..defaults import DEFAULT_METHOD, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
 from ..errors import LaviseError
 
 
@@ -14,8 +14,8 @@ def register(sub) -> None:
     p.add_argument("run", help="run folder written by `lavise train`")
     p.add_argument("--dataset", required=True, help="evaluated dataset with concept masks")
     p.add_argument("--methods", default=None,
-                   help="comma-separated explainer inputs to compute and compare (attention,activation,image,original "
-                        "or 'all'); default: the run's explanations.json if present, else attention")
+                   help="comma-separated explainer inputs to compute and compare (attention,masked-attention,activation,image,"
+                        f"original or 'all'); default: the run's explanations.json if present, else {DEFAULT_METHOD}")
     p.add_argument("--baselines", default="netdissect,random",
                    help="comma-separated baselines: netdissect (labels from the run's reference set), random; "
                         "'none' for neither (default both)")
