@@ -22,7 +22,10 @@ def test_planted_food_bias_on_builtin_scenes(tmp_path):
     target = load_dataset("builtin:scenes?size=480&seed=12&split=test")
     run = tmp_path / "run"
     train_explainer(model, ref, "glove-6b-50d", out=run, epochs=15, num_workers=0, show_progress=False)
-    explain_filters(run, target, target=model, vocabulary="concepts", num_workers=0, show_progress=False)
+    # the paper's word selection (the setting this planted-bias check was built with); with a head trained this
+    # briefly, one word per image over 50 images lists fewer food words in the top 3 (3 of 5 filters, not 4)
+    explain_filters(run, target, target=model, method="attention", p=25, s=5, vocabulary="concepts", num_workers=0,
+                    show_progress=False)
 
     has_food = np.array([any(a.concept in FAMILY for a in target[i].annotations) for i in range(len(target))])
     food, other = np.flatnonzero(has_food), np.flatnonzero(~has_food)
