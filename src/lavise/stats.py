@@ -79,7 +79,7 @@ class ActivationStats:
         self.img_idx = torch.zeros((num_filters, 0), dtype=torch.int64)
         self.count = 0
         # Batches not yet folded in: one topk/sort per PENDING_VALUES columns instead of per batch
-        # (same result, since every fold keeps a total order), which halves the cost of ``update``.
+        # (same result, since every fold keeps a total order), so ``update`` no longer sorts on every batch.
         self._pending: list[tuple[torch.Tensor, ...]] = []
         self._pending_cols = 0
 
