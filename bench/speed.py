@@ -1,6 +1,7 @@
 """Speed and memory of lavise, as ratios measured in one run (issue 5).
 
     python bench/speed.py [--images 256] [--model efficientnet-lite0] [--skip-distributed]
+    python bench/speed.py --device cuda [--amp] [--batch-size 128] --skip-distributed --skip-rss
 
 Measures, on built-in scenes:
   1. feature extraction (decode + preprocess + forward + cache) vs the bare forward pass on
@@ -37,30 +38,48 @@ from lavise.models import load_model  # noqa: E402
 from lavise.train import TrainedExplainer  # noqa: E402
 
 
-def bare_forward(tm, layer, n_images: int) -> tuple[float, dict]:
-    """Fastest images/s of the forward pass to `layer` on preloaded tensors; and the config that gave it."""
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bare_forward(tm, layer, n_images: int, device: str = "cpu", amp: bool = False) -> tuple[float, dict]:
+    """Fastest images/s of the forward pass to `layer` on preloaded tensors; and the config that gave it.
+
+    Tries both memory formats and several batch sizes (larger ones on a GPU), under the same
+    autocast setting as the extraction it is compared with.
+    """
     ex = FeatureExtractor(tm, layer)
+    tm.module.to(device)
     crop = tm.preprocess.crop
     best = (0.0, {})
+    sizes = (32, 64, 128, 256) if device.startswith("cuda") else (8, 16, 32)
     for cl in (False, True):
         tm.module.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-        for bs in (8, 16, 32):
-            x = torch.randn(bs, 3, crop, crop)
+        for bs in sizes:
+            x = torch.randn(bs, 3, crop, crop, device=device)
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
-            ex(x)  # warm-up
+
+            def forward():
+                with torch.autocast(device_type=device.split(":")[0], enabled=amp):
+                    ex(x)
+
+            forward(); forward()  # warm-up (cuDNN picks its kernels here)
+            _sync(device)
             reps = max(2, n_images // bs // 4)
             times = []
             for _ in range(3):
                 t = time.perf_counter()
                 for _ in range(reps):
-                    ex(x)
+                    forward()
+                _sync(device)
                 times.append((time.perf_counter() - t) / (reps * bs))
             ips = 1 / min(times)
             print(f"  bare forward channels_last={cl} batch={bs}: {ips:.1f} img/s", flush=True)
             if ips > best[0]:
                 best = (ips, {"channels_last": cl, "batch_size": bs})
-    tm.module.to(memory_format=torch.contiguous_format)
+    tm.module.to(memory_format=torch.contiguous_format).cpu()
     return best
 
 
@@ -85,7 +104,12 @@ def main() -> None:
     ap.add_argument("--layer", default=None)
     ap.add_argument("--skip-distributed", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    ap.add_argument("--amp", action="store_true", help="mixed precision, in extraction and bare forward alike")
+    ap.add_argument("--batch-size", type=int, default=None, help="extraction batch size (default: lavise's for the device)")
+    ap.add_argument("--workers", type=int, default=None, help="extraction DataLoader workers (default: lavise's)")
     args = ap.parse_args()
+    dev = args.device
     tmp = Path(tempfile.mkdtemp(prefix="lavise-speed-"))
     os.environ.setdefault("LAVISE_CACHE", str(tmp / "cache-home"))
     tm = load_model(args.model)
@@ -95,22 +119,24 @@ def main() -> None:
     data = {}
 
     print("1. extraction vs bare forward", flush=True)
-    bare, cfg = bare_forward(tm, layer, n)
+    bare, cfg = bare_forward(tm, layer, n, dev, args.amp)
     ref = load_dataset(f"builtin:scenes?size={n}&seed=0&split=train")
     emb = load_embeddings("glove-6b-50d")
     _, concepts, _ = emb.encode(ref.concepts)
     t = time.perf_counter()
-    cache = extract_features(tm, layer, ref, tmp / "c1", concepts=concepts, show_progress=False)
+    ext_opts = dict(device=dev, amp=args.amp, batch_size=args.batch_size, num_workers=args.workers, show_progress=False)
+    cache = extract_features(tm, layer, ref, tmp / "c1", concepts=concepts, **ext_opts)
     t_extract = time.perf_counter() - t
     ext = len(cache) / t_extract
     rows.append(("extraction / bare forward (images/s)", f"{ext:.1f} / {bare:.1f}", ext / bare, ">= 0.8"))
-    data["extraction"] = {"extract_ips": ext, "bare_ips": bare, "bare_config": cfg}
+    data["extraction"] = {"extract_ips": ext, "bare_ips": bare, "bare_config": cfg, "batch_size": args.batch_size,
+                          "device": dev, "amp": args.amp}
 
     print("2. cached vs recomputing epochs", flush=True)
-    x = cache.masked_pooled()
-    y = torch.from_numpy(cache.pairs[:, 1])
-    cv = torch.nn.functional.normalize(torch.randn(len(concepts), emb.dim), dim=1)
-    head = ExplainerHead(cache.shape[0], emb.dim)
+    x = cache.masked_pooled().to(dev)
+    y = torch.from_numpy(cache.pairs[:, 1]).to(dev)
+    cv = torch.nn.functional.normalize(torch.randn(len(concepts), emb.dim), dim=1).to(dev)
+    head = ExplainerHead(cache.shape[0], emb.dim).to(dev)
     opt = torch.optim.Adam(head.parameters(), 1e-3)
 
     def epoch(inputs):
@@ -119,19 +145,24 @@ def main() -> None:
             loss = hinge_rank_loss(head(inputs[i:i + 128]), y[i:i + 128], cv)
             opt.zero_grad(); loss.backward(); opt.step()
 
-    t = time.perf_counter(); epoch(x); t_cached = time.perf_counter() - t
+    epoch(x[:256])  # warm-up
+    _sync(dev); t = time.perf_counter(); epoch(x); _sync(dev); t_cached = time.perf_counter() - t
     # the alternative: every epoch runs the backbone again on every reference image (no cache)
     ex = FeatureExtractor(tm, layer)
+    tm.module.to(dev)
     t = time.perf_counter()
     feats = []
     for i in range(0, len(ref), cfg["batch_size"]):
         imgs = torch.stack([tm.preprocess(load_rgb(ref[j].path)) for j in range(i, min(i + cfg["batch_size"], len(ref)))])
-        feats.append(ex(imgs).float())
+        with torch.autocast(device_type=dev.split(":")[0], enabled=args.amp):
+            feats.append(ex(imgs.to(dev)).float())
     f = torch.cat(feats)
-    m = torch.from_numpy(cache.masks_feat.astype("float32"))
-    x2 = (f[torch.from_numpy(cache.pairs[:, 0])] * m[:, None]).mean((2, 3))
+    m = torch.from_numpy(cache.masks_feat.astype("float32")).to(dev)
+    x2 = (f[torch.from_numpy(cache.pairs[:, 0]).to(dev)] * m[:, None]).mean((2, 3))
     epoch(x2)
+    _sync(dev)
     t_recompute = time.perf_counter() - t
+    tm.module.cpu()
     rows.append(("epoch recomputing features / epoch on cache (s)", f"{t_recompute:.2f} / {t_cached:.3f}",
                  t_recompute / t_cached, ">= 20"))
     data["epochs"] = {"cached_s": t_cached, "recompute_s": t_recompute, "pairs": len(x)}
@@ -139,15 +170,17 @@ def main() -> None:
     print("3. explain all filters vs target extraction", flush=True)
     target = load_dataset(f"builtin:scenes?size={n}&seed=0&split=test")
     t = time.perf_counter()
-    tcache = extract_features(tm, layer, target, tmp / "c1", show_progress=False)
+    tcache = extract_features(tm, layer, target, tmp / "c1", **ext_opts)
     t_textract = time.perf_counter() - t
     cfg_head = {"in_dim": cache.shape[0], "emb_dim": emb.dim, "hidden": head.hidden, "dropout": 0.1}
+    head, cv = head.cpu(), cv.cpu()
     trained = TrainedExplainer(head.eval(), concepts, cv, {"layer": layer, "head": cfg_head})
     vocab = emb.vocabulary("nouns", concepts=concepts, size=10000)
     data["explain"] = {"target_extract_s": t_textract, "filters": cache.shape[0]}
     for method, p, s in ((DEFAULT_METHOD, TOP_IMAGES, WORDS_PER_IMAGE), ("attention", PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE)):
         t = time.perf_counter()
-        explain_cache(trained, tcache, vocab, method, p, s, show_progress=False)
+        explain_cache(trained, tcache, vocab, method, p, s, device=dev, show_progress=False)
+        _sync(dev)
         t_explain = time.perf_counter() - t
         rows.append((f"explain all {cache.shape[0]} filters ({method}, p={p}, s={s}) / target extraction (s)",
                      f"{t_explain:.2f} / {t_textract:.1f}", t_explain / t_textract, "< 0.10"))
@@ -194,7 +227,7 @@ def main() -> None:
     table = "| measure | values | ratio | target |\n|---|---|---|---|\n" + "\n".join(
         f"| {a} | {b} | {c:.3f} | {d} |" for a, b, c, d in rows)
     print(table)
-    print("saved", save("speed", table, {"rows": rows, "images": n, "model": tm.spec, "layer": layer, **data}))
+    print("saved", save("speed" if dev == "cpu" else f"speed-{dev.split(':')[0]}", table, {"rows": rows, "images": n, "model": tm.spec, "layer": layer, **data}))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ EPILOG = "Datasets: coco:ANN.json[?images=DIR] vg:OBJECTS.json broden:DIR folder
 
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8: fastest on CPU in bench/speed.py)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per forward pass (default 8 on CPU, 128 with cuda: the fastest in bench/speed.py)")
     p.add_argument("--amp", action="store_true",
                    help="mixed-precision (autocast) feature extraction: faster on GPUs, maps differ slightly, cached apart")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 on <= 2 CPU cores, else cores/4 up to 4; cores-1 up to 8 with cuda)")

@@ -332,7 +332,7 @@ def compare_groups(
     cache_dir: str | Path | None = None,
     out: str | Path | None = None,
     device: str = "cpu",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     num_workers: int | None = None,
     amp: bool = False,
     strict: bool = False,

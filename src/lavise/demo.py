@@ -17,7 +17,7 @@ DEMO_GROUP = "food"  # the demo's bias analysis: food scenes against all other s
 
 
 def run_demo(out: str | Path = "lavise-demo", reference_size: int = 4000, target_size: int = 1000, epochs: int = 30,
-             seed: int = 0, device: str = "cpu", batch_size: int = 8, num_workers: int | None = None, amp: bool = False,
+             seed: int = 0, device: str = "cpu", batch_size: int | None = None, num_workers: int | None = None, amp: bool = False,
              show_progress: bool = True, echo=print) -> Explanations:
     """Train an explainer for EfficientNet-Lite0 on built-in scenes, explain every filter of its head,
     compare food scenes with the other scenes (bias analysis) and write the HTML report.

@@ -239,7 +239,7 @@ class Dissection:
 
 
 def dissect(target, layer: str | None, dataset, cache_dir: str | Path, iou_threshold: float = IOU_THRESHOLD,
-            convention: str = "netdissect", device: str = "cpu", batch_size: int = 8, num_workers: int | None = None,
+            convention: str = "netdissect", device: str = "cpu", batch_size: int | None = None, num_workers: int | None = None,
             amp: bool = False,
             strict: bool = False, show_progress: bool = True) -> tuple[Dissection, GroundTruth]:
     """Run the NetDissect baseline on one layer: label each filter by its best-IoU concept.

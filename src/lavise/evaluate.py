@@ -259,7 +259,7 @@ def evaluate_run(
     cache_dir: str | Path | None = None,
     save: bool = True,
     device: str = "cpu",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     num_workers: int | None = None,
     amp: bool = False,
     strict: bool = False,

@@ -145,13 +145,13 @@ def filter_inputs(method: str, feats: torch.Tensor, units: torch.Tensor, thresho
     if method not in ("attention", "masked-attention", "activation", "original"):
         raise LaviseError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     flat = feats.flatten(2)  # (M, d, hw)
-    image = torch.arange(len(units)) if image is None else image
+    image = torch.arange(len(units), device=feats.device) if image is None else image
     pooled = flat.mean(-1)  # (M, d)
     if method == "original":
         return pooled[image]
     hw = flat.shape[-1]
     own = flat[image, units]  # (B, hw)
-    out = torch.empty(len(units), flat.shape[1], dtype=flat.dtype)
+    out = torch.empty(len(units), flat.shape[1], dtype=flat.dtype, device=flat.device)
     if method in ("activation", "masked-attention"):
         mask = thresholds.masks(own, units=units).to(flat.dtype)  # (B, hw)
     if method in ("attention", "masked-attention"):
@@ -251,7 +251,8 @@ def explain_cache(
             inp = _image_inputs(u, r, cache, dataset, extractor, thr, device)
         else:
             uniq, inv = torch.unique(r, return_inverse=True)
-            inp = filter_inputs(method, cache.read(uniq.numpy()), u, thr, image=inv)
+            feats = cache.read(uniq.numpy()).to(device)  # pooling runs where the head does
+            inp = filter_inputs(method, feats, u.to(device), thr, image=inv.to(device))
         v = head(inp.to(device))
         sims = v @ vocab_t.T
         if penalty is None:
@@ -305,7 +306,7 @@ def explain_filters(
     cache_dir: str | Path | None = None,
     out: str | Path | None = None,
     device: str = "cpu",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     num_workers: int | None = None,
     amp: bool = False,
     strict: bool = False,

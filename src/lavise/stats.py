@@ -83,36 +83,47 @@ class ActivationStats:
         self._pending: list[tuple[torch.Tensor, ...]] = []
         self._pending_cols = 0
 
-    def update(self, feats: torch.Tensor, index: torch.Tensor | None = None) -> None:
-        """Add a batch of feature maps (B, d, h, w) of the images with dataset indices ``index`` (B,)."""
-        f = feats.detach().to(torch.float32).cpu()
+    def update(self, feats: torch.Tensor, index: torch.Tensor | None = None, maxima: torch.Tensor | None = None,
+               means: torch.Tensor | None = None) -> None:
+        """Add a batch of feature maps (B, d, h, w) of the images with dataset indices ``index`` (B,).
+
+        The work per value runs on ``feats``' device (a GPU's maps need not come back first); the
+        kept statistics live on the CPU. ``maxima`` and ``means`` (B, d), when the caller has them
+        already, spare a pass over the maps.
+        """
+        f = feats.detach().to(torch.float32)
         b, d, h, w = f.shape
         if index is None:
             index = torch.arange(self.count // (h * w), self.count // (h * w) + b)
         index = torch.as_tensor(index, dtype=torch.int64)
         vals = f.transpose(0, 1).reshape(d, -1)  # (d, B·h·w), image-major
         self.count += vals.shape[1]
-        self.max = torch.maximum(self.max, vals.amax(1))
-        self.min = torch.minimum(self.min, vals.amin(1))
-        mx, mean = f.amax((2, 3)).T, f.mean((2, 3)).T  # (d, B)
-        prio = None if self.exact else _position_hash(index, h * w)
-        self._pending.append((vals, prio, mx, mean, index[None].expand(d, -1)))
+        self.max = torch.maximum(self.max, vals.amax(1).cpu())
+        self.min = torch.minimum(self.min, vals.amin(1).cpu())
+        mx = (f.amax((2, 3)) if maxima is None else maxima.float()).T
+        mean = (f.mean((2, 3)) if means is None else means.float()).T  # (d, B)
+        prio = None if self.exact else _position_hash(index, h * w).to(f.device)
+        self._pending.append((vals, prio, mx, mean, index.to(f.device)[None].expand(d, -1)))
         self._pending_cols += vals.shape[1]
         if self._pending_cols >= max(PENDING_VALUES, self.k):
             self._fold()
 
     def _fold(self) -> None:
-        """Fold the pending batches into the kept statistics."""
+        """Fold the pending batches into the kept statistics (on the batches' device; kept on the CPU)."""
         if not self._pending:
             return
         vals, prio, mx, mean, idx = zip(*self._pending)
         self._pending, self._pending_cols = [], 0
+        dev = vals[0].device
         if self.exact:
-            self._keep_top(torch.cat([self.top, *vals], 1))
+            self._keep_top(torch.cat([self.top.to(dev), *vals], 1))
         else:
-            self._keep_sample(torch.cat([self.sample_prio, *prio]), torch.cat([self.sample, *vals], 1))
-        self._keep_images(torch.cat([self.img_val, *mx], 1), torch.cat([self.img_mean, *mean], 1),
-                          torch.cat([self.img_idx, *idx], 1))
+            self._keep_sample(torch.cat([self.sample_prio.to(dev), *prio]), torch.cat([self.sample.to(dev), *vals], 1))
+        self._keep_images(torch.cat([self.img_val.to(dev), *mx], 1), torch.cat([self.img_mean.to(dev), *mean], 1),
+                          torch.cat([self.img_idx.to(dev), *idx], 1))
+        if dev.type != "cpu":
+            self.top, self.sample_prio, self.sample = self.top.cpu(), self.sample_prio.cpu(), self.sample.cpu()
+            self.img_val, self.img_mean, self.img_idx = self.img_val.cpu(), self.img_mean.cpu(), self.img_idx.cpu()
 
     def merge(self, other: "ActivationStats") -> None:
         """Fold in statistics gathered on another shard of the same dataset."""

@@ -95,7 +95,7 @@ def train_explainer(
     seed: int = 0,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
-    batch_size_features: int = 8,
+    batch_size_features: int | None = None,
     num_workers: int | None = None,
     amp: bool = False,
     strict: bool = False,

@@ -36,7 +36,8 @@ def manifest_set(tmp_path_factory):
 
 
 def _lavise(args, run, nproc=1, env_extra=None):
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))  # keep a source checkout's path
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **(env_extra or {})}
     launcher = [sys.executable, "-m", "lavise.cli"] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "lavise.cli"]
     res = subprocess.run(launcher + args, env=env, capture_output=True, text=True, timeout=300)
