@@ -249,16 +249,30 @@ class _Loader(torch.utils.data.Dataset):
         keep = mk.flatten(1).any(1) if len(anns) else torch.zeros(0, dtype=torch.bool)
         mk = mk[keep]
         s = EVAL_MASK_SIZE
+        frac = downsample_masks(mk, (s, s))
+        (h, w), crop = self.feat_hw, mk.shape[-1]
+        # where the blocks nest evenly, the mean of the s×s means is the mean: one pass over the full masks
+        mfeat = downsample_masks(frac if crop % s == 0 and s % h == 0 and s % w == 0 else mk, (h, w))
+        meval = (frac >= 0.5).numpy().reshape(len(mk), s * s)
         return {"index": i, "x": x, "concepts": [self.concept_index[a.concept] for a, k in zip(anns, keep.tolist()) if k],
-                "dropped": int((~keep).sum()), "mfeat": downsample_masks(mk, self.feat_hw).to(torch.float16),
-                "meval": downsample_masks(mk, (s, s)) >= 0.5}
+                "dropped": int((~keep).sum()), "mfeat": mfeat.to(torch.float16), "meval": torch.from_numpy(np.packbits(meval, axis=1))}
 
 
 def _collate(items: list[dict]) -> dict:
-    """One uint8 image tensor per batch (one shared-memory block, one pinned copy), the rest as lists."""
+    """One batch as a few tensors (one shared-memory block and one pinned copy each, not one per image).
+
+    ``x`` (B, 3, H, W) uint8 images; ``index`` (B,); for reference sets ``pairs`` (P, 2) of (image, concept),
+    ``mfeat`` (P, h', w') and ``meval`` (P, bytes) masks in pair order; ``errors`` of unreadable images.
+    """
     good = [b for b in items if "error" not in b]
-    return {"x": torch.stack([b.pop("x") for b in good]) if good else None, "items": good,
-            "errors": [b for b in items if "error" in b]}
+    out = {"x": torch.stack([b["x"] for b in good]) if good else None,
+           "index": torch.tensor([b["index"] for b in good], dtype=torch.int64),
+           "errors": [b for b in items if "error" in b], "dropped": sum(b.get("dropped", 0) for b in good)}
+    if good and "concepts" in good[0]:
+        out["pairs"] = torch.tensor([(b["index"], c) for b in good for c in b["concepts"]], dtype=torch.int64).view(-1, 2)
+        out["mfeat"] = torch.cat([b["mfeat"] for b in good])
+        out["meval"] = torch.cat([b["meval"] for b in good])
+    return out
 
 
 def cache_key(target: TargetModel, layer: str, dataset: ConceptDataset, concepts: list[str] | None,
@@ -459,8 +473,7 @@ def _consume(batch, part, extractor, dataset, device, amp, channels_last, strict
         if strict:
             raise DatasetError(b["error"] + " (rerun without --strict to skip unreadable images)")
         part.progress["skipped"].append({"index": b["index"], "image_id": dataset.items[b["index"]][0], "error": b["error"]})
-    good = batch["items"]
-    if not good:
+    if batch["x"] is None:
         return
     x = batch["x"].to(device, non_blocking=True)
     if channels_last:
@@ -473,19 +486,18 @@ def _consume(batch, part, extractor, dataset, device, amp, channels_last, strict
     maxima, means = f.amax((2, 3)), f.mean((2, 3))
     if not torch.isfinite(means).all():  # a NaN or infinity anywhere in a map makes its mean non-finite
         raise ModelError(f"layer {layer!r} produced NaN or infinite activations; check the weights and input scaling")
-    index = torch.tensor([b["index"] for b in good], dtype=torch.int64)
+    index = batch["index"]
     part.stats.update(f, index, maxima=maxima, means=means)
     part.append("features", f.to(torch.float16, memory_format=torch.contiguous_format).cpu().numpy())
     part.append("maxima", maxima.cpu().numpy())
     part.append("index", index.numpy())
-    part.progress["rows"] += len(good)
-    for b in good:
-        if "concepts" in b and b["concepts"]:
-            part.append("pairs", np.array([(b["index"], c) for c in b["concepts"]], np.int64))
-            part.append("masks_feat", b["mfeat"].numpy())
-            part.append("masks_eval", np.packbits(b["meval"].numpy().reshape(len(b["concepts"]), -1), axis=1))
-            part.progress["pairs"] += len(b["concepts"])
-        part.progress["dropped"] += b.get("dropped", 0)
+    part.progress["rows"] += len(index)
+    if "pairs" in batch and len(batch["pairs"]):
+        part.append("pairs", batch["pairs"].numpy())
+        part.append("masks_feat", batch["mfeat"].numpy())
+        part.append("masks_eval", batch["meval"].numpy())
+        part.progress["pairs"] += len(batch["pairs"])
+    part.progress["dropped"] += batch["dropped"]
 
 
 def _read(path: Path, dtype, shape_tail: tuple[int, ...]) -> np.ndarray:

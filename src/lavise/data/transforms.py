@@ -7,6 +7,7 @@ masks are area-averaged to the feature map's resolution.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -40,8 +41,7 @@ class Preprocess:
         )
 
     def _geometry(self):
-        interp = v2.InterpolationMode(self.interpolation)
-        return v2.Compose([v2.Resize(self.resize, interpolation=interp, antialias=True), v2.CenterCrop(self.crop)])
+        return _geometry(self.resize, self.crop, self.interpolation)
 
     def __call__(self, image: Image.Image, masks: list[np.ndarray | None] | None = None, normalize: bool = True):
         """Transform an image and (optionally) its masks with the same geometry.
@@ -86,8 +86,15 @@ class Preprocess:
         return out
 
 
+@lru_cache(maxsize=16)
+def _geometry(resize: int, crop: int, interpolation: str) -> v2.Compose:
+    """The Resize + CenterCrop pipeline, built once per setting (building it costs as much as a small resize)."""
+    interp = v2.InterpolationMode(interpolation)
+    return v2.Compose([v2.Resize(resize, interpolation=interp, antialias=True), v2.CenterCrop(crop)])
+
+
 def downsample_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Area-average (K, H, W) bool masks to ``size``: the fraction of each cell covered, in [0, 1]."""
+    """Area-average (K, H, W) bool masks (or coverage fractions) to ``size``: the fraction of each cell covered."""
     if masks.numel() == 0:
         return torch.zeros((masks.shape[0], *size))
     x = masks[:, None].float()
