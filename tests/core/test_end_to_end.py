@@ -77,6 +77,22 @@ def test_reference_cache_is_reused_and_masks_are_stored(trained_run, tiny_model,
     assert float(cache.masks_feat.max()) <= 1.0 and cache.masks_eval.any()
 
 
+def test_workers_and_batch_sizes_give_the_same_cache(tmp_path, tiny_model, squares):
+    concepts = ["car", "cat", "dog"]
+    a = extract_features(tiny_model, "block2", squares, tmp_path / "a", concepts=concepts, num_workers=0, batch_size=8,
+                         show_progress=False)
+    b = extract_features(tiny_model, "block2", squares, tmp_path / "b", concepts=concepts, num_workers=2, batch_size=5,
+                         show_progress=False)
+    # the forward pass may block a batch of 5 differently from one of 8: equal to float16 rounding
+    np.testing.assert_allclose(np.asarray(b.features, np.float32), np.asarray(a.features, np.float32), rtol=2e-3, atol=1e-3)
+    np.testing.assert_array_equal(a.pairs, b.pairs)
+    np.testing.assert_array_equal(np.asarray(a.masks_feat), np.asarray(b.masks_feat))
+    np.testing.assert_array_equal(np.asarray(a.masks_eval), np.asarray(b.masks_eval))
+    # pairs follow dataset order, each image's annotations in order
+    expected = [(i, concepts.index(x.concept)) for i in range(len(squares)) for x in squares.annotations(i)]
+    assert [tuple(p) for p in a.pairs.tolist()] == expected
+
+
 def test_mixed_precision_features_are_cached_apart_and_close(tmp_path, tiny_model, squares):
     full = extract_features(tiny_model, "block2", squares, tmp_path, num_workers=0, show_progress=False)
     mixed = extract_features(tiny_model, "block2", squares, tmp_path, num_workers=0, amp=True, show_progress=False)

@@ -105,3 +105,18 @@ def test_buffered_folds_give_the_same_statistics_as_folding_every_batch(monkeypa
         np.testing.assert_array_equal(val, states[0][1][1])
         for k in state:
             np.testing.assert_array_equal(state[k], states[0][2][k])
+
+
+def test_caller_supplied_maxima_and_means_and_channels_last_maps_change_nothing():
+    rng = np.random.default_rng(4)
+    feats = torch.from_numpy(rng.normal(size=(24, 5, 4, 3)).astype(np.float32))
+    plain, given = ActivationStats(5, 24 * 12, keep_images=8), ActivationStats(5, 24 * 12, keep_images=8)
+    for i in range(0, 24, 6):
+        f, ix = feats[i:i + 6], torch.arange(i, i + 6)
+        plain.update(f, ix)
+        cl = f.contiguous(memory_format=torch.channels_last)  # as the extractor's maps arrive
+        given.update(cl, ix, maxima=f.amax((2, 3)), means=f.mean((2, 3)))
+    np.testing.assert_array_equal(given.thresholds(), plain.thresholds())
+    a, b = given.state(), plain.state()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])

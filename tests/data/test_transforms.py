@@ -51,3 +51,26 @@ def test_downsample_fast_path_equals_adaptive_pooling():
             torch.testing.assert_close(fast, ref, rtol=0, atol=1e-6)
             if shape[1] % size[0] == 0 and (shape[1] // size[0]) in (4, 8, 32):  # power-of-two blocks: bit-identical
                 assert torch.equal(fast, ref), (shape, size)
+
+
+def test_batched_normalisation_later_equals_normalising_each_image():
+    pre = Preprocess(resize=40, crop=32)
+    rng = np.random.default_rng(5)
+    imgs = [Image.fromarray(rng.integers(0, 256, size=(36 + 3 * i, 50, 3), dtype=np.uint8)) for i in range(3)]
+    raw = torch.stack([pre(im, normalize=False) for im in imgs])
+    assert raw.dtype == torch.uint8 and raw.shape == (3, 3, 32, 32)
+    each = torch.stack([pre(im) for im in imgs])
+    # (x / 255 - mean) / std by hand, for one pixel
+    v = float(raw[1, 2, 5, 7]) / 255.0
+    assert abs(float(each[1, 2, 5, 7]) - (v - pre.mean[2]) / pre.std[2]) < 1e-6
+    assert torch.equal(pre.normalize(raw), each)
+    cl = pre.normalize(raw.contiguous(memory_format=torch.channels_last))
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, each)
+
+
+def test_feature_masks_from_the_eval_masks_equal_pooling_the_full_masks():
+    rng = np.random.default_rng(6)
+    m = torch.from_numpy(rng.random((4, 224, 224)) > 0.7)
+    frac = downsample_masks(m, (112, 112))
+    assert torch.equal(downsample_masks(frac, (7, 7)), downsample_masks(m, (7, 7)))
+    assert torch.equal(downsample_masks(frac, (14, 14)), downsample_masks(m, (14, 14)))
