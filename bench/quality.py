@@ -377,7 +377,10 @@ def render(all_res, args, cmd):
             lines += [f"## {desc}; ground truth: {conv} convention", "", "```",
                       format_table(rows, COLUMNS), "```", ""]
             if conv == "netdissect":
-                lines += ["Novel (held-out) concepts, top-10 words:", "", "```", format_table(rows, NOVEL_COLUMNS), "```", ""]
+                head = ("Novel (held-out) concepts, top-10 words:" if args.concepts == "seen" else
+                        "Concepts of the usual held-out split, top-10 words (trained in this mode, so not a discovery "
+                        "measure; the seen-only run gives that):")
+                lines += [head, "", "```", format_table(rows, NOVEL_COLUMNS), "```", ""]
         pairs = [(a + tag, b + tag) for tag, _, _ in settings()
                  for a, b in (("attention", "activation"), ("activation", "original"), ("attention", "original"),
                               ("masked-attention", "attention"), ("masked-attention", "activation"))]
