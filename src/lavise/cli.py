@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"lavise: warning: {msg}\n"
     try:
+        if hasattr(args, "device"):
+            from .features import check_device
+
+            check_device(args.device)  # before torchrun's process group picks nccl or gloo by it
         _init_distributed(getattr(args, "device", "cpu"))
         return int(args.func(args) or 0)
     except LaviseError as e:

@@ -30,7 +30,7 @@ from .data.base import ConceptDataset, load_rgb
 from .defaults import DEFAULT_METHOD, TOP_IMAGES, WORDS_PER_IMAGE
 from .embeddings import Vocabulary, load_embeddings
 from .errors import EmbeddingError, LaviseError, RunError
-from .features import FeatureCache, FeatureExtractor, _barrier, distributed, extract_features
+from .features import FeatureCache, FeatureExtractor, _barrier, check_device, distributed, extract_features
 from .io import read_json, write_json, write_text
 from .models import TargetModel, load_model
 from .run import RunFolder, versions
@@ -215,6 +215,7 @@ def explain_cache(
     """
     if method not in METHODS:
         raise LaviseError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    check_device(device)
     d = cache.shape[0]
     if explainer.head.in_dim != d:
         raise RunError(f"explainer expects {explainer.head.in_dim} filters but the layer has {d}")

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .data.base import ConceptDataset, load_rgb
 from .data.transforms import Preprocess, downsample_masks
-from .errors import DatasetError, ModelError, RunError
+from .errors import DatasetError, LaviseError, ModelError, RunError
 from .io import atomic_path, read_json, write_json
 from .models import TargetModel
 from .stats import ActivationStats
@@ -286,6 +286,26 @@ def cache_key(target: TargetModel, layer: str, dataset: ConceptDataset, concepts
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def check_device(device: str) -> str:
+    """``device`` if torch can use it here (``cpu``, ``cuda`` or ``cuda:N``), else a one-line ``LaviseError``."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise LaviseError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return device
+    if dev.type != "cuda":
+        raise LaviseError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
+        raise LaviseError(f"device {device!r} asked for, but torch ({torch.__version__}, {build}) sees no CUDA GPU; "
+                          "use --device cpu, or check the GPU driver")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise LaviseError(f"no device {device!r}: torch sees {torch.cuda.device_count()} GPU(s), cuda:0 to "
+                          f"cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
 def default_batch_size(device: str = "cpu") -> int:
     """Images per forward pass: 8 on a CPU (fastest on 2 cores), 128 on a GPU (bench/speed.py on an H200)."""
     return 128 if device.startswith("cuda") else 8
@@ -417,6 +437,7 @@ def extract_features(
     Returns:
         The ``FeatureCache``; unreadable images are skipped and listed in ``meta["skipped"]``.
     """
+    check_device(device)
     key = cache_key(target, layer, dataset, concepts, amp)
     final = Path(cache_dir) / key
     batch_size = batch_size or default_batch_size(device)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lavise.data import load_dataset
@@ -299,3 +300,11 @@ def test_write_error_in_the_library_is_a_run_error(trained, tmp_path, monkeypatc
     monkeypatch.undo()
     assert (run / "explanations.json").read_bytes() == before
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_unknown_or_missing_device_is_one_clear_line(ds, tmp_path):
+    line = one_error_line(Lavise(tmp_path)(train_args(ds, extra=("--device", "cdua"))), "unknown device 'cdua'",
+                          "use cpu, cuda or cuda:N")
+    assert not (tmp_path / "run").exists(), line
+    if not torch.cuda.is_available():  # CI: no GPU, so asking for one must say so, not crash in torch
+        one_error_line(Lavise(tmp_path)(train_args(ds, extra=("--device", "cuda"))), "sees no CUDA GPU", "--device cpu")
