@@ -465,7 +465,6 @@ def _extract(target, layer, dataset, final, concepts, batch_size, num_workers, d
         _Loader(dataset, target.preprocess, concept_index, (h, w)), batch_sampler=todo, num_workers=num_workers,
         collate_fn=_collate, pin_memory=device.startswith("cuda"), prefetch_factor=4 if num_workers else None)
     # channels-last was faster for every convnet measured in bench/speed.py, on 2 CPU cores and on an H200
-    channels_last = True
     module.to(memory_format=torch.channels_last)
     every = float(os.environ.get("LAVISE_CHECKPOINT_SECONDS") or CHECKPOINT_SECONDS)  # tests set 0
     last_commit = time.monotonic()
@@ -473,7 +472,7 @@ def _extract(target, layer, dataset, final, concepts, batch_size, num_workers, d
                disable=not show_progress, leave=False)
     try:
         for batch in loader:
-            _consume(batch, part, extractor, dataset, device, amp, channels_last, strict, layer, target.preprocess)
+            _consume(batch, part, extractor, dataset, device, amp, strict, layer, target.preprocess)
             part.progress["batches"] += 1
             bar.update(1)
             if time.monotonic() - last_commit >= every:
@@ -489,16 +488,14 @@ def _extract(target, layer, dataset, final, concepts, batch_size, num_workers, d
         _merge(partial, final, world, (d, h, w), target, layer, dataset, concepts)
 
 
-def _consume(batch, part, extractor, dataset, device, amp, channels_last, strict, layer, pre) -> None:
+def _consume(batch, part, extractor, dataset, device, amp, strict, layer, pre) -> None:
     for b in batch["errors"]:
         if strict:
             raise DatasetError(b["error"] + " (rerun without --strict to skip unreadable images)")
         part.progress["skipped"].append({"index": b["index"], "image_id": dataset.items[b["index"]][0], "error": b["error"]})
     if batch["x"] is None:
         return
-    x = batch["x"].to(device, non_blocking=True)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = batch["x"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     x = pre.normalize(x)  # on the device, keeping the memory format
     with torch.autocast(device_type=device.split(":")[0], enabled=amp):
         f = extractor(x)
