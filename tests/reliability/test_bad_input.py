@@ -21,7 +21,7 @@ from relutil import COLOURS, Lavise, make_manifest, write_glove
 COMMON = ["--batch-size", "4", "--workers", "0", "--quiet"]
 
 
-def one_error_line(r, *needles: str) -> str:
+def assert_one_error_line(r, *needles: str) -> str:
     """The command failed with exit code 2 and exactly one line ``lavise: error: ...`` containing ``needles``."""
     lines = [ln for ln in r.log.splitlines() if ln.strip()]
     assert r.code == 2, r
@@ -86,7 +86,7 @@ def test_unreadable_images_are_skipped_counted_and_listed(ds, odd, tmp_path):
 
 def test_strict_fails_on_the_first_unreadable_image(ds, odd, tmp_path):
     r = Lavise(tmp_path)(train_args(ds, odd, extra=["--strict"]))
-    line = one_error_line(r, "rerun without --strict")
+    line = assert_one_error_line(r, "rerun without --strict")
     assert any(n in line for n in ("truncated.png", "garbage.jpg", "missing.png"))
     assert not (tmp_path / "run" / "explainer.safetensors").exists()
 
@@ -164,15 +164,15 @@ def test_manifest_empty_masks_are_counted(tmp_path):
 
 def test_manifest_zero_area_box_is_a_clear_error(ds, tmp_path):
     (tmp_path / "m.jsonl").write_text(json.dumps({"image": str(ds["root"] / "data" / "0.png"), "boxes": {"cat": [[5, 5, 5, 9]]}}) + "\n")
-    one_error_line(Lavise(tmp_path)(train_args(ds, tmp_path / "m.jsonl")), "manifest line 1", "x1 <= x0")
+    assert_one_error_line(Lavise(tmp_path)(train_args(ds, tmp_path / "m.jsonl")), "manifest line 1", "x1 <= x0")
 
 
 def test_empty_dataset(ds, tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
-    one_error_line(Lavise(tmp_path)(train_args(ds, tmp_path / "empty.jsonl")), "has no images")
+    assert_one_error_line(Lavise(tmp_path)(train_args(ds, tmp_path / "empty.jsonl")), "has no images")
     (tmp_path / "nothing").mkdir()
     r = Lavise(tmp_path)(["explain", "run", "--images", f"folder:{tmp_path / 'nothing'}", *COMMON])
-    one_error_line(r, "has no images")
+    assert_one_error_line(r, "has no images")
 
 
 # --- model and layer ------------------------------------------------------------------------------
@@ -180,39 +180,39 @@ def test_empty_dataset(ds, tmp_path):
 def test_unknown_layer_suggests_the_closest_names(ds, tmp_path):
     args = train_args(ds)
     args[args.index("block2")] = "blok2"
-    line = one_error_line(Lavise(tmp_path)(args), "no layer 'blok2'", "did you mean block2", "lavise layers")
+    line = assert_one_error_line(Lavise(tmp_path)(args), "no layer 'blok2'", "did you mean block2", "lavise layers")
     assert not (tmp_path / "run").exists(), line
 
 
 def test_layer_without_a_4d_feature_map(ds, tmp_path):
     args = train_args(ds)
     args[args.index("block2")] = "fc"
-    one_error_line(Lavise(tmp_path)(args), "'fc'", "not a 4-D feature map")
+    assert_one_error_line(Lavise(tmp_path)(args), "'fc'", "not a 4-D feature map")
 
 
 def test_nan_activations(ds, tmp_path):
-    one_error_line(Lavise(tmp_path)(train_args(ds, model="python:relmodels:nan")), "NaN or infinite activations")
+    assert_one_error_line(Lavise(tmp_path)(train_args(ds, model="python:relmodels:nan")), "NaN or infinite activations")
 
 
 @pytest.mark.parametrize("model,needle", [("python:relmodels:not_a_module", "not a torch.nn.Module"),
                                           ("python:relmodels:nope", "cannot import relmodels:nope"),
                                           ("resnet50", "unknown model")])
 def test_bad_model_specs(ds, tmp_path, model, needle):
-    one_error_line(Lavise(tmp_path)(train_args(ds, model=model)), needle)
+    assert_one_error_line(Lavise(tmp_path)(train_args(ds, model=model)), needle)
 
 
 def test_corrupt_weights_file(ds, tmp_path):
     (tmp_path / "w.pt").write_bytes(b"\x80\x02garbage")
-    one_error_line(Lavise(tmp_path)(train_args(ds, extra=["--weights", str(tmp_path / "w.pt")])), "cannot read weights")
-    one_error_line(Lavise(tmp_path)(train_args(ds, extra=["--weights", str(tmp_path / "none.pt")])), "weights file not found")
+    assert_one_error_line(Lavise(tmp_path)(train_args(ds, extra=["--weights", str(tmp_path / "w.pt")])), "cannot read weights")
+    assert_one_error_line(Lavise(tmp_path)(train_args(ds, extra=["--weights", str(tmp_path / "none.pt")])), "weights file not found")
 
 
 def test_mistyped_dataset_spec(ds, tmp_path):
-    one_error_line(Lavise(tmp_path)(train_args(ds, reference="x")), "")  # manifest:x -> not found
+    assert_one_error_line(Lavise(tmp_path)(train_args(ds, reference="x")), "manifest not found: x")
     r = Lavise(tmp_path)(["train", "--model", "python:relmodels:tiny", "--reference", "cocoo:x.json", "--out", "run", *COMMON])
-    one_error_line(r, "unknown dataset kind 'cocoo'")
+    assert_one_error_line(r, "unknown dataset kind 'cocoo'")
     r = Lavise(tmp_path)(["train", "--model", "python:relmodels:tiny", "--reference", f"manifest:{ds['m']}?imgs=x", "--out", "run", *COMMON])
-    one_error_line(r, "unknown option(s) imgs")
+    assert_one_error_line(r, "unknown option(s) imgs")
 
 
 # --- embeddings -----------------------------------------------------------------------------------
@@ -236,12 +236,12 @@ def test_embeddings_whose_dimension_does_not_match_the_explainer(ds, tmp_path):
     assert lav(args).code == 0
     write_glove(glove, {w: v[:3] for w, v in json.loads(json.dumps(__import__("relutil").WORDS)).items()})
     r = lav(["explain", "run", "--images", f"manifest:{ds['m']}", "--vocabulary", "concepts", *COMMON])
-    one_error_line(r, "3-d", "4-d")
+    assert_one_error_line(r, "3-d", "4-d")
 
 
 def test_explain_without_a_trained_run(ds, tmp_path):
     r = Lavise(tmp_path)(["explain", "nowhere", "--images", f"manifest:{ds['m']}", *COMMON])
-    one_error_line(r, "does not exist", "lavise train")
+    assert_one_error_line(r, "does not exist", "lavise train")
 
 
 # --- write errors ---------------------------------------------------------------------------------
@@ -264,7 +264,7 @@ def test_full_disk_when_writing_results(ds, trained, tmp_path):
     shutil.copytree(trained, run)
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     r = Lavise(tmp_path)(_explain(ds, run, x="1"), kill=("enospc-replace", "explanations.json"))
-    one_error_line(r, "cannot write", "explanations.json", "No space left on device", "earlier outputs are untouched")
+    assert_one_error_line(r, "cannot write", "explanations.json", "No space left on device", "earlier outputs are untouched")
     after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert after == before  # same files, same bytes: no temp file left, nothing overwritten
 
@@ -275,7 +275,7 @@ def test_full_disk_during_extraction(ds, trained, tmp_path):
     shutil.rmtree(run / "cache")
     before = (run / "explanations.json").read_bytes()
     r = Lavise(tmp_path)(_explain(ds, run), kill=("enospc-append",))
-    one_error_line(r, "No space left on device", "rerun the same command")
+    assert_one_error_line(r, "No space left on device", "rerun the same command")
     assert (run / "explanations.json").read_bytes() == before
     assert Lavise(tmp_path)(_explain(ds, run)).code == 0  # once there is space again, the same command works
 
@@ -303,8 +303,8 @@ def test_write_error_in_the_library_is_a_run_error(trained, tmp_path, monkeypatc
 
 
 def test_unknown_or_missing_device_is_one_clear_line(ds, tmp_path):
-    line = one_error_line(Lavise(tmp_path)(train_args(ds, extra=("--device", "cdua"))), "unknown device 'cdua'",
+    line = assert_one_error_line(Lavise(tmp_path)(train_args(ds, extra=("--device", "cdua"))), "unknown device 'cdua'",
                           "use cpu, cuda or cuda:N")
     assert not (tmp_path / "run").exists(), line
     if not torch.cuda.is_available():  # CI: no GPU, so asking for one must say so, not crash in torch
-        one_error_line(Lavise(tmp_path)(train_args(ds, extra=("--device", "cuda"))), "sees no CUDA GPU", "--device cpu")
+        assert_one_error_line(Lavise(tmp_path)(train_args(ds, extra=("--device", "cuda"))), "sees no CUDA GPU", "--device cpu")
