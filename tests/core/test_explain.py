@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lavise.explain import filter_inputs, top_images
+from lavise.explain import _top_words, filter_inputs, top_images
 from lavise.stats import ActivationStats, Thresholds
 
 
@@ -47,6 +47,31 @@ def test_masked_attention_weights_each_filter_by_cosine_inside_the_mask():
     # unit 0: mask = cells (0,1), (1,1); cos(A0, A1) = (1*3 + 3*4) / (sqrt(39) * 5) = 15 / (5 sqrt 39)
     cos01 = 15.0 / (5.0 * 39 ** 0.5)
     torch.testing.assert_close(got[0], torch.tensor([(5.0 + 3.0) / 4, cos01 * (0.0 + 4.0) / 4]))
+
+
+@pytest.mark.parametrize("method", ["attention", "masked-attention", "activation", "original"])
+def test_pairs_sharing_images_in_any_order_match_one_copy_per_pair(method):
+    g = torch.Generator().manual_seed(1)
+    feats = torch.relu(torch.randn(3, 6, 2, 3, generator=g))
+    image = torch.tensor([2, 0, 2, 1, 0, 2, 1])  # unsorted, several pairs per image
+    units = torch.tensor([5, 0, 1, 3, 3, 5, 0])
+    thr = _thresholds(feats)
+    shared = filter_inputs(method, feats, units, thr, image=image)
+    copied = filter_inputs(method, feats[image], units, thr)  # the definition: pair b uses its own copy
+    torch.testing.assert_close(shared, copied)
+
+
+@pytest.mark.parametrize("s,penalised", [(1, False), (3, False), (2, True)])
+def test_top_words_in_blocks_match_a_full_topk(s, penalised):
+    g = torch.Generator().manual_seed(2)
+    v = F.normalize(torch.randn(150, 8, generator=g), dim=1)  # more rows than one block
+    vocab = F.normalize(torch.randn(40, 8, generator=g), dim=1)
+    penalty = (torch.arange(40) % 3 == 0).float() * 0.2 if penalised else None
+    idx, sim = _top_words(v, vocab, s, penalty)
+    sims = v @ vocab.T
+    want = (sims - (0 if penalty is None else penalty)).topk(s, dim=1).indices
+    assert torch.equal(idx, want)
+    torch.testing.assert_close(sim, sims.gather(1, want))  # the raw cosine, not the penalised score
 
 
 def test_original_is_global_average():
