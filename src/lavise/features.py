@@ -247,7 +247,7 @@ class _Loader(torch.utils.data.Dataset):
             x, mk = self.pre(img, [a.mask for a in anns], normalize=False)
         except (DatasetError, ValueError) as e:
             return {"index": i, "error": str(e)}
-        keep = mk.flatten(1).any(1) if len(anns) else torch.zeros(0, dtype=torch.bool)
+        keep = mk.view(torch.uint8).flatten(1).amax(1) > 0 if len(anns) else torch.zeros(0, dtype=torch.bool)  # any(), 10x faster
         mk = mk[keep]
         s = EVAL_MASK_SIZE
         frac = downsample_masks(mk, (s, s))

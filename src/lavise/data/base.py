@@ -139,7 +139,7 @@ def load_rgb(path: Path) -> Image.Image:
                 im = im.convert("RGBA")
                 bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(bg, im)
-            return im.convert("RGB")
+            return im if im.mode == "RGB" else im.convert("RGB")  # (convert would copy an RGB image)
     except FileNotFoundError:
         raise DatasetError(f"image not found: {path} (check the dataset root or the annotation's file_name)") from None
     except (OSError, SyntaxError, ValueError) as e:

@@ -290,7 +290,7 @@ class CocoDataset(ConceptDataset):
         with warnings.catch_warnings():
             # pycocotools 2.0.x + numpy 2 warn on every decode; the result is correct.
             warnings.filterwarnings("ignore", message=r"__array__ implementation", category=DeprecationWarning)
-            mask = mask_utils.decode(rle).astype(bool)
+            mask = mask_utils.decode(rle).view(bool)  # 0/1 bytes: a bool view, no copy
         if mask.shape != (h, w):
             raise ValueError(f"decoded to shape {mask.shape}")
         return mask
@@ -310,9 +310,8 @@ class CocoDataset(ConceptDataset):
         h, w = self._size(i)
         out = []
         for name in sorted(geoms):
-            mask = np.zeros((h, w), dtype=bool)
-            for g in geoms[name]:
-                mask |= self._decode(g, h, w)
+            parts = [self._decode(g, h, w) for g in geoms[name]]
+            mask = parts[0] if len(parts) == 1 else np.logical_or.reduce(parts)  # one instance: no copy
             if not mask.any():
                 self.skipped["empty"] += 1
                 if not self._warned_empty:
