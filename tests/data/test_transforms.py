@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 import torch
 from PIL import Image
@@ -74,3 +75,23 @@ def test_feature_masks_from_the_eval_masks_equal_pooling_the_full_masks():
     frac = downsample_masks(m, (112, 112))
     assert torch.equal(downsample_masks(frac, (7, 7)), downsample_masks(m, (7, 7)))
     assert torch.equal(downsample_masks(frac, (14, 14)), downsample_masks(m, (14, 14)))
+
+
+@pytest.mark.parametrize("hw", [(224, 256), (300, 451), (97, 130), (1000, 700), (150, 120)])
+@pytest.mark.parametrize("resize,crop", [(256, 224), (320, 300), (100, 120)])
+def test_mask_gather_equals_the_v2_transform(hw, resize, crop):
+    from torchvision import tv_tensors
+
+    from lavise.data.transforms import _geometry, _mask_index
+
+    h, w = hw
+    rng = np.random.default_rng(h * w + resize)
+    pre = Preprocess(resize=resize, crop=crop)
+    masks = [rng.random((h, w)) > 0.5, None, np.asfortranarray(rng.random((h, w)) > 0.9)]
+    _, got = pre(Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)), masks)
+    full = np.stack([np.ones((h, w), bool) if m is None else m for m in masks])
+    _, want = _geometry(resize, crop, "bilinear")(tv_tensors.Image(torch.zeros(3, h, w, dtype=torch.uint8)),
+                                                  tv_tensors.Mask(torch.from_numpy(full).to(torch.uint8)))
+    assert torch.equal(got, want.bool())
+    # a crop larger than the resized image pads: the transform itself must then be used
+    assert (_mask_index(resize, crop, "bilinear", h, w) is None) == (crop > resize)
