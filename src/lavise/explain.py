@@ -151,29 +151,40 @@ def filter_inputs(method: str, feats: torch.Tensor, units: torch.Tensor, thresho
         return pooled[image]
     hw = flat.shape[-1]
     own = flat[image, units]  # (B, hw)
-    out = torch.empty(len(units), flat.shape[1], dtype=flat.dtype, device=flat.device)
-    # Per image, one matmul of its (d, hw) maps with the stacked right-hand sides of all of its pairs:
-    # the attention weights (own map, normalised) and/or the activation mask. Never a copy of the maps per pair.
+    # The products of each pair's image maps (d, hw) with its right-hand sides: the attention weights (own map,
+    # normalised) and/or the activation mask.
     rhs = []
     if method in ("attention", "masked-attention"):
         rhs.append(F.normalize(own, dim=-1))
         inv_norm = 1 / flat.norm(dim=-1).clamp_min(1e-12)  # cos(A_u, A_k) = (A_k · Â_u) / |A_k|
     if method in ("activation", "masked-attention"):
         rhs.append(thresholds.masks(own, units=units).to(flat.dtype))
-    rhs = torch.cat(rhs, 1)  # (B, r·hw)
+    prod = _pair_products(flat, image, torch.stack(rhs, 2))  # (B, d, r)
+    if method == "activation":
+        return prod[..., 0] / hw  # GAP(F ⊙ [A_u > T_u])
+    if method == "attention":
+        return prod[..., 0] * (inv_norm * pooled)[image]  # GAP(cos ⊙ F) = cos ⊙ GAP(F)
+    return prod[..., 0] * prod[..., 1] * inv_norm[image] / hw  # GAP(cos ⊙ F ⊙ [A_u > T_u]): attention where u fires
+
+
+def _pair_products(flat: torch.Tensor, image: torch.Tensor, rhs: torch.Tensor, batched: bool | None = None) -> torch.Tensor:
+    """``flat[image[b]] @ rhs[b]`` for every pair b: (M, d, hw) maps, (B,) images, (B, hw, r) -> (B, d, r).
+
+    ``batched`` (default: on a GPU) gathers each pair's maps for one batched product. On a CPU a copy of the
+    maps per pair costs more than the arithmetic, so each image's maps meet all of its pairs' right-hand
+    sides in one matmul instead.
+    """
+    if flat.device.type != "cpu" if batched is None else batched:
+        return torch.bmm(flat[image], rhs)
+    B, hw, r = rhs.shape
+    out = torch.empty(B, flat.shape[1], r, dtype=flat.dtype, device=flat.device)
     order = torch.argsort(image, stable=True)
     imgs, counts = torch.unique_consecutive(image[order], return_counts=True)
     start = 0
     for j, k in zip(imgs.tolist(), counts.tolist()):
         sel = order[start:start + k]
         start += k
-        prod = (rhs[sel].view(k, -1, hw) @ flat[j].T).transpose(0, 1)  # (r, k, d)
-        if method == "activation":
-            out[sel] = prod[0] / hw  # GAP(F ⊙ [A_u > T_u])
-        elif method == "attention":
-            out[sel] = prod[0] * (inv_norm[j] * pooled[j])  # GAP(cos ⊙ F) = cos ⊙ GAP(F)
-        else:  # GAP(cos ⊙ F ⊙ [A_u > T_u]): the attention, but only where u fires
-            out[sel] = prod[0] * prod[1] * (inv_norm[j] / hw)
+        out[sel] = (flat[j] @ rhs[sel].transpose(0, 1).reshape(hw, k * r)).view(-1, k, r).transpose(0, 1)
     return out
 
 
@@ -208,7 +219,7 @@ def explain_cache(
     dataset: ConceptDataset | None = None,
     target: TargetModel | None = None,
     device: str = "cpu",
-    batch_pairs: int = 512,
+    batch_pairs: int | None = None,
     show_progress: bool = True,
     calibration: float = 0.0,
 ) -> list[FilterExplanation]:
@@ -245,6 +256,8 @@ def explain_cache(
         penalty = torch.tensor([calibration if w in trained else 0.0 for w in vocab.words], device=device)
     top_idx = torch.empty(len(pair_u), s_eff, dtype=torch.long)
     top_sim = torch.empty(len(pair_u), s_eff)
+    # on a GPU, filter_inputs gathers each pair's maps for one batched product: bigger chunks, fewer launches
+    batch_pairs = batch_pairs or (2048 if device.startswith("cuda") else 512)
     extractor = None
     if method == "image":
         if dataset is None or target is None:

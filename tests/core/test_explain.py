@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lavise.explain import _top_words, filter_inputs, top_images
+from lavise.explain import _pair_products, _top_words, filter_inputs, top_images
 from lavise.stats import ActivationStats, Thresholds
 
 
@@ -59,6 +59,16 @@ def test_pairs_sharing_images_in_any_order_match_one_copy_per_pair(method):
     shared = filter_inputs(method, feats, units, thr, image=image)
     copied = filter_inputs(method, feats[image], units, thr)  # the definition: pair b uses its own copy
     torch.testing.assert_close(shared, copied)
+
+
+def test_per_image_and_batched_pair_products_agree():
+    g = torch.Generator().manual_seed(3)
+    flat = torch.randn(4, 6, 5, generator=g)  # (M images, d, hw)
+    image = torch.tensor([3, 0, 3, 1, 0, 3, 2, 1])
+    rhs = torch.randn(len(image), 5, 2, generator=g)
+    want = torch.stack([flat[i] @ rhs[b] for b, i in enumerate(image.tolist())])
+    torch.testing.assert_close(_pair_products(flat, image, rhs, batched=False), want)
+    torch.testing.assert_close(_pair_products(flat, image, rhs, batched=True), want)  # the GPU's way
 
 
 @pytest.mark.parametrize("s,penalised", [(1, False), (3, False), (2, True)])
