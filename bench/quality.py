@@ -247,7 +247,8 @@ def run_seed(args, seed, model, emb):
     ref = load_dataset(f"builtin:scenes?size={args.reference_size}&seed={seed}&split=train&concepts={args.concepts}{scn}")
     tgt = load_dataset(f"builtin:scenes?size={args.target_size}&seed={seed}&split=test{scn}")
     held_out = list(tgt.meta["held_out"])
-    run_dir = args.work / (f"seed{seed}-b{args.reference_size}" + ("" if args.concepts == "seen" else f"-{args.concepts}"))
+    run_dir = args.work / (f"seed{seed}-b{args.reference_size}" + ("" if args.concepts == "seen" else f"-{args.concepts}")
+                           + ("" if args.embeddings == "glove-6b-50d" else f"-{args.embeddings.replace(':', '_').replace('/', '_')}"))
     trained = train_explainer(model, ref, emb, out=run_dir, epochs=args.epochs, lr=args.lr, seed=seed,
                               show_progress=False)
     best = trained.config["train"]["best_epoch"]
