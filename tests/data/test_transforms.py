@@ -88,10 +88,11 @@ def test_mask_gather_equals_the_v2_transform(hw, resize, crop):
     rng = np.random.default_rng(h * w + resize)
     pre = Preprocess(resize=resize, crop=crop)
     masks = [rng.random((h, w)) > 0.5, None, np.asfortranarray(rng.random((h, w)) > 0.9)]
-    _, got = pre(Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)), masks)
+    img = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    first, again = pre(img, masks)[1], pre(img, masks)[1]  # the second meeting of a size uses the gather
     full = np.stack([np.ones((h, w), bool) if m is None else m for m in masks])
     _, want = _geometry(resize, crop, "bilinear")(tv_tensors.Image(torch.zeros(3, h, w, dtype=torch.uint8)),
                                                   tv_tensors.Mask(torch.from_numpy(full).to(torch.uint8)))
-    assert torch.equal(got, want.bool())
+    assert torch.equal(first, want.bool()) and torch.equal(again, want.bool())
     # a crop larger than the resized image pads: the transform itself must then be used
     assert (_mask_index(resize, crop, "bilinear", h, w) is None) == (crop > resize)

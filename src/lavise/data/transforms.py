@@ -6,6 +6,7 @@ masks are area-averaged to the feature map's resolution.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -71,7 +72,7 @@ class Preprocess:
                     raise ValueError(f"mask shape {m.shape} does not match image size {(h, w)}")
                 stack.append(m.astype(bool, copy=False))
         mk = np.stack(stack) if stack else np.zeros((0, h, w), dtype=bool)
-        index = _mask_index(self.resize, self.crop, self.interpolation, h, w)
+        index = _repeated_size_index(self.resize, self.crop, self.interpolation, h, w)
         if index is not None:  # nearest resize + crop is a gather: one indexing pass, no upsampled copy
             return finish(geometry(img)), torch.from_numpy(mk[:, index[0]][:, :, index[1]])  # two takes: 8x faster than one 2-D take
         x, mk = geometry(img, tv_tensors.Mask(torch.from_numpy(mk).to(torch.uint8)))
@@ -95,7 +96,21 @@ def _geometry(resize: int, crop: int, interpolation: str) -> v2.Compose:
     return v2.Compose([v2.Resize(resize, interpolation=interp, antialias=True), v2.CenterCrop(crop)])
 
 
-@lru_cache(maxsize=64)
+_SIZES_SEEN: Counter = Counter()
+
+
+def _repeated_size_index(resize: int, crop: int, interpolation: str, h: int, w: int):
+    """``_mask_index`` for an image size met before, else None: finding the index costs a transform of the
+    full-size canvas, which only pays off when the size comes back (as in most datasets; not in a folder of
+    photos of all sizes)."""
+    key = (resize, crop, interpolation, h, w)
+    if len(_SIZES_SEEN) > 100_000:
+        _SIZES_SEEN.clear()
+    _SIZES_SEEN[key] += 1
+    return _mask_index(*key) if _SIZES_SEEN[key] > 1 else None
+
+
+@lru_cache(maxsize=256)
 def _mask_index(resize: int, crop: int, interpolation: str, h: int, w: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Source row and column of every output pixel of a mask under the geometry, or None where the crop pads.
 
