@@ -189,6 +189,8 @@ def main() -> None:
     def epoch(inputs):
         head.train()
         for i in range(0, len(inputs), 128):
+            if len(inputs[i:i + 128]) < 2:  # BatchNorm needs two samples (as lavise.train skips such a batch)
+                continue
             loss = hinge_rank_loss(head(inputs[i:i + 128]), y[i:i + 128], cv)
             opt.zero_grad(); loss.backward(); opt.step()
 
