@@ -319,7 +319,7 @@ def default_workers(device: str = "cpu") -> int:
     threads use every core, so a worker process only pays where cores are plenty: on 2 cores,
     decoding inline was 17% faster than one worker in bench/speed.py (oversubscribed threads stall).
     With a GPU the workers are the bottleneck, so all cores but one decode (up to 16): on an H200 with
-    16 cores, 15 workers extracted 8,192 images 14-21% faster than 8 (bench/results/speed-cuda-h200-*).
+    16 cores, 15 workers extracted 8,192 images 14-21% faster than 8 (one machine; bench/results/speed-cuda-h200-*).
     """
     cores = os.cpu_count() or 1
     if device.startswith("cuda"):
