@@ -201,6 +201,17 @@ def _image_inputs(pairs_units, pairs_rows, cache, dataset, extractor, thresholds
     return f.mean((2, 3))
 
 
+def default_batch_pairs(shape: tuple[int, int, int], device: str = "cpu", budget: int = 512 << 20) -> int:
+    """(filter, image) pairs per explain chunk for maps of ``shape`` (d, h, w).
+
+    A chunk holds up to one float32 copy of the maps per pair (the images read on a CPU, the gathered maps
+    on a GPU), kept within ``budget`` bytes so that layers with large maps do not exhaust memory; within
+    that, 512 pairs on a CPU and 2,048 on a GPU (fewer kernel launches).
+    """
+    per_pair = 4 * int(np.prod(shape))
+    return int(max(16, min(2048 if device.startswith("cuda") else 512, budget // per_pair)))
+
+
 def compute_thresholds(cache: FeatureCache) -> Thresholds:
     """T_u (upper 0.5% quantile of each filter's activations on the cached set)."""
     return Thresholds.from_stats(cache.stats)
@@ -224,6 +235,8 @@ def explain_cache(
     calibration: float = 0.0,
 ) -> list[FilterExplanation]:
     """Explain filters from an already extracted target cache (see ``explain_filters``).
+
+    ``batch_pairs`` (default ``default_batch_pairs``) bounds the (filter, image) pairs handled at once.
 
     ``calibration`` (γ, default 0 = the paper's method) is subtracted from the similarity of every
     vocabulary word that is one of the explainer's training concepts before the top-s words are taken
@@ -256,8 +269,8 @@ def explain_cache(
         penalty = torch.tensor([calibration if w in trained else 0.0 for w in vocab.words], device=device)
     top_idx = torch.empty(len(pair_u), s_eff, dtype=torch.long)
     top_sim = torch.empty(len(pair_u), s_eff)
-    # on a GPU, filter_inputs gathers each pair's maps for one batched product: bigger chunks, fewer launches
-    batch_pairs = batch_pairs or (2048 if device.startswith("cuda") else 512)
+    if batch_pairs is None:
+        batch_pairs = default_batch_pairs(cache.shape, device)
     extractor = None
     if method == "image":
         if dataset is None or target is None:

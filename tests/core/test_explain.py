@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lavise.explain import _pair_products, _top_words, filter_inputs, top_images
+from lavise.explain import _pair_products, _top_words, default_batch_pairs, filter_inputs, top_images
 from lavise.stats import ActivationStats, Thresholds
 
 
@@ -149,3 +149,12 @@ def test_efficientnet_head_activation_is_its_own_hookable_layer():
     pre = FeatureExtractor(tm, "_bn1")(x)
     assert act.shape == (1, 1280, 7, 7)
     torch.testing.assert_close(act, pre.clamp(0, 6))  # the head's map, not the stem's (shared ReLU6 module)
+
+
+def test_explain_chunks_keep_large_maps_within_the_memory_budget():
+    assert default_batch_pairs((1280, 7, 7), "cpu") == 512  # small maps: the usual chunk
+    assert default_batch_pairs((1280, 7, 7), "cuda") == 2048
+    big = (256, 56, 56)  # an early layer: 3.2 MB per map copy
+    n = default_batch_pairs(big, "cuda")
+    assert 16 <= n < 2048 and n * 4 * 256 * 56 * 56 <= 512 << 20
+    assert default_batch_pairs((2048, 112, 112), "cpu") == 16  # never below 16 pairs
