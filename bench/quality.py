@@ -197,6 +197,24 @@ def gamma_from_vectors(mv, explainer, vocab, pool, max_pairs=8000, seed=0):
     return hi, target_share, share(hi)
 
 
+RANDOM_DRAWS = 200
+RANDOM_MEAN = f"random, mean of {RANDOM_DRAWS} draws"
+
+
+def random_mean_row(words, d, k, gt, held_out, seed, draws=RANDOM_DRAWS, **info) -> dict:
+    """The random-words baseline's expected scores (NetDissect convention): one draw discovers a held-out
+    concept so rarely that a single draw says little; the mean over many draws is the chance level."""
+    from lavise.evaluate import random_words, score_row
+
+    rows = [score_row(RANDOM_MEAN, random_words(words, d, k, seed * 100_003 + r), gt, "netdissect", KS, None, held_out, 10)
+            for r in range(draws)]
+    out = {"name": RANDOM_MEAN, "convention": "netdissect", **info}
+    for key, v in rows[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and key not in info:
+            out[key] = float(np.mean([r[key] for r in rows]))
+    return out
+
+
 def aggregate(rows_by_seed: list[list[dict]]) -> list[dict]:
     """Mean and sample SD over seeds of every numeric field, row by row (rows matched by name + convention)."""
     out = []
@@ -304,6 +322,8 @@ def run_seed(args, seed, model, emb):
         lists["random"] = random_words(vocab.words, d, K, seed)
         rows = [score_row(n, l, gt, conv, KS, None, held_out, 10) for conv in ("netdissect", "present")
                 for n, l in lists.items()]
+        if vname == "nouns":
+            rows.append(random_mean_row(vocab.words, d, K, gt, held_out, seed))
         res["tables"][vname] = rows
         log(f"[seed {seed}] vocabulary {vname} ({len(vocab.words)} words), gamma {res['gamma'][vname]} ({time.time() - t0:.0f} s)")
         if vname == "nouns" and "image" in args.subset_methods and args.image_units:
@@ -334,6 +354,8 @@ def run_seed(args, seed, model, emb):
         row = score_row("random", random_words(vocab.words, d, K, seed), gt, "netdissect", KS, None, held_out, 10)
         row.update({"seen_fraction": len(keep) / n_all, "seen_concepts": len(keep), "gamma": 0.0})
         res["novel"].append(row)
+        res["novel"].append(random_mean_row(vocab.words, d, K, gt, held_out, seed, seen_fraction=len(keep) / n_all,
+                                            seen_concepts=len(keep), gamma=0.0))
         log(f"[seed {seed}] novel concepts with {len(keep)} seen categories ({time.time() - t0:.0f} s)")
     res["seconds"] = time.time() - t0
     return res
@@ -407,7 +429,7 @@ def render(all_res, args, cmd):
     fr = sorted({r["seen_concepts"] for r in all_res[0]["novel"]})
     nrows = []
     for k in fr:
-        for name in [n for m in args.novel_methods for n in (m, m + " +calibrated")] + ["random"]:
+        for name in [n for m in args.novel_methods for n in (m, m + " +calibrated")] + ["random", RANDOM_MEAN]:
             per = [[r for r in res["novel"] if r["seen_concepts"] == k and r["name"] == name] for res in all_res]
             if not all(per):
                 continue
@@ -430,9 +452,10 @@ def plot(all_res, path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    names = sorted({r["name"] for r in all_res[0]["novel"]}, key=lambda n: (n == "random", n))
+    names = sorted({r["name"] for r in all_res[0]["novel"]}, key=lambda n: (n.startswith("random"), n))
     for name in names:
-        style = "x:" if name == "random" else ("o" if "activation" in name else "s") + ("--" if "calibrated" in name else "-")
+        style = ("x:" if name == "random" else "+:") if name.startswith("random") else (
+            ("o" if "activation" in name else "s") + ("--" if "calibrated" in name else "-"))
         xs = sorted({r["seen_fraction"] for r in all_res[0]["novel"]})
         for ax, key in zip(axes, ("novel_discovered", "novel_R@10")):
             # the i-th seen fraction of every seed (fractions are the same per seed up to rounding)
