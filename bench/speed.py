@@ -45,38 +45,43 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _prepared_forward(tm, ex, device: str, amp: bool, cfg: dict, n_inputs: int = 1):
+    """The model in ``cfg``'s memory format on ``device``, ``n_inputs`` preloaded random batches, and a
+    forward function under the same autocast setting as the extraction it is compared with."""
+    fmt = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
+    tm.module.to(device).to(memory_format=fmt)
+    crop = tm.preprocess.crop
+    inputs = [torch.randn(cfg["batch_size"], 3, crop, crop, device=device).contiguous(memory_format=fmt)
+              for _ in range(n_inputs)]
+
+    def forward(x):
+        with torch.autocast(device_type=device.split(":")[0], enabled=amp):
+            ex(x)
+
+    forward(inputs[0]); forward(inputs[-1])  # warm-up (cuDNN picks its kernels here)
+    _sync(device)
+    return forward, inputs
+
+
 def bare_forward(tm, layer, n_images: int, device: str = "cpu", amp: bool = False,
                  configs: list[dict] | None = None) -> tuple[float, dict]:
     """Fastest images/s of the forward pass to `layer` on preloaded tensors; and the config that gave it.
 
-    Tries both memory formats and several batch sizes (larger ones on a GPU), or only ``configs``,
-    under the same autocast setting as the extraction it is compared with.
+    Tries both memory formats and several batch sizes (larger ones on a GPU), or only ``configs``.
     """
     ex = FeatureExtractor(tm, layer)
-    tm.module.to(device)
-    crop = tm.preprocess.crop
     best = (0.0, {})
     sizes = (32, 64, 128, 256) if device.startswith("cuda") else (8, 16, 32)
     configs = configs or [{"channels_last": cl, "batch_size": bs} for cl in (False, True) for bs in sizes]
     for c in configs:
         cl, bs = c["channels_last"], c["batch_size"]
-        tm.module.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-        x = torch.randn(bs, 3, crop, crop, device=device)
-        if cl:
-            x = x.contiguous(memory_format=torch.channels_last)
-
-        def forward():
-            with torch.autocast(device_type=device.split(":")[0], enabled=amp):
-                ex(x)
-
-        forward(); forward()  # warm-up (cuDNN picks its kernels here)
-        _sync(device)
+        forward, (x,) = _prepared_forward(tm, ex, device, amp, c)
         reps = max(2, n_images // bs // 4)
         times = []
         for _ in range(3):
             t = time.perf_counter()
             for _ in range(reps):
-                forward()
+                forward(x)
             _sync(device)
             times.append((time.perf_counter() - t) / (reps * bs))
         ips = 1 / min(times)
@@ -104,21 +109,9 @@ def peak_rss_explain(run: Path, size: int, seed: int) -> float:
 def bare_pass(tm, layer, n_images: int, device: str, amp: bool, cfg: dict) -> float:
     """Seconds of the bare forward pass over ``n_images`` preloaded images in configuration ``cfg``, timed as one
     stretch like an extraction (best-of-3 bursts catch a noisy machine's fastest moments; a long extraction can't)."""
-    ex = FeatureExtractor(tm, layer)
-    tm.module.to(device).to(memory_format=torch.channels_last if cfg["channels_last"] else torch.contiguous_format)
-    bs, crop = cfg["batch_size"], tm.preprocess.crop
-    pool = [torch.randn(bs, 3, crop, crop, device=device) for _ in range(4)]
-    if cfg["channels_last"]:
-        pool = [x.contiguous(memory_format=torch.channels_last) for x in pool]
-
-    def forward(x):
-        with torch.autocast(device_type=device.split(":")[0], enabled=amp):
-            ex(x)
-
-    forward(pool[0]); forward(pool[1])
-    _sync(device)
+    forward, pool = _prepared_forward(tm, FeatureExtractor(tm, layer), device, amp, cfg, n_inputs=4)
     t = time.perf_counter()
-    for i in range(-(-n_images // bs)):
+    for i in range(-(-n_images // cfg["batch_size"])):
         forward(pool[i % 4])
     _sync(device)
     elapsed = time.perf_counter() - t
