@@ -22,7 +22,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="images per forward pass (default 8 on CPU, 128 with cuda: the fastest in bench/speed.py)")
     p.add_argument("--amp", action="store_true",
                    help="mixed-precision (autocast) feature extraction: faster on GPUs, maps differ slightly, cached apart")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 on <= 2 CPU cores, else cores/4 up to 4; cores-1 up to 8 with cuda)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 on <= 2 CPU cores, else cores/4 up to 4; cores-1 up to 16 with cuda)")
     p.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -247,14 +247,14 @@ class _Loader(torch.utils.data.Dataset):
             x, mk = self.pre(img, [a.mask for a in anns], normalize=False)
         except (DatasetError, ValueError) as e:
             return {"index": i, "error": str(e)}
-        keep = mk.view(torch.uint8).flatten(1).amax(1) > 0 if len(anns) else torch.zeros(0, dtype=torch.bool)  # any(), 10x faster
-        mk = mk[keep]
         s = EVAL_MASK_SIZE
         frac = downsample_masks(mk, (s, s))
+        keep = frac.flatten(1).amax(1) > 0  # a mask left empty by the crop covers no cell
+        frac = frac[keep]
         (h, w), crop = self.feat_hw, mk.shape[-1]
         # where the blocks nest evenly, the mean of the s×s means is the mean: one pass over the full masks
-        mfeat = downsample_masks(frac if crop % s == 0 and s % h == 0 and s % w == 0 else mk, (h, w))
-        meval = (frac >= 0.5).numpy().reshape(len(mk), s * s)
+        mfeat = downsample_masks(frac if crop % s == 0 and s % h == 0 and s % w == 0 else mk[keep], (h, w))
+        meval = (frac >= 0.5).numpy().reshape(len(frac), s * s)
         return {"index": i, "x": x, "concepts": [self.concept_index[a.concept] for a, k in zip(anns, keep.tolist()) if k],
                 "dropped": int((~keep).sum()), "mfeat": mfeat.to(torch.float16), "meval": torch.from_numpy(np.packbits(meval, axis=1))}
 
