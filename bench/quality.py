@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lavise.defaults import HEADS
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 KS = (1, 5, 10, 20)
@@ -46,13 +48,10 @@ def log(*a):
 # ----------------------------------------------------------------------------- helpers
 
 
-def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, batch_size=128, val_fraction=0.1, x_all=None):
-    """Train a head on the reference pairs whose concept is in ``keep`` (reuses the cached features).
-
-    Mirrors ``lavise.train.train_explainer`` (same head, loss, optimiser, validation split, best epoch).
-    """
-    from lavise.explainer import ExplainerHead, hinge_rank_loss
-    from lavise.train import TrainedExplainer, evaluate_head
+def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, batch_size=128, val_fraction=0.1, x_all=None):
+    """Train a head on the reference pairs whose concept is in ``keep`` (reuses the cached features), with
+    ``lavise.train.fit_head`` and the same validation split as ``train_explainer``."""
+    from lavise.train import TrainedExplainer, fit_head
 
     x_all = cache.masked_pooled() if x_all is None else x_all
     y_all = torch.from_numpy(cache.pairs[:, 1])
@@ -69,29 +68,10 @@ def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, batch_size=12
     is_val = torch.zeros(n_img, dtype=torch.bool)
     is_val[torch.randperm(n_img, generator=g)[: int(round(n_img * val_fraction))]] = True
     v = is_val[rows]
-    xtr, ytr, xva, yva = x[~v], y[~v], x[v], y[v]
-    torch.manual_seed(seed)
-    head = ExplainerHead(x.shape[1], cv.shape[1])
-    opt = torch.optim.Adam(head.parameters(), lr=lr)
-    best, best_loss, hist = None, None, None
-    for _ in range(epochs):
-        head.train()
-        perm = torch.randperm(len(xtr), generator=g)
-        for i in range(0, len(perm), batch_size):
-            idx = perm[i:i + batch_size]
-            if len(idx) < 2:
-                continue
-            loss = hinge_rank_loss(head(xtr[idx]), ytr[idx], cv)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        rec = evaluate_head(head, xva, yva, cv)
-        if best_loss is None or rec["val_loss"] < best_loss:
-            best_loss, hist = rec["val_loss"], rec
-            best = {k: t.detach().clone() for k, t in head.state_dict().items()}
-    head.load_state_dict(best)
-    head.eval()
-    return TrainedExplainer(head, list(keep), cv, {"layer": cache.meta["layer"]}, [hist])
+    head, history = fit_head(x[~v], y[~v], x[v], y[v], cv, heads=heads, epochs=epochs, lr=lr, batch_size=batch_size,
+                             seed=seed, generator=g)
+    best = min(history, key=lambda r: r["val_loss"])
+    return TrainedExplainer(head, list(keep), cv, {"layer": cache.meta["layer"]}, [best])
 
 
 def first(mv, p):
@@ -265,16 +245,17 @@ def run_seed(args, seed, model, emb):
     ref = load_dataset(f"builtin:scenes?size={args.reference_size}&seed={seed}&split=train&concepts={args.concepts}{scn}")
     tgt = load_dataset(f"builtin:scenes?size={args.target_size}&seed={seed}&split=test{scn}")
     held_out = list(tgt.meta["held_out"])
-    run_dir = args.work / (f"seed{seed}-b{args.reference_size}" + ("" if args.concepts == "seen" else f"-{args.concepts}")
-                           + ("" if args.embeddings == "glove-6b-50d" else f"-{args.embeddings.replace(':', '_').replace('/', '_')}"))
+    base = args.work / (f"seed{seed}-b{args.reference_size}" + ("" if args.concepts == "seen" else f"-{args.concepts}")
+                        + ("" if args.embeddings == "glove-6b-50d" else f"-{args.embeddings.replace(':', '_').replace('/', '_')}"))
+    run_dir = base.with_name(base.name + ("" if args.heads == 1 else f"-h{args.heads}"))  # heads share one cache
     trained = train_explainer(model, ref, emb, out=run_dir, epochs=args.epochs, lr=args.lr, seed=seed,
-                              show_progress=False)
+                              heads=args.heads, cache_dir=base / "cache", show_progress=False)
     best = trained.config["train"]["best_epoch"]
     log(f"[seed {seed}] trained on {len(trained.concepts)} seen concepts, best epoch {best}, "
         f"val top-1 {trained.history[best - 1].get('val_top1', float('nan')):.3f} ({time.time() - t0:.0f} s)")
     tcache = extract_features(model, model.default_layer, tgt, args.work / f"cache-target-{args.target_size}",
                               concepts=list(tgt.concepts), show_progress=False)
-    rcache = extract_features(model, model.default_layer, ref, run_dir / "cache", concepts=list(trained.concepts),
+    rcache = extract_features(model, model.default_layer, ref, base / "cache", concepts=list(trained.concepts),
                               show_progress=False)
     gt = compute_ground_truth(tcache)
     rgt = compute_ground_truth(rcache)
@@ -342,7 +323,8 @@ def run_seed(args, seed, model, emb):
     for frac in args.fractions:
         k = max(2, int(round(frac * len(trained.concepts))))
         keep = sorted(np.random.default_rng(seed).permutation(trained.concepts)[:k].tolist())
-        ex = trained if frac >= 1 else train_subset(rcache, list(trained.concepts), cvecs, keep, args.epochs, args.lr, seed)
+        ex = trained if frac >= 1 else train_subset(rcache, list(trained.concepts), cvecs, keep, args.epochs, args.lr, seed,
+                                                                 args.heads)
         for m in args.novel_methods:
             mv = mvs[m] if frac >= 1 else method_vectors(ex, tcache, m, P, scored)
             gamma = gamma_from_vectors(mv, ex, vocab, names, seed=seed)[0]
@@ -370,6 +352,12 @@ def versions():
     return v()
 
 
+def head_words(heads: int) -> str:
+    if heads == 1:
+        return "explainer head: one member, as in the paper"
+    return f"explainer head: {heads} members" + (" (lavise's default)" if heads == HEADS else "")
+
+
 def render(all_res, args, cmd):
     from lavise.evaluate import format_table
 
@@ -377,7 +365,7 @@ def render(all_res, args, cmd):
              f"Command: `{cmd}`", "",
              f"Model efficientnet-lite0, layer `{all_res[0]['layer']}` (1280 filters, 7x7), embeddings {args.embeddings}; "
              f"reference {args.reference_size} train scenes ({'seen categories only' if args.concepts == 'seen' else 'all categories'}), target {args.target_size} test scenes "
-             f"(all categories); seeds {args.seeds}; epochs {args.epochs}, lr {args.lr}. Rows without a suffix use lavise's "
+             f"(all categories); seeds {args.seeds}; {head_words(args.heads)}; epochs {args.epochs}, lr {args.lr}. Rows without a suffix use lavise's "
              f"word-selection defaults (p={settings()[0][1]} top images, s={settings()[0][2]} word per image); rows marked "
              f"`{settings()[1][0].strip()}` use the paper code's. "
              f"Figures are mean ± sample SD over seeds.", ""]
@@ -479,6 +467,7 @@ def main(argv=None):
     ap.add_argument("--embeddings", default="glove-6b-50d")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--heads", type=int, default=HEADS, help=f"members of the explainer head (default {HEADS}; 1: the paper's)")
     ap.add_argument("--image-units", type=int, default=16)
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.5, 1.0],
                     help="fractions of the seen categories to train on (Figure 7)")

@@ -30,7 +30,7 @@ from common import save  # noqa: E402
 
 from lavise.data import load_dataset  # noqa: E402
 from lavise.data.base import load_rgb  # noqa: E402
-from lavise.defaults import (DEFAULT_METHOD, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES,  # noqa: E402
+from lavise.defaults import (DEFAULT_METHOD, HEADS, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES,  # noqa: E402
                              WORDS_PER_IMAGE)
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.explain import explain_cache  # noqa: E402
@@ -176,7 +176,7 @@ def main() -> None:
     x = cache.masked_pooled().to(dev)
     y = torch.from_numpy(cache.pairs[:, 1]).to(dev)
     cv = torch.nn.functional.normalize(torch.randn(len(concepts), emb.dim), dim=1).to(dev)
-    head = ExplainerHead(cache.shape[0], emb.dim).to(dev)
+    head = ExplainerHead(cache.shape[0], emb.dim, members=HEADS).to(dev)  # lavise's default head
     opt = torch.optim.Adam(head.parameters(), 1e-3)
 
     def epoch(inputs):
@@ -214,14 +214,14 @@ def main() -> None:
     t = time.perf_counter()
     tcache = extract_features(tm, layer, target, tmp / "c0", **ext_opts)
     t_textract = time.perf_counter() - t
-    cfg_head = {"in_dim": cache.shape[0], "emb_dim": emb.dim, "hidden": head.hidden, "dropout": 0.1}
+    cfg_head = head.config()
     head, cv = head.cpu(), cv.cpu()
     trained = TrainedExplainer(head.eval(), concepts, cv, {"layer": layer, "head": cfg_head})
     vocab = emb.vocabulary("nouns", concepts=concepts, size=10000)
     data["explain"] = {"target_extract_s": t_textract, "filters": cache.shape[0]}
     for method, p, s in ((DEFAULT_METHOD, TOP_IMAGES, WORDS_PER_IMAGE), ("attention", PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE)):
         t = time.perf_counter()
-        explain_cache(trained, tcache, vocab, method, p, s, device=dev, show_progress=False)
+        explain_cache(trained, tcache, vocab, method, p, s, device=dev, show_progress=False, amp=args.amp)
         _sync(dev)
         t_explain = time.perf_counter() - t
         rows.append((f"explain all {cache.shape[0]} filters ({method}, p={p}, s={s}) / target extraction (s)",

@@ -21,7 +21,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per forward pass (default 8 on CPU, 128 with cuda: the fastest in bench/speed.py)")
     p.add_argument("--amp", action="store_true",
-                   help="mixed-precision (autocast) feature extraction: faster on GPUs, maps differ slightly, cached apart")
+                   help="mixed precision (autocast: float16 on GPUs, bfloat16 on CPUs) for extraction and the explainer head: "
+                        "faster on GPUs and on CPUs with AMX/AVX512-BF16; maps differ slightly and are cached apart")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 on <= 2 CPU cores, else cores/4 up to 4; cores-1 up to 16 with cuda)")
     p.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

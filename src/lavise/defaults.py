@@ -14,3 +14,8 @@ PAPER_WORDS_PER_IMAGE = 5
 # improvement) pools the same attention-weighted maps only where the filter fires, so neighbouring objects do
 # not leak in. On the built-in benchmark it beat filter attention on every seed (README, quality).
 DEFAULT_METHOD = "masked-attention"
+
+# Members of the explainer head (see explainer.ExplainerHead). The paper trains one; averaging a few
+# independently trained ones lowers the variance of the mapping into word space, which is what limits it
+# on the built-in benchmark (README, quality). Training over cached features is cheap beside extraction.
+HEADS = 3

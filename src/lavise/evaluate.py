@@ -289,7 +289,8 @@ def evaluate_run(
         reference: reference dataset for NetDissect (default: the run's config ``reference``).
         target: the model (default: from the run's config).
         cache_dir: feature caches (default ``RUN/cache``).
-        device, batch_size, num_workers, amp, strict, show_progress: extraction settings (see ``extract_features``).
+        device, batch_size, num_workers, amp, strict, show_progress: extraction settings (see ``extract_features``);
+            ``amp`` also runs the explainer head under autocast.
         save: write ``RUN/evaluation.json``.
 
     Returns:
@@ -354,7 +355,7 @@ def evaluate_run(
             rng = np.random.default_rng(seed)
             mu = sorted(rng.choice(cand, size=min(image_units, len(cand)), replace=False).tolist())
         fx = explain_cache(explainer, cache, vocab, m, p, s, max(max(ks), x), mu, dataset, target, device,
-                           show_progress=show_progress, calibration=calibration)
+                           show_progress=show_progress, calibration=calibration, amp=amp)
         preds = [[] for _ in range(d)]
         for f in fx:
             preds[f.unit] = f.top_words

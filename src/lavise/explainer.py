@@ -1,8 +1,11 @@
 """The explainer head g: pooled masked features -> a vector in word-embedding space.
 
-The head follows the published code: global average pooling of F ⊙ M, then
+Each member follows the published code: global average pooling of F ⊙ M, then
 BN1d -> Dropout -> Linear(d, d) -> ReLU -> BN1d -> Dropout -> Linear(d, D).
 Because pooling comes first, callers pass already pooled inputs (B, d).
+
+A head may hold several such members, trained alike from different initialisations and
+shuffles; its output is the normalised sum of theirs. One member is the paper's head.
 """
 from __future__ import annotations
 
@@ -11,20 +14,58 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class ExplainerHead(nn.Module):
-    """Maps pooled features (B, d) to unit vectors (B, D) in the embedding space."""
+def _member(in_dim: int, emb_dim: int, hidden: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.BatchNorm1d(in_dim), nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(),
+        nn.BatchNorm1d(hidden), nn.Dropout(dropout), nn.Linear(hidden, emb_dim),
+    )
 
-    def __init__(self, in_dim: int, emb_dim: int, hidden: int | None = None, dropout: float = 0.1):
+
+class ExplainerHead(nn.Module):
+    """Maps pooled features (B, d) to unit vectors (B, D) in the embedding space.
+
+    Args:
+        in_dim: d, the layer's filters.
+        emb_dim: D, the embedding dimension.
+        hidden: hidden width (default d).
+        dropout: dropout before each linear layer.
+        members: independently initialised MLPs whose unit outputs are summed (1: the paper's head).
+    """
+
+    def __init__(self, in_dim: int, emb_dim: int, hidden: int | None = None, dropout: float = 0.1, members: int = 1):
         super().__init__()
+        if members < 1:
+            raise ValueError(f"an explainer head needs at least one member, not {members}")
         hidden = hidden or in_dim
-        self.in_dim, self.emb_dim, self.hidden = in_dim, emb_dim, hidden
-        self.net = nn.Sequential(
-            nn.BatchNorm1d(in_dim), nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(),
-            nn.BatchNorm1d(hidden), nn.Dropout(dropout), nn.Linear(hidden, emb_dim),
-        )
+        self.in_dim, self.emb_dim, self.hidden, self.dropout = in_dim, emb_dim, hidden, dropout
+        self.members = nn.ModuleList([_member(in_dim, emb_dim, hidden, dropout)])
+        # the other members draw from a fork of the global RNG, so that member 0 and everything drawn after it
+        # (dropout masks) are those of a one-member head
+        with torch.random.fork_rng(devices=[]):
+            self.members.extend(_member(in_dim, emb_dim, hidden, dropout) for _ in range(members - 1))
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net(pooled), dim=-1)
+        out = F.normalize(self.members[0](pooled), dim=-1)
+        if len(self.members) == 1:
+            return out
+        for m in self.members[1:]:
+            out = out + F.normalize(m(pooled), dim=-1)
+        return F.normalize(out, dim=-1)
+
+    def member_outputs(self, pooled: torch.Tensor) -> list[torch.Tensor]:
+        """Each member's unit output (training scores every member with its own loss)."""
+        return [F.normalize(m(pooled), dim=-1) for m in self.members]
+
+    def config(self) -> dict:
+        """What ``ExplainerHead(**config)`` needs to rebuild this head."""
+        return {"in_dim": self.in_dim, "emb_dim": self.emb_dim, "hidden": self.hidden, "dropout": self.dropout,
+                "members": len(self.members)}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # lavise-explainer-1 files hold one head as `net.*`: it is member 0
+        for k in [k for k in state_dict if k.startswith(prefix + "net.")]:
+            state_dict[prefix + "members.0." + k[len(prefix) + 4:]] = state_dict.pop(k)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def hinge_rank_loss(pred: torch.Tensor, targets: torch.Tensor, concept_vectors: torch.Tensor,

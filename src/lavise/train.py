@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .data.base import ConceptDataset
 from .embeddings import Embeddings, load_embeddings
 from .errors import DatasetError, EmbeddingError, RunError
+from .defaults import HEADS
 from .explainer import ExplainerHead, hinge_rank_loss
 from .features import _barrier, distributed, extract_features
 from .io import atomic_path, write_json, write_text
@@ -70,8 +72,7 @@ class TrainedExplainer:
             tensors = load_file(str(rf / "explainer.safetensors"))
         except Exception as e:  # noqa: BLE001
             raise RunError(f"cannot read {rf / 'explainer.safetensors'} ({e}); retrain with `lavise train`") from None
-        h = cfg["head"]
-        head = ExplainerHead(h["in_dim"], h["emb_dim"], h["hidden"], h["dropout"])
+        head = ExplainerHead(**cfg["head"])
         head.load_state_dict({k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")})
         head.eval()
         history = []
@@ -99,6 +100,7 @@ def train_explainer(
     num_workers: int | None = None,
     amp: bool = False,
     strict: bool = False,
+    heads: int = HEADS,
     show_progress: bool = True,
 ) -> TrainedExplainer:
     """Train the explainer head for one layer of ``target`` on ``reference``.
@@ -116,6 +118,8 @@ def train_explainer(
         device: ``cpu`` or ``cuda``.
         batch_size_features, num_workers, amp: feature extraction settings (see ``extract_features``).
         strict: fail on unreadable images instead of skipping them.
+        heads: members of the explainer head, each trained from its own initialisation and shuffle; their unit
+            outputs are summed (1: the paper's single head; see ``fit_head``).
         show_progress: progress bars.
 
     Returns:
@@ -150,43 +154,15 @@ def train_explainer(
     if len(xtr) < 2:
         raise DatasetError(f"only {len(xtr)} training pairs in {reference.spec}; use a larger reference set")
 
-    torch.manual_seed(seed)
-    d = cache.shape[0]
-    head = ExplainerHead(d, emb.dim).to(device)
-    opt = torch.optim.Adam(head.parameters(), lr=lr)
-    cv_dev = cv.to(device)
-    history: list[dict] = []
-    best_state, best_key = None, None
-    bar = tqdm(range(epochs), desc="train explainer", unit="epoch", disable=not show_progress)
-    for epoch in bar:
-        head.train()
-        perm = torch.randperm(len(xtr), generator=g)
-        total = 0.0
-        for i in range(0, len(perm), batch_size):
-            idx = perm[i:i + batch_size]
-            if len(idx) < 2:  # BatchNorm needs two samples
-                continue
-            loss = hinge_rank_loss(head(xtr[idx].to(device)), ytr[idx].to(device), cv_dev)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        rec = {"epoch": epoch + 1, "train_loss": total / len(xtr)}
-        rec.update(evaluate_head(head, xva, yva, cv, device) if len(xva) else {})
-        history.append(rec)
-        key = rec.get("val_loss", rec["train_loss"])
-        if best_key is None or key < best_key:
-            best_key, best_state = key, {k: v.detach().clone() for k, v in head.state_dict().items()}
-        bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k != "epoch"})
-    head.load_state_dict(best_state)
-    head.eval().cpu()
+    head, history = fit_head(xtr, ytr, xva, yva, cv, heads=heads, epochs=epochs, lr=lr, batch_size=batch_size,
+                             seed=seed, generator=g, device=device, show_progress=show_progress)
     config = {
         "model": target.spec, "weights": target.weights_path, "model_digest": target.weights_digest, "layer": layer,
         "feature_shape": list(cache.shape), "preprocess": target.preprocess.to_dict(),
         "reference": reference.spec, "reference_fingerprint": reference.fingerprint(),
         "embeddings": emb.name, "embeddings_fingerprint": emb.fingerprint(), "concepts": concepts,
         "missing_concepts": missing, "skipped_images": cache.meta.get("skipped", []),
-        "head": {"in_dim": d, "emb_dim": emb.dim, "hidden": head.hidden, "dropout": 0.1},
+        "head": head.config(),
         "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "val_fraction": val_fraction, "seed": seed,
                   "pairs_train": len(xtr), "pairs_val": len(xva), "best_epoch": _best_epoch(history)},
         "versions": versions(),
@@ -196,6 +172,70 @@ def train_explainer(
         result.save(out)
     _barrier()
     return result
+
+
+def fit_head(
+    xtr: torch.Tensor, ytr: torch.Tensor, xva: torch.Tensor, yva: torch.Tensor, cv: torch.Tensor, *,
+    heads: int = HEADS, epochs: int = 30, lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
+    generator: torch.Generator | None = None, device: str = "cpu", show_progress: bool = False,
+) -> tuple[ExplainerHead, list[dict]]:
+    """Train an ``ExplainerHead`` on pooled inputs with the hinge rank loss; keep the epoch of least validation loss.
+
+    Each member has its own Adam optimiser, shuffle and (on the CPU) dropout stream, so members are independent
+    models that only share the stopping epoch, and member 0 trains exactly as a one-member head would. The
+    validation figures are those of the whole head (the normalised sum).
+
+    Args:
+        xtr, ytr: training inputs (N, d) and concept indices (N,).
+        xva, yva: validation inputs and indices (may be empty: the training loss then picks the epoch).
+        cv: (C, D) unit concept vectors.
+        heads: members of the head.
+        epochs, lr, batch_size: Adam training settings.
+        seed: seeds the initialisation and the shuffles.
+        generator: member 0's shuffle generator (default: seeded with ``seed``); others use ``seed*1000+k``.
+        device: where training runs.
+        show_progress: a progress bar over epochs.
+
+    Returns:
+        The head (eval mode, on the CPU) and one dict per epoch (train_loss, val_loss, val_top1, val_top5).
+    """
+    torch.manual_seed(seed)
+    head = ExplainerHead(xtr.shape[1], cv.shape[1], members=heads).to(device)
+    gens = [generator or torch.Generator().manual_seed(seed)]
+    gens += [torch.Generator().manual_seed(seed * 1000 + k) for k in range(1, heads)]
+    opts = [torch.optim.Adam(m.parameters(), lr=lr) for m in head.members]
+    rng = [torch.get_rng_state()] + [g.get_state() for g in gens[1:]]  # the CPU dropout stream of each member
+    cv_dev = cv.to(device)
+    history: list[dict] = []
+    best_state, best_key = None, None
+    bar = tqdm(range(epochs), desc="train explainer", unit="epoch", disable=not show_progress)
+    for epoch in bar:
+        head.train()
+        total = 0.0
+        for k, (member, opt, gen) in enumerate(zip(head.members, opts, gens)):
+            torch.set_rng_state(rng[k])
+            perm = torch.randperm(len(xtr), generator=gen)
+            for i in range(0, len(perm), batch_size):
+                idx = perm[i:i + batch_size]
+                if len(idx) < 2:  # BatchNorm needs two samples
+                    continue
+                pred = F.normalize(member(xtr[idx].to(device)), dim=-1)
+                loss = hinge_rank_loss(pred, ytr[idx].to(device), cv_dev)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            rng[k] = torch.get_rng_state()
+        torch.set_rng_state(rng[0])
+        rec = {"epoch": epoch + 1, "train_loss": total / (len(xtr) * heads)}
+        rec.update(evaluate_head(head, xva, yva, cv, device) if len(xva) else {})
+        history.append(rec)
+        key = rec.get("val_loss", rec["train_loss"])
+        if best_key is None or key < best_key:
+            best_key, best_state = key, {k: v.detach().clone() for k, v in head.state_dict().items()}
+        bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k != "epoch"})
+    head.load_state_dict(best_state)
+    return head.eval().cpu(), history
 
 
 def _best_epoch(history: list[dict]) -> int:

@@ -66,6 +66,23 @@ def test_all_methods_run_and_image_method_reruns_the_network(trained_run, tiny_m
     assert [f.unit for f in outs["image"].filters] == [0, 5]
 
 
+def test_mixed_precision_head_gives_close_similarities(trained_run, tiny_model, squares):
+    run, res = trained_run
+    from lavise.embeddings import load_embeddings as _load
+    from lavise.explain import explain_cache
+
+    cache = extract_features(tiny_model, "block2", squares, run / "cache", None, num_workers=0, show_progress=False)
+    vocab = _load(res.config["embeddings"]).vocabulary("concepts", concepts=res.concepts)
+    full, half = (explain_cache(res, cache, vocab, p=5, s=1, x=3, show_progress=False, amp=a) for a in (False, True))
+    assert res.head.training is False and len(res.head.members) == 3  # the default head
+    for a, b in zip(full, half):
+        assert a.unit == b.unit
+        sims = {w["word"]: w["similarity"] for w in a.words}
+        for w in b.words:  # bfloat16 keeps about 3 significant digits
+            if w["word"] in sims:
+                assert abs(w["similarity"] - sims[w["word"]]) < 0.02
+
+
 def test_reference_cache_is_reused_and_masks_are_stored(trained_run, tiny_model, squares):
     run, _ = trained_run
     cache = extract_features(tiny_model, "block2", squares, run / "cache", concepts=["car", "cat", "dog"],

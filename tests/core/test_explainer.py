@@ -34,3 +34,42 @@ def test_head_outputs_unit_vectors():
     out = head(torch.randn(5, 16))
     assert out.shape == (5, 4)
     assert torch.allclose(out.norm(dim=1), torch.ones(5), atol=1e-5)
+
+
+def test_members_output_is_the_normalised_sum_of_member_outputs():
+    torch.manual_seed(0)
+    head = ExplainerHead(16, 4, members=3).eval()
+    x = torch.randn(5, 16)
+    unit = [torch.nn.functional.normalize(m(x), dim=1) for m in head.members]
+    expected = torch.nn.functional.normalize(unit[0] + unit[1] + unit[2], dim=1)
+    assert torch.allclose(head(x), expected, atol=1e-6)
+    assert torch.allclose(head(x).norm(dim=1), torch.ones(5), atol=1e-5)
+    assert head.config() == {"in_dim": 16, "emb_dim": 4, "hidden": 16, "dropout": 0.1, "members": 3}
+
+
+def test_one_member_head_reads_the_single_head_format():
+    torch.manual_seed(1)
+    old = ExplainerHead(16, 4).eval()
+    state = {k.replace("members.0.", "net."): v for k, v in old.state_dict().items()}  # lavise-explainer-1 keys
+    new = ExplainerHead(16, 4)
+    new.load_state_dict(state)
+    x = torch.randn(3, 16)
+    assert torch.equal(new.eval()(x), old(x))
+
+
+def test_member_zero_is_trained_exactly_like_a_single_head():
+    from lavise.train import fit_head
+
+    g = torch.Generator().manual_seed(2)
+    cv = torch.nn.functional.normalize(torch.randn(3, 4, generator=g), dim=1)
+    y = torch.randint(0, 3, (60,), generator=g)
+    x = torch.randn(60, 8, generator=g) + 3 * torch.nn.functional.pad(cv, (0, 4))[y]
+    one, hist1 = fit_head(x[:50], y[:50], x[50:], y[50:], cv, heads=1, epochs=4, batch_size=16, seed=3)
+    two, hist = fit_head(x[:50], y[:50], x[50:], y[50:], cv, heads=2, epochs=4, batch_size=16, seed=3)
+    # both keep their last epoch (validation loss falls throughout), so member 0 must equal the single head
+    assert [min(h, key=lambda r: r["val_loss"])["epoch"] for h in (hist1, hist)] == [4, 4]
+    for (k, a), b in zip(one.members[0].state_dict().items(), two.members[0].state_dict().values()):
+        assert torch.equal(a, b), k
+    assert not torch.equal(two.members[0][2].weight, two.members[1][2].weight)
+    # the history scores the whole head
+    assert abs(hist[-1]["val_loss"] - float(hinge_rank_loss(two(x[50:]), y[50:], cv))) < 1e-4
