@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .data.base import ConceptDataset
 from .embeddings import Embeddings, load_embeddings
-from .errors import DatasetError, EmbeddingError, RunError
+from .errors import DatasetError, EmbeddingError, LaviseError, RunError
 from .defaults import HEADS
 from .explainer import ExplainerHead, hinge_rank_loss
 from .features import _barrier, distributed, extract_features
@@ -125,6 +125,7 @@ def train_explainer(
     Returns:
         The ``TrainedExplainer`` (also saved to ``out`` when given).
     """
+    _check_heads(heads)
     emb = load_embeddings(embeddings) if isinstance(embeddings, str) else embeddings
     layer = layer or target.default_layer
     target.layer(layer)  # fail early on a wrong name
@@ -199,6 +200,7 @@ def fit_head(
     Returns:
         The head (eval mode, on the CPU) and one dict per epoch (train_loss, val_loss, val_top1, val_top5).
     """
+    _check_heads(heads)
     torch.manual_seed(seed)
     head = ExplainerHead(xtr.shape[1], cv.shape[1], members=heads).to(device)
     gens = [generator or torch.Generator().manual_seed(seed)]
@@ -236,6 +238,12 @@ def fit_head(
         bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k != "epoch"})
     head.load_state_dict(best_state)
     return head.eval().cpu(), history
+
+
+def _check_heads(heads: int) -> None:
+    if not isinstance(heads, int) or heads < 1:
+        raise LaviseError(f"the explainer head needs at least one member, not {heads!r}; use --heads 1 for the "
+                          f"paper's single head or more to average several")
 
 
 def _best_epoch(history: list[dict]) -> int:

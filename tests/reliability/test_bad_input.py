@@ -239,6 +239,12 @@ def test_embeddings_whose_dimension_does_not_match_the_explainer(ds, tmp_path):
     assert_one_error_line(r, "3-d", "4-d")
 
 
+def test_train_with_no_head_members(ds, tmp_path):
+    r = Lavise(tmp_path)(train_args(ds, extra=("--heads", "0")))
+    assert_one_error_line(r, "at least one member", "--heads 1")
+    assert not (tmp_path / "run" / "cache").exists()  # refused before any extraction
+
+
 def test_explain_without_a_trained_run(ds, tmp_path):
     r = Lavise(tmp_path)(["explain", "nowhere", "--images", f"manifest:{ds['m']}", *COMMON])
     assert_one_error_line(r, "does not exist", "lavise train")
