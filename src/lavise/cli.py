@@ -10,7 +10,7 @@ import pkgutil
 import sys
 import warnings
 
-from .defaults import DEFAULT_METHOD, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
+from .defaults import DEFAULT_METHOD, HUBNESS, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
 from .errors import LaviseError
 
 EPILOG = "Datasets: coco:ANN.json[?images=DIR] vg:OBJECTS.json broden:DIR folder:DIR manifest:FILE.jsonl builtin:scenes[?size=N&seed=S&split=train|test]"
@@ -41,6 +41,13 @@ def add_explain_options(p: argparse.ArgumentParser) -> None:
                    help="nouns (default: frequent singular nouns + concept names), common (frequent words + concept "
                         "names), concepts, or a FILE with one word per line")
     p.add_argument("--vocabulary-size", type=int, default=10000, help="frequent words in nouns/common (default 10000)")
+    add_hubness_option(p)
+
+
+def add_hubness_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hubness", type=float, nargs="?", const=HUBNESS, default=0.0, metavar="LAMBDA",
+                   help=f"correct for hub words that win votes for many filters (CSLS; default off; the flag alone "
+                        f"uses {HUBNESS}, 0.5 is CSLS proper)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -253,6 +253,7 @@ def evaluate_run(
     units: list[int] | None = None,
     image_units: int | None = None,
     calibration: float = 0.0,
+    hubness: float = 0.0,
     seed: int = 0,
     reference=None,
     target=None,
@@ -285,6 +286,7 @@ def evaluate_run(
         image_units: for the slow ``image`` method only, score a seeded random sample of this many filters
             with ground truth (the row says how many).
         calibration: γ subtracted from training-concept similarities (calibrated stacking; 0 = the paper).
+        hubness: λ of the hub-word correction (0: off; see ``explain.explain_cache``).
         seed: seed of the random baseline and the image-method sample.
         reference: reference dataset for NetDissect (default: the run's config ``reference``).
         target: the model (default: from the run's config).
@@ -355,7 +357,8 @@ def evaluate_run(
             rng = np.random.default_rng(seed)
             mu = sorted(rng.choice(cand, size=min(image_units, len(cand)), replace=False).tolist())
         fx = explain_cache(explainer, cache, vocab, m, p, s, max(max(ks), x), mu, dataset, target, device,
-                           show_progress=show_progress, calibration=calibration, amp=amp)
+                           show_progress=show_progress, calibration=calibration, amp=amp,
+                           hubness=hubness)
         preds = [[] for _ in range(d)]
         for f in fx:
             preds[f.unit] = f.top_words
@@ -394,7 +397,7 @@ def evaluate_run(
                 "model": cfg["model"], "layer": cfg["layer"], "embeddings": cfg["embeddings"], "p": p, "s": s, "x": x,
                 "ks": ks, "vocabulary": vocabulary, "vocabulary_size": len(vocab.words),
                 "dataset_concepts_in_vocabulary": dataset_concepts_in_vocabulary, "iou_threshold": iou_threshold,
-                "synonym_threshold": synonym_threshold, "calibration": calibration, "seed": seed,
+                "synonym_threshold": synonym_threshold, "calibration": calibration, "hubness": hubness, "seed": seed,
                 "novel_concepts": novel, "images": len(cache), "versions": versions()}
     result = Evaluation(settings, {c: gt.summary(c) for c in conventions}, rows, per_filter)
     if save:

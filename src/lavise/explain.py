@@ -234,6 +234,7 @@ def explain_cache(
     show_progress: bool = True,
     calibration: float = 0.0,
     amp: bool = False,
+    hubness: float = 0.0,
 ) -> list[FilterExplanation]:
     """Explain filters from an already extracted target cache (see ``explain_filters``).
 
@@ -244,11 +245,19 @@ def explain_cache(
     (calibrated stacking, Chao et al. 2016), which lets unseen concepts compete with seen ones. Reported
     similarities stay the raw cosines.
 
+    ``hubness`` (λ, default 0 = off) corrects for hub words, which are near many explainer outputs and so
+    win votes for many filters: each word's similarity is lowered by λ·r_w before the top-s words are taken,
+    r_w being its mean cosine to its ``HUB_NEIGHBOURS`` nearest outputs among all the explained pairs (CSLS,
+    Conneau et al. 2018; λ = 0.5 is CSLS proper). It needs every pair's output first, so the explained
+    filters (``units``) share one r_w. Reported similarities stay the raw cosines.
+
     ``amp`` runs the explainer head under autocast (bfloat16 on a CPU, where AMX or AVX512-BF16 make its
     matmuls several times faster); near-tied words may then swap places.
     """
     if method not in METHODS:
         raise LaviseError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if not hubness >= 0:
+        raise LaviseError(f"--hubness must be 0 (off) or positive, not {hubness}")
     check_device(device)
     d = cache.shape[0]
     if explainer.head.in_dim != d:
@@ -281,6 +290,8 @@ def explain_cache(
             raise LaviseError("method 'image' reruns the network: pass the target dataset and model")
         extractor = FeatureExtractor(target, explainer.config["layer"])
         batch_pairs = min(batch_pairs, 32)
+    # with a hubness correction every output is needed before any word is chosen (pairs x D floats: small)
+    outputs = torch.empty(len(pair_u), vocab_t.shape[1], device=device) if hubness else None
     bar = tqdm(range(0, len(order), batch_pairs), desc=f"explain ({method})", unit="batch", disable=not show_progress, leave=False)
     for start in bar:
         sel = order[start:start + batch_pairs]
@@ -292,10 +303,40 @@ def explain_cache(
             feats = cache.read(uniq.numpy()).to(device)  # pooling runs where the head does
             inp = filter_inputs(method, feats, u.to(device), thr, image=inv.to(device))
         with torch.autocast(device_type=device.split(":")[0], enabled=amp):
-            v = head(inp.to(device))
-        top_idx[sel], top_sim[sel] = _top_words(v.float(), vocab_t, s_eff, penalty)
+            v = head(inp.to(device)).float()
+        if outputs is not None:
+            outputs[sel.to(device)] = v
+        else:
+            top_idx[sel], top_sim[sel] = _top_words(v, vocab_t, s_eff, penalty)
+    if outputs is not None:
+        hub = hubness * hub_scores(outputs, vocab_t)
+        penalty = hub if penalty is None else penalty + hub
+        for start in range(0, len(outputs), batch_pairs):
+            sl = slice(start, start + batch_pairs)
+            top_idx[sl], top_sim[sl] = _top_words(outputs[sl], vocab_t, s_eff, penalty)
     return _rank_words(units_t, rows, vals, top_idx.view(len(units_t), p_eff, s_eff),
                        top_sim.view(len(units_t), p_eff, s_eff), vocab, thr, cache, x)
+
+
+HUB_NEIGHBOURS = 200
+
+
+def hub_scores(outputs: torch.Tensor, vocab: torch.Tensor, k: int = HUB_NEIGHBOURS) -> torch.Tensor:
+    """r_w of CSLS: each vocabulary word's mean cosine to its k nearest explainer outputs.
+
+    Args:
+        outputs: (N, D) unit explainer outputs.
+        vocab: (V, D) unit word vectors.
+        k: neighbours (at most N).
+
+    Returns:
+        (V,) scores on ``outputs``' device.
+    """
+    k = max(1, min(k, len(outputs)))
+    best = torch.full((k, vocab.shape[0]), -2.0, device=outputs.device)
+    for i in range(0, len(outputs), 4096):  # running top-k over blocks of outputs
+        best = torch.cat([best, outputs[i:i + 4096] @ vocab.T]).topk(k, dim=0).values
+    return best.mean(0)
 
 
 def _top_words(v: torch.Tensor, vocab: torch.Tensor, s: int, penalty: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,7 +350,7 @@ def _top_words(v: torch.Tensor, vocab: torch.Tensor, s: int, penalty: torch.Tens
     buf = torch.empty(min(rows, len(v)), vocab.shape[0], device=v.device)
     for i in range(0, len(v), rows):
         sims = torch.mm(v[i:i + rows], vocab.T, out=buf[:len(v[i:i + rows])])
-        if penalty is not None:  # calibrated stacking: rank with the penalty, report the raw cosine
+        if penalty is not None:  # calibrated stacking, hubness: rank with the penalty, report the raw cosine
             idx = (sims - penalty).topk(s, dim=1).indices
         elif s == 1:  # an argmax is several times faster than topk(1), with the same answer; numpy's on CPU
             idx = (torch.from_numpy(sims.numpy().argmax(1)) if sims.device.type == "cpu" else sims.argmax(1))[:, None]
@@ -364,6 +405,7 @@ def explain_filters(
     num_workers: int | None = None,
     amp: bool = False,
     strict: bool = False,
+    hubness: float = 0.0,
     show_progress: bool = True,
 ) -> Explanations:
     """Explain every filter (or ``units``) of the run's layer on an unlabeled image set.
@@ -382,6 +424,7 @@ def explain_filters(
         out: run folder to save ``explanations.json``/``.csv`` into (default: the run folder).
         device, batch_size, num_workers, amp, strict: extraction settings (see ``extract_features``); ``amp``
             also runs the explainer head under autocast.
+        hubness: λ of the hub-word correction (0: off; see ``explain_cache``).
         show_progress: progress bars.
 
     Returns:
@@ -404,8 +447,9 @@ def explain_filters(
     cache = extract_features(target, cfg["layer"], images, cache_dir, None, batch_size=batch_size,
                              num_workers=num_workers, amp=amp, device=device, strict=strict, show_progress=show_progress)
     filters = explain_cache(explainer, cache, vocab, method, p, s, x, units, images, target, device,
-                            show_progress=show_progress, amp=amp)
+                            show_progress=show_progress, amp=amp, hubness=hubness)
     settings = {"p": p, "s": s, "x": x, "vocabulary": vocabulary, "vocabulary_size": len(vocab.words), "amp": amp,
+                "hubness": hubness,
                 "embeddings": cfg["embeddings"], "quantile": cache.stats.q, "images": len(cache),
                 "skipped_images": len(cache.meta.get("skipped", [])), "dataset_fingerprint": cache.meta["dataset_fingerprint"],
                 "versions": versions()}

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from lavise.embeddings import load_embeddings
 from lavise.explain import Explanations, explain_filters
@@ -81,6 +82,30 @@ def test_mixed_precision_head_gives_close_similarities(trained_run, tiny_model, 
         for w in b.words:  # bfloat16 keeps about 3 significant digits
             if w["word"] in sims:
                 assert abs(w["similarity"] - sims[w["word"]]) < 0.02
+
+
+def test_hubness_correction_demotes_the_penalised_word(trained_run, tiny_model, squares, monkeypatch):
+    run, res = trained_run
+    import lavise.explain as E
+    from lavise.embeddings import load_embeddings as _load
+
+    cache = extract_features(tiny_model, "block2", squares, run / "cache", None, num_workers=0, show_progress=False)
+    vocab = _load(res.config["embeddings"]).vocabulary("concepts", concepts=res.concepts)
+    plain = E.explain_cache(res, cache, vocab, p=5, s=1, x=3, show_progress=False)
+    top = max(vocab.words, key=lambda w: sum(f.words[0]["word"] == w for f in plain if f.words))
+    seen = []
+
+    def fake(outputs, vocab_t, k=E.HUB_NEIGHBOURS):
+        seen.append(len(outputs))
+        return torch.tensor([10.0 if w == top else 0.0 for w in vocab.words])  # a hub far beyond any cosine
+
+    monkeypatch.setattr(E, "hub_scores", fake)
+    fixed = E.explain_cache(res, cache, vocab, p=5, s=1, x=3, show_progress=False, hubness=0.5)
+    assert seen == [16 * 5]  # one r_w from every explained pair
+    assert all(w["word"] != top for f in fixed for w in f.words)
+    assert all(-1 <= w["similarity"] <= 1 for f in fixed for w in f.words)  # raw cosines, not penalised scores
+    with pytest.raises(Exception, match="--hubness"):
+        E.explain_cache(res, cache, vocab, p=5, s=1, show_progress=False, hubness=-1.0)
 
 
 def test_reference_cache_is_reused_and_masks_are_stored(trained_run, tiny_model, squares):

@@ -158,3 +158,16 @@ def test_explain_chunks_keep_large_maps_within_the_memory_budget():
     n = default_batch_pairs(big, "cuda")
     assert 16 <= n < 2048 and n * 4 * 256 * 56 * 56 <= 512 << 20
     assert default_batch_pairs((2048, 112, 112), "cpu") == 16  # never below 16 pairs
+
+
+def test_hub_scores_are_mean_cosines_to_the_k_nearest_outputs():
+    from lavise.explain import hub_scores
+
+    outputs = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), dim=1)
+    vocab = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+    r = 2 ** -0.5
+    # word 0: cosines 1, 0, r -> best two 1 and r; word 1: cosines 0, -1, -r -> best two 0 and -r
+    torch.testing.assert_close(hub_scores(outputs, vocab, k=2), torch.tensor([(1 + r) / 2, -r / 2]))
+    torch.testing.assert_close(hub_scores(outputs, vocab, k=10), outputs.mul(1).matmul(vocab.T).mean(0))  # k capped at N
+    big = F.normalize(torch.randn(9000, 2, generator=torch.Generator().manual_seed(0)), dim=1)  # blocks of 4096
+    torch.testing.assert_close(hub_scores(big, vocab, k=5), (big @ vocab.T).topk(5, dim=0).values.mean(0))

@@ -92,7 +92,8 @@ def explain(args) -> int:
     ex = api.explain_filters(args.run, images, method=args.method, p=args.top_images, s=args.words_per_image,
                              x=args.words, vocabulary=args.vocabulary, vocabulary_size=args.vocabulary_size,
                              units=units, out=args.out, device=args.device, batch_size=args.batch_size,
-                             num_workers=args.workers, amp=args.amp, strict=args.strict, show_progress=progress(args))
+                             num_workers=args.workers, amp=args.amp, strict=args.strict, hubness=args.hubness,
+                             show_progress=progress(args))
     out = Path(args.out or args.run).resolve()
     if not is_main_process():
         return 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import EPILOG, add_common, progress
+from ..cli import EPILOG, add_common, add_hubness_option, progress
 from ..defaults import DEFAULT_METHOD, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
 from ..errors import LaviseError
 
@@ -37,6 +37,7 @@ def register(sub) -> None:
                    help="also report a synonym-aware match (embedding cosine >= SIM), separately")
     p.add_argument("--calibration", type=float, default=0.0,
                    help="calibrated stacking: subtract this from training-concept similarities (default 0)")
+    add_hubness_option(p)
     p.add_argument("--image-units", type=int, default=None,
                    help="score the slow 'image' method on a random sample of this many filters")
     p.add_argument("--units", help="comma-separated filter indices (default all)")
@@ -88,7 +89,8 @@ def evaluate(args) -> int:
                       x=args.words, vocabulary=args.vocabulary, vocabulary_size=args.vocabulary_size,
                       dataset_concepts_in_vocabulary=not args.no_dataset_concepts, iou_threshold=args.iou_threshold,
                       conventions=conventions, synonym_threshold=args.synonyms, units=units,
-                      image_units=args.image_units, calibration=args.calibration, seed=args.seed, reference=ref,
+                      image_units=args.image_units, calibration=args.calibration, hubness=args.hubness,
+                      seed=args.seed, reference=ref,
                       device=args.device, batch_size=args.batch_size, num_workers=args.workers, amp=args.amp, strict=args.strict,
                       show_progress=progress(args))
     for conv in conventions:
