@@ -30,7 +30,7 @@ from common import save  # noqa: E402
 
 from lavise.data import load_dataset  # noqa: E402
 from lavise.data.base import load_rgb  # noqa: E402
-from lavise.defaults import (DEFAULT_METHOD, HEADS, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES,  # noqa: E402
+from lavise.defaults import (DEFAULT_METHOD, HEADS, HUBNESS, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES,  # noqa: E402
                              WORDS_PER_IMAGE)
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.explain import explain_cache  # noqa: E402
@@ -219,15 +219,18 @@ def main() -> None:
     trained = TrainedExplainer(head.eval(), concepts, cv, {"layer": layer, "head": cfg_head})
     vocab = emb.vocabulary("nouns", concepts=concepts, size=10000)
     data["explain"] = {"target_extract_s": t_textract, "filters": cache.shape[0]}
-    for method, p, s in ((DEFAULT_METHOD, TOP_IMAGES, WORDS_PER_IMAGE), ("attention", PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE)):
+    for method, p, s, hub in ((DEFAULT_METHOD, TOP_IMAGES, WORDS_PER_IMAGE, 0.0),
+                              ("attention", PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, 0.0),
+                              (DEFAULT_METHOD, TOP_IMAGES, WORDS_PER_IMAGE, HUBNESS)):
         t = time.perf_counter()
-        explain_cache(trained, tcache, vocab, method, p, s, device=dev, show_progress=False, amp=args.amp)
+        explain_cache(trained, tcache, vocab, method, p, s, device=dev, show_progress=False, amp=args.amp, hubness=hub)
         _sync(dev)
         t_explain = time.perf_counter() - t
-        rows.append((f"explain all {cache.shape[0]} filters ({method}, p={p}, s={s}) / target extraction (s)",
+        rows.append((f"explain all {cache.shape[0]} filters ({method}, p={p}, s={s}{f', --hubness {hub}' if hub else ''}) "
+                     "/ target extraction (s)",
                      f"{t_explain:.2f} / {t_textract:.1f} (fixed cost: under 10% from {t_explain / 0.1 * n / t_textract:.0f} images)",
                      t_explain / t_textract, "< 0.10"))
-        data["explain"][f"{method}_p{p}_s{s}_s"] = t_explain
+        data["explain"][f"{method}_p{p}_s{s}{f'_hubness{hub}' if hub else ''}_s"] = t_explain
 
     if not args.skip_rss:
         print("4. peak RSS at N vs 4N target images", flush=True)
