@@ -47,7 +47,8 @@ def add_explain_options(p: argparse.ArgumentParser) -> None:
 def add_hubness_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hubness", type=float, nargs="?", const=HUBNESS, default=0.0, metavar="LAMBDA",
                    help=f"correct for hub words that win votes for many filters (CSLS; default off; the flag alone "
-                        f"uses {HUBNESS}, 0.5 is CSLS proper)")
+                        f"uses {HUBNESS}, 0.5 is CSLS proper); the hub scores come from every filter's outputs, "
+                        "also with --units")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io as _io
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -247,9 +248,11 @@ def explain_cache(
 
     ``hubness`` (λ, default 0 = off) corrects for hub words, which are near many explainer outputs and so
     win votes for many filters: each word's similarity is lowered by λ·r_w before the top-s words are taken,
-    r_w being its mean cosine to its ``HUB_NEIGHBOURS`` nearest outputs among all the explained pairs (CSLS,
-    Conneau et al. 2018; λ = 0.5 is CSLS proper). It needs every pair's output first, so the explained
-    filters (``units``) share one r_w. Reported similarities stay the raw cosines.
+    r_w being its mean cosine to its ``HUB_NEIGHBOURS`` nearest outputs among the (filter, image) pairs of every
+    filter of the layer (CSLS, Conneau et al. 2018; λ = 0.5 is CSLS proper), so a filter's words do not depend
+    on which ``units`` were asked for; the ``image`` method, which reruns the network per pair, takes r_w from
+    the explained pairs only. It needs every output before any word is chosen: with ``units``, all filters'
+    outputs are computed. Reported similarities stay the raw cosines.
 
     ``amp`` runs the explainer head under autocast (bfloat16 on a CPU, where AMX or AVX512-BF16 make its
     matmuls several times faster); near-tied words may then swap places.
@@ -267,12 +270,11 @@ def explain_cache(
                              f"{explainer.head.emb_dim}-d embeddings; use the embeddings named in the run's config.json")
     thr = compute_thresholds(cache)
     units_t = torch.arange(d) if units is None else torch.as_tensor(units, dtype=torch.long)
-    rows, vals = top_images(cache, p)
-    rows, vals = rows[units_t], vals[units_t]
+    all_rows, all_vals = top_images(cache, p)
+    rows, vals = all_rows[units_t], all_vals[units_t]
     p_eff = rows.shape[1]
     pair_u = units_t[:, None].expand(-1, p_eff).reshape(-1)
     pair_r = rows.reshape(-1)
-    order = torch.argsort(pair_r, stable=True)  # read each image's features once per chunk
     head = explainer.head.eval().to(device)
     vocab_t = torch.from_numpy(np.ascontiguousarray(vocab.vectors, dtype=np.float32)).to(device)
     s_eff = min(s, vocab_t.shape[0])
@@ -280,8 +282,6 @@ def explain_cache(
     if calibration:
         trained = set(explainer.concepts)
         penalty = torch.tensor([calibration if w in trained else 0.0 for w in vocab.words], device=device)
-    top_idx = torch.empty(len(pair_u), s_eff, dtype=torch.long)
-    top_sim = torch.empty(len(pair_u), s_eff)
     if batch_pairs is None:
         batch_pairs = default_batch_pairs(cache.shape, device)
     extractor = None
@@ -290,9 +290,43 @@ def explain_cache(
             raise LaviseError("method 'image' reruns the network: pass the target dataset and model")
         extractor = FeatureExtractor(target, explainer.config["layer"])
         batch_pairs = min(batch_pairs, 32)
-    # with a hubness correction every output is needed before any word is chosen (pairs x D floats: small)
-    outputs = torch.empty(len(pair_u), vocab_t.shape[1], device=device) if hubness else None
-    bar = tqdm(range(0, len(order), batch_pairs), desc=f"explain ({method})", unit="batch", disable=not show_progress, leave=False)
+    outputs = partial(_head_outputs, method, head, cache, thr, batch_pairs, device, amp, dataset, extractor,
+                      show_progress)
+    top_idx = torch.empty(len(pair_u), s_eff, dtype=torch.long)
+    top_sim = torch.empty(len(pair_u), s_eff)
+    if not hubness:  # words chunk by chunk, as the outputs come
+        def words(sel, v):
+            top_idx[sel], top_sim[sel] = _top_words(v, vocab_t, s_eff, penalty)
+        outputs(pair_u, pair_r, words)
+    else:
+        # every output is needed before any word is chosen (pairs x D floats: small). r_w comes from the pairs
+        # of every filter, so that a filter's words do not depend on which others were asked for; the image
+        # method reruns the network per pair, so there it comes from the explained pairs only.
+        every = method != "image" and units is not None and not torch.equal(units_t, torch.arange(d))
+        hub_u = torch.arange(d)[:, None].expand(-1, p_eff).reshape(-1) if every else pair_u
+        hub_r = all_rows.reshape(-1) if every else pair_r
+        out = torch.empty(len(hub_u), vocab_t.shape[1], device=device)
+
+        def keep(sel, v):
+            out[sel.to(device)] = v
+        outputs(hub_u, hub_r, keep)
+        hub = hubness * hub_scores(out, vocab_t)
+        penalty = hub if penalty is None else penalty + hub
+        if every:  # the explained filters' pairs among all of them
+            out = out.view(d, p_eff, -1)[units_t.to(device)].reshape(len(pair_u), -1)
+        for start in range(0, len(out), batch_pairs):
+            sl = slice(start, start + batch_pairs)
+            top_idx[sl], top_sim[sl] = _top_words(out[sl], vocab_t, s_eff, penalty)
+    return _rank_words(units_t, rows, vals, top_idx.view(len(units_t), p_eff, s_eff),
+                       top_sim.view(len(units_t), p_eff, s_eff), vocab, thr, cache, x)
+
+
+def _head_outputs(method, head, cache, thr, batch_pairs, device, amp, dataset, extractor, show_progress,
+                  pair_u, pair_r, sink) -> None:
+    """The head's output for every (filter, image) pair, handed to ``sink(positions, outputs)`` chunk by chunk."""
+    order = torch.argsort(pair_r, stable=True)  # read each image's features once per chunk
+    bar = tqdm(range(0, len(order), batch_pairs), desc=f"explain ({method})", unit="batch", disable=not show_progress,
+               leave=False)
     for start in bar:
         sel = order[start:start + batch_pairs]
         u, r = pair_u[sel], pair_r[sel]
@@ -304,18 +338,7 @@ def explain_cache(
             inp = filter_inputs(method, feats, u.to(device), thr, image=inv.to(device))
         with torch.autocast(device_type=device.split(":")[0], enabled=amp):
             v = head(inp.to(device)).float()
-        if outputs is not None:
-            outputs[sel.to(device)] = v
-        else:
-            top_idx[sel], top_sim[sel] = _top_words(v, vocab_t, s_eff, penalty)
-    if outputs is not None:
-        hub = hubness * hub_scores(outputs, vocab_t)
-        penalty = hub if penalty is None else penalty + hub
-        for start in range(0, len(outputs), batch_pairs):
-            sl = slice(start, start + batch_pairs)
-            top_idx[sl], top_sim[sl] = _top_words(outputs[sl], vocab_t, s_eff, penalty)
-    return _rank_words(units_t, rows, vals, top_idx.view(len(units_t), p_eff, s_eff),
-                       top_sim.view(len(units_t), p_eff, s_eff), vocab, thr, cache, x)
+        sink(sel, v)
 
 
 HUB_NEIGHBOURS = 200

@@ -156,3 +156,30 @@ def test_rowfile_reads_like_an_array(tmp_path):
     np.testing.assert_array_equal(r[np.array([1, 3]), np.array([2, 0])], a[[1, 3], [2, 0]])
     np.testing.assert_array_equal(r[2, 1], a[2, 1])
     np.testing.assert_array_equal(np.asarray(r), a)
+
+
+def test_hubness_words_of_a_filter_do_not_depend_on_the_units_asked_for(trained_run, tiny_model, squares, monkeypatch):
+    run, res = trained_run
+    import lavise.explain as E
+    from lavise.embeddings import load_embeddings as _load
+
+    cache = extract_features(tiny_model, "block2", squares, run / "cache", None, num_workers=0, show_progress=False)
+    vocab = _load(res.config["embeddings"]).vocabulary("concepts", concepts=res.concepts)
+    sizes = []
+    real = E.hub_scores
+
+    def counted(outputs, vocab_t, k=E.HUB_NEIGHBOURS):
+        sizes.append(len(outputs))
+        return real(outputs, vocab_t, k)
+
+    monkeypatch.setattr(E, "hub_scores", counted)
+    # a large λ, so that r_w decides the ranking and a r_w from other outputs would show
+    full = E.explain_cache(res, cache, vocab, p=5, s=2, x=3, show_progress=False, hubness=5.0)
+    some = E.explain_cache(res, cache, vocab, p=5, s=2, x=3, units=[7, 2], show_progress=False, hubness=5.0)
+    assert sizes == [16 * 5, 16 * 5]  # r_w from every filter's pairs both times
+    assert [f.unit for f in some] == [7, 2]
+    assert [f.words for f in some] == [full[7].words, full[2].words]
+    plain = E.explain_cache(res, cache, vocab, p=5, s=2, x=3, show_progress=False)
+    assert [f.words for f in full] != [f.words for f in plain]  # the correction did act
+    assert [f.words for f in E.explain_cache(res, cache, vocab, p=5, s=2, x=3, units=[7, 2], show_progress=False)] == \
+        [plain[7].words, plain[2].words]
