@@ -38,3 +38,68 @@ def save(name: str, table_md: str, data: dict) -> Path:
     (RESULTS / f"{name}-{stamp}.md").write_text(md)
     (RESULTS / f"{name}-{stamp}.json").write_text(json.dumps({**meta, **data}, indent=1))
     return RESULTS / f"{name}-{stamp}.md"
+
+
+# ----------------------------------------------------------------------------- variants on the quality runs
+
+WORK = Path(__file__).resolve().parents[1] / "runs" / "bench"
+MODES = (("all", "every category trained (`--concepts all`)"), ("seen", "seen categories only (the default split)"))
+
+
+def quality_seed(seed: int, mode: str, model, emb) -> dict:
+    """What bench/quality.py left for one seed and mode (``all`` or ``seen``): its trained head, the target
+    cache, the IoU ground truth, the default vocabulary and the held-out concepts (``seen`` only)."""
+    from lavise.data import load_dataset
+    from lavise.defaults import HEADS
+    from lavise.dissect import compute_ground_truth
+    from lavise.features import extract_features
+    from lavise.train import TrainedExplainer
+
+    tgt = load_dataset(f"builtin:scenes?size=1000&seed={seed}&split=test&cache={WORK}")
+    trained = TrainedExplainer.load(WORK / f"seed{seed}-b4000{'-all' if mode == 'all' else ''}-h{HEADS}")
+    cache = extract_features(model, model.default_layer, tgt, WORK / "cache-target-1000", concepts=list(tgt.concepts),
+                             show_progress=False)
+    names = list(dict.fromkeys(list(trained.concepts) + list(tgt.concepts)))
+    return {"trained": trained, "cache": cache, "gt": compute_ground_truth(cache),
+            "vocab": emb.vocabulary("nouns", concepts=names, size=10000),
+            "held_out": list(tgt.meta["held_out"]) if mode == "seen" else None}
+
+
+def explain_and_score(q: dict, method: str, name: str, **explain_kw) -> dict:
+    """Every filter explained with ``explain_cache`` (lavise's defaults unless ``explain_kw`` says otherwise) and
+    scored like bench/quality.py: NetDissect's convention, held-out concepts found in the top 10 words."""
+    from lavise.evaluate import score_row
+    from lavise.explain import explain_cache
+
+    fx = explain_cache(q["trained"], q["cache"], q["vocab"], method, x=20, show_progress=False, **explain_kw)
+    lists = [[] for _ in range(q["cache"].shape[0])]
+    for f in fx:
+        lists[f.unit] = f.top_words
+    return score_row(name, lists, q["gt"], "netdissect", (1, 5, 10, 20), None, q["held_out"], 10)
+
+
+def header(title: str, script: str, what: str) -> list[str]:
+    """The first lines of a variants result file: title, command, setting."""
+    from lavise.defaults import HEADS
+
+    seeds = [int(s) for s in sys.argv[1:]] or [0, 1, 2]
+    return [f"# {title}", "", f"Command: `python bench/{script}{''.join(' ' + str(s) for s in sys.argv[1:])}`", "",
+            f"Heads of bench/quality.py ({HEADS} members), seeds {seeds}; every filter explained with lavise's defaults "
+            f"(p=50, s=1, default vocabulary){what}; NetDissect's convention. Mean ± SD over seeds.", ""]
+
+
+def mean_sd(values) -> str:
+    """``mean±SD`` of per-seed values (SD 0 for one seed)."""
+    import numpy as np
+
+    v = np.asarray(values, float)
+    return f"{v.mean():.3f}±{v.std(ddof=1) if len(v) > 1 else 0:.3f}"
+
+
+def write_lines(name: str, lines: list[str]) -> Path:
+    """Write ``bench/results/<name>.md`` (a fixed name: the variants scripts rerun on the same runs) and print it."""
+    out = RESULTS / f"{name}.md"
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print("saved", out)
+    return out
