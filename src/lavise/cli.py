@@ -101,6 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def parse_units(text: str | None) -> list[int] | None:
+    """``--units 3,17,40`` as a list of filter indices (None: all filters)."""
+    if not text:
+        return None
+    try:
+        return [int(u) for u in text.split(",") if u.strip()]
+    except ValueError:
+        raise LaviseError(f"--units takes comma-separated filter indices such as 3,17,40, not {text!r}") from None
+
+
 def progress(args) -> bool:
     """Progress bars unless --quiet; only rank 0 shows them under torchrun."""
     import os

@@ -300,7 +300,7 @@ def evaluate_run(
     """
     from .data import load_dataset
     from .embeddings import load_embeddings
-    from .explain import METHODS, Explanations, explain_cache
+    from .explain import METHODS, Explanations, check_units, explain_cache
     from .features import extract_features
     from .io import write_json
     from .models import load_model
@@ -310,6 +310,7 @@ def evaluate_run(
     run = Path(run)
     explainer = TrainedExplainer.load(run)
     cfg = explainer.config
+    check_units(units, explainer.head.in_dim, cfg["layer"])
     if target is None:
         target = load_model(cfg["model"], cfg.get("weights"))
     cache_dir = Path(cache_dir) if cache_dir else run / "cache"

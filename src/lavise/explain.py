@@ -213,6 +213,16 @@ def default_batch_pairs(shape: tuple[int, int, int], device: str = "cpu", budget
     return int(max(16, min(2048 if device.startswith("cuda") else 512, budget // per_pair)))
 
 
+def check_units(units: list[int] | None, d: int, layer: str = "the layer") -> None:
+    """A one-line ``LaviseError`` unless every filter index in ``units`` is one of the layer's ``d`` filters."""
+    if units is None:
+        return
+    bad = [u for u in units if not 0 <= int(u) < d]
+    if bad or not len(units):
+        what = f"filter {bad[0]} is out of range" if bad else "no filters were given"
+        raise LaviseError(f"--units: {what}: {layer} has {d} filters, numbered 0 to {d - 1}")
+
+
 def compute_thresholds(cache: FeatureCache) -> Thresholds:
     """T_u (upper 0.5% quantile of each filter's activations on the cached set)."""
     return Thresholds.from_stats(cache.stats)
@@ -265,6 +275,7 @@ def explain_cache(
     d = cache.shape[0]
     if explainer.head.in_dim != d:
         raise RunError(f"explainer expects {explainer.head.in_dim} filters but the layer has {d}")
+    check_units(units, d, explainer.config.get("layer", "the layer"))
     if vocab.vectors.shape[1] != explainer.head.emb_dim:
         raise EmbeddingError(f"vocabulary vectors are {vocab.vectors.shape[1]}-d but the explainer was trained with "
                              f"{explainer.head.emb_dim}-d embeddings; use the embeddings named in the run's config.json")
@@ -460,6 +471,7 @@ def explain_filters(
     run_dir = None if isinstance(run, TrainedExplainer) else Path(run)
     explainer = run if isinstance(run, TrainedExplainer) else TrainedExplainer.load(run)
     cfg = explainer.config
+    check_units(units, explainer.head.in_dim, cfg["layer"])  # before any extraction
     if target is None:
         target = load_model(cfg["model"], cfg.get("weights"))
         if target.weights_digest != cfg["model_digest"]:

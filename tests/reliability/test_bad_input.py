@@ -314,3 +314,12 @@ def test_unknown_or_missing_device_is_one_clear_line(ds, tmp_path):
     assert not (tmp_path / "run").exists(), line
     if not torch.cuda.is_available():  # CI: no GPU, so asking for one must say so, not crash in torch
         assert_one_error_line(Lavise(tmp_path)(train_args(ds, extra=("--device", "cuda"))), "sees no CUDA GPU", "--device cpu")
+
+
+@pytest.mark.parametrize("units, needles", [("3,x", ("--units takes comma-separated", "'3,x'")),
+                                            ("2,99", ("filter 99 is out of range", "block2 has", "0 to")),
+                                            ("-1", ("filter -1 is out of range",))])
+def test_explain_and_evaluate_refuse_bad_units(ds, trained, tmp_path, units, needles):
+    for args in (_explain(ds, trained), ["evaluate", str(trained), "--dataset", f"manifest:{ds['m']}", *COMMON]):
+        r = Lavise(tmp_path)([*args, "--units", units])
+        assert_one_error_line(r, *needles)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..defaults import HEADS
-from ..cli import EPILOG, add_common, add_explain_options, is_main_process, progress
+from ..cli import EPILOG, add_common, add_explain_options, is_main_process, parse_units, progress
 
 
 def register(sub) -> None:
@@ -87,7 +87,7 @@ def train(args) -> int:
 def explain(args) -> int:
     from .. import api
 
-    units = [int(u) for u in args.units.split(",")] if args.units else None
+    units = parse_units(args.units)
     images = api.load_dataset(args.images)
     ex = api.explain_filters(args.run, images, method=args.method, p=args.top_images, s=args.words_per_image,
                              x=args.words, vocabulary=args.vocabulary, vocabulary_size=args.vocabulary_size,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import EPILOG, add_common, add_hubness_option, progress
+from ..cli import EPILOG, add_common, add_hubness_option, parse_units, progress
 from ..defaults import DEFAULT_METHOD, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
 from ..errors import LaviseError
 
@@ -81,7 +81,7 @@ def evaluate(args) -> int:
 
     methods = _csv_list(args.methods, METHODS, "method") or None
     baselines = _csv_list(args.baselines, BASELINES, "baseline")
-    units = [int(u) for u in args.units.split(",")] if args.units else None
+    units = parse_units(args.units)
     conventions = ("netdissect", "present") if args.convention == "both" else (args.convention,)
     ds = load_dataset(args.dataset)
     ref = load_dataset(args.reference) if args.reference else None
