@@ -46,9 +46,10 @@ WORK = Path(__file__).resolve().parents[1] / "runs" / "bench"
 MODES = (("all", "every category trained (`--concepts all`)"), ("seen", "seen categories only (the default split)"))
 
 
-def quality_seed(seed: int, mode: str, model, emb) -> dict:
-    """What bench/quality.py left for one seed and mode (``all`` or ``seen``): its trained head, the target
-    cache, the IoU ground truth, the default vocabulary and the held-out concepts (``seen`` only)."""
+def quality_seed(seed: int, mode: str, model, emb, run: Path | None = None) -> dict:
+    """What bench/quality.py left for one seed and mode (``all`` or ``seen``): its trained head (or the one in
+    ``run``), the target cache, the IoU ground truth, the default vocabulary and the held-out concepts
+    (``seen`` only)."""
     from lavise.data import load_dataset
     from lavise.defaults import HEADS
     from lavise.dissect import compute_ground_truth
@@ -56,7 +57,7 @@ def quality_seed(seed: int, mode: str, model, emb) -> dict:
     from lavise.train import TrainedExplainer
 
     tgt = load_dataset(f"builtin:scenes?size=1000&seed={seed}&split=test&cache={WORK}")
-    trained = TrainedExplainer.load(WORK / f"seed{seed}-b4000{'-all' if mode == 'all' else ''}-h{HEADS}")
+    trained = TrainedExplainer.load(run or WORK / f"seed{seed}-b4000{'-all' if mode == 'all' else ''}-h{HEADS}")
     cache = extract_features(model, model.default_layer, tgt, WORK / "cache-target-1000", concepts=list(tgt.concepts),
                              show_progress=False)
     names = list(dict.fromkeys(list(trained.concepts) + list(tgt.concepts)))
@@ -78,12 +79,13 @@ def explain_and_score(q: dict, method: str, name: str, **explain_kw) -> dict:
     return score_row(name, lists, q["gt"], "netdissect", (1, 5, 10, 20), None, q["held_out"], 10)
 
 
-def header(title: str, script: str, what: str) -> list[str]:
-    """The first lines of a variants result file: title, command, setting."""
+def header(title: str, script: str, what: str, seeds: list[int] | None = None) -> list[str]:
+    """The first lines of a variants result file: title, command, setting (``seeds`` default: the
+    command's arguments, or 0 1 2)."""
     from lavise.defaults import HEADS
 
-    seeds = [int(s) for s in sys.argv[1:]] or [0, 1, 2]
-    return [f"# {title}", "", f"Command: `python bench/{script}{''.join(' ' + str(s) for s in sys.argv[1:])}`", "",
+    seeds = seeds if seeds is not None else [int(s) for s in sys.argv[1:]] or [0, 1, 2]
+    return [f"# {title}", "", f"Command: `python bench/{script}{''.join(' ' + a for a in sys.argv[1:])}`", "",
             f"Heads of bench/quality.py ({HEADS} members), seeds {seeds}; every filter explained with lavise's defaults "
             f"(p=50, s=1, default vocabulary){what}; NetDissect's convention. Mean ± SD over seeds.", ""]
 
