@@ -7,7 +7,7 @@ Per size, the explainer (lavise's default head) is trained on ``builtin:scenes?s
 (the seen categories, or all with ``--concepts all``) exactly as bench/quality.py trains it, and every filter
 is explained on the same 1,000 test scenes and scored like bench/quality.py (masked-attention, lavise's
 defaults, NetDissect's convention), without and with ``--hubness``. Heads and caches are kept in
-runs/bench (the 4,000-scene ones are quality.py's). Results: bench/results/reference-size-<concepts>.md.
+runs/bench (the 4,000-scene ones are quality.py's). Results: bench/results/reference-size-<concepts>-s<seeds>.md.
 """
 from __future__ import annotations
 
@@ -66,10 +66,11 @@ def main() -> None:
     lines = header(f"Quality against the number of reference scenes: {title}", "reference_size.py",
                    ", masked-attention, the explainer trained on N reference scenes", seeds=args.seeds)
     lines[4] = lines[4].replace("Heads of bench/quality.py", "Heads trained as bench/quality.py trains them")
-    lines += ["| reference scenes | hubness | " + " | ".join(COLS) + " |", "|---" * (len(COLS) + 2) + "|"]
+    cols = COLS if mode == "seen" else COLS[:-1]  # nothing is held out when every category is trained
+    lines += ["| reference scenes | hubness | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
     for (size, hub), per_seed in rows.items():
-        lines.append(f"| {size:,} | {hub or 'off'} | " + " | ".join(mean_sd([r[c] for r in per_seed]) for c in COLS) + " |")
-    write_lines(f"reference-size-{mode}", lines)
+        lines.append(f"| {size:,} | {hub or 'off'} | " + " | ".join(mean_sd([r[c] for r in per_seed]) for c in cols) + " |")
+    write_lines(f"reference-size-{mode}-s{''.join(map(str, args.seeds))}", lines)
 
 
 if __name__ == "__main__":
