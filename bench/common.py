@@ -79,14 +79,15 @@ def explain_and_score(q: dict, method: str, name: str, **explain_kw) -> dict:
     return score_row(name, lists, q["gt"], "netdissect", (1, 5, 10, 20), None, q["held_out"], 10)
 
 
-def header(title: str, script: str, what: str, seeds: list[int] | None = None) -> list[str]:
+def header(title: str, script: str, what: str, seeds: list[int] | None = None,
+           heads: str = "Heads of bench/quality.py") -> list[str]:
     """The first lines of a variants result file: title, command, setting (``seeds`` default: the
-    command's arguments, or 0 1 2)."""
+    command's arguments, or 0 1 2; ``heads`` says where the trained heads come from)."""
     from lavise.defaults import HEADS
 
     seeds = seeds if seeds is not None else [int(s) for s in sys.argv[1:]] or [0, 1, 2]
     return [f"# {title}", "", f"Command: `python bench/{script}{''.join(' ' + a for a in sys.argv[1:])}`", "",
-            f"Heads of bench/quality.py ({HEADS} members), seeds {seeds}; every filter explained with lavise's defaults "
+            f"{heads} ({HEADS} members), seeds {seeds}; every filter explained with lavise's defaults "
             f"(p=50, s=1, default vocabulary){what}; NetDissect's convention. Mean ± SD over seeds.", ""]
 
 

@@ -23,7 +23,7 @@ from lavise.data import load_dataset  # noqa: E402
 from lavise.defaults import HEADS, HUBNESS  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.models import load_model  # noqa: E402
-from lavise.train import train_explainer  # noqa: E402
+from lavise.train import TrainedExplainer, train_explainer  # noqa: E402
 
 COLS = ("val top-1", "P@1", "R@5", "R@10", "R@20", "held-out found")
 
@@ -49,9 +49,12 @@ def main() -> None:
     mode = args.concepts
     rows = {}  # (size, hubness) -> per-seed dicts
     for seed in args.seeds:
+        target = None  # the seed's target cache, ground truth and vocabulary: loaded once, shared by every size
         for size in args.sizes:
             t0 = time.time()
-            q = quality_seed(seed, mode, model, emb, run=trained_run(seed, size, args.concepts, model, emb))
+            run = trained_run(seed, size, args.concepts, model, emb)
+            target = target or quality_seed(seed, mode, model, emb, run=run)
+            q = dict(target, trained=TrainedExplainer.load(run))
             trained = q["trained"]
             best = trained.config["train"]["best_epoch"]
             for hub in (0.0, HUBNESS):
@@ -64,8 +67,8 @@ def main() -> None:
                       f"({time.time() - t0:.0f} s)", flush=True)
     title = "every category trained" if mode == "all" else "seen categories only (the default split)"
     lines = header(f"Quality against the number of reference scenes: {title}", "reference_size.py",
-                   ", masked-attention, the explainer trained on N reference scenes", seeds=args.seeds)
-    lines[4] = lines[4].replace("Heads of bench/quality.py", "Heads trained as bench/quality.py trains them")
+                   ", masked-attention, the explainer trained on N reference scenes", seeds=args.seeds,
+                   heads="Heads trained as bench/quality.py trains them")
     cols = COLS if mode == "seen" else COLS[:-1]  # nothing is held out when every category is trained
     lines += ["| reference scenes | hubness | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
     for (size, hub), per_seed in rows.items():
