@@ -286,7 +286,7 @@ def explain_cache(
     p_eff = rows.shape[1]
     pair_u = units_t[:, None].expand(-1, p_eff).reshape(-1)
     pair_r = rows.reshape(-1)
-    head = explainer.head.eval().to(device)
+    head = explainer.head.eval().to(device).folded()
     vocab_t = torch.from_numpy(np.ascontiguousarray(vocab.vectors, dtype=np.float32)).to(device)
     s_eff = min(s, vocab_t.shape[0])
     penalty = None

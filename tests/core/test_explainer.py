@@ -73,3 +73,40 @@ def test_member_zero_is_trained_exactly_like_a_single_head():
     assert not torch.equal(two.members[0][2].weight, two.members[1][2].weight)
     # the history scores the whole head
     assert abs(hist[-1]["val_loss"] - float(hinge_rank_loss(two(x[50:]), y[50:], cv))) < 1e-4
+
+
+def _trained_like(head):
+    """Non-trivial BatchNorm statistics and affine parameters, as after training."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for m in head.members:
+            for bn in (m[0], m[4]):
+                n = bn.num_features
+                bn.running_mean.copy_(torch.randn(n, generator=g))
+                bn.running_var.copy_(torch.rand(n, generator=g) * 2 + 0.1)
+                bn.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                bn.bias.copy_(torch.randn(n, generator=g))
+    return head.eval()
+
+
+def test_folded_head_gives_the_eval_mode_outputs():
+    torch.manual_seed(0)
+    x = torch.randn(6, 16)
+    for members, hidden in ((1, None), (3, None), (2, 7)):
+        head = _trained_like(ExplainerHead(16, 4, hidden=hidden, members=members))
+        folded = head.folded()
+        assert torch.allclose(folded(x), head(x), atol=1e-5), (members, hidden)
+        # ... and not the training-mode ones (batch statistics): the folding uses the running statistics
+        assert not torch.allclose(folded(x), head.train()(x), atol=1e-3)
+        head.eval()
+
+
+def test_folded_head_is_a_frozen_copy():
+    head = _trained_like(ExplainerHead(8, 3, members=2))
+    x = torch.randn(4, 8)
+    folded = head.folded()
+    before = folded(x).clone()
+    with torch.no_grad():
+        head.members[0][2].weight.add_(1.0)
+    assert torch.equal(folded(x), before)
+    assert not any(b.requires_grad for b in folded.buffers())
