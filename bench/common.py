@@ -66,17 +66,27 @@ def quality_seed(seed: int, mode: str, model, emb, run: Path | None = None) -> d
             "held_out": list(tgt.meta["held_out"]) if mode == "seen" else None}
 
 
-def explain_and_score(q: dict, method: str, name: str, **explain_kw) -> dict:
-    """Every filter explained with ``explain_cache`` (lavise's defaults unless ``explain_kw`` says otherwise) and
-    scored like bench/quality.py: NetDissect's convention, held-out concepts found in the top 10 words."""
-    from lavise.evaluate import score_row
+def explain_lists(q: dict, method: str, **explain_kw) -> list[list[str]]:
+    """Every filter's top 20 words from ``explain_cache`` (lavise's defaults unless ``explain_kw`` says otherwise)."""
     from lavise.explain import explain_cache
 
     fx = explain_cache(q["trained"], q["cache"], q["vocab"], method, x=20, show_progress=False, **explain_kw)
     lists = [[] for _ in range(q["cache"].shape[0])]
     for f in fx:
         lists[f.unit] = f.top_words
+    return lists
+
+
+def score(q: dict, name: str, lists: list[list[str]]) -> dict:
+    """Scored like bench/quality.py: NetDissect's convention, held-out concepts found in the top 10 words."""
+    from lavise.evaluate import score_row
+
     return score_row(name, lists, q["gt"], "netdissect", (1, 5, 10, 20), None, q["held_out"], 10)
+
+
+def explain_and_score(q: dict, method: str, name: str, **explain_kw) -> dict:
+    """Every filter explained (``explain_lists``) and scored (``score``)."""
+    return score(q, name, explain_lists(q, method, **explain_kw))
 
 
 def header(title: str, script: str, what: str, seeds: list[int] | None = None,
