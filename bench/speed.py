@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -93,12 +94,17 @@ def bare_forward(tm, layer, n_images: int, device: str = "cpu", amp: bool = Fals
 
 
 def peak_rss_explain(run: Path, size: int, seed: int) -> float:
-    """Peak RSS (MiB) of a separate `lavise explain` process on `size` target scenes."""
+    """Peak RSS (MiB) of a separate `lavise explain` process on `size` target scenes.
+
+    Read as VmHWM, the high-water mark of the child's own address space: ``ru_maxrss`` survives exec on Linux,
+    so it would report the RSS of this (large) benchmark process at fork instead whenever that is larger.
+    """
     code = (
         "import resource, sys; from lavise.cli import main; "
         f"rc = main(['explain', {str(run)!r}, '--images', 'builtin:scenes?size={size}&seed={seed}&split=test', "
         f"'--out', {str(run / f'rss{size}')!r}, '--quiet']); "
-        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+        "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')]; "
+        "print('PEAK', hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
     if res.returncode:
@@ -135,6 +141,13 @@ def main() -> None:
     dev = args.device
     tmp = Path(tempfile.mkdtemp(prefix="lavise-speed-"))
     os.environ.setdefault("LAVISE_CACHE", str(tmp / "cache-home"))
+    try:
+        _measure(args, dev, tmp)
+    finally:  # caches of several thousand images: gigabytes per run
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure(args, dev: str, tmp: Path) -> None:
     tm = load_model(args.model)
     layer = args.layer or tm.default_layer
     n = args.images
