@@ -2,12 +2,14 @@
 
     python bench/reference_size.py                          # seed 0, seen split, 2,000 to 16,000 scenes
     python bench/reference_size.py --seeds 0 1 --sizes 4000 8000 --concepts all
+    python bench/reference_size.py --seeds 0 1 2 --sizes 4000 8000 --concepts all --methods attention activation
 
 Per size, the explainer (lavise's default head) is trained on ``builtin:scenes?split=train`` of that size
 (the seen categories, or all with ``--concepts all``) exactly as bench/quality.py trains it, and every filter
-is explained on the same 1,000 test scenes and scored like bench/quality.py (masked-attention, lavise's
-defaults, NetDissect's convention), without and with ``--hubness``. Heads and caches are kept in
-runs/bench (the 4,000-scene ones are quality.py's). Results: bench/results/reference-size-<concepts>-s<seeds>.md.
+is explained on the same 1,000 test scenes and scored like bench/quality.py (masked-attention or the
+``--methods`` named, lavise's defaults, NetDissect's convention), without and with ``--hubness``. Heads and caches are kept in
+runs/bench (the 4,000-scene ones are quality.py's). Results: bench/results/reference-size-<concepts>-s<seeds>.md
+(with other methods: ...-s<seeds>-<methods>.md).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import WORK, explain_and_score, header, mean_sd, quality_seed, write_lines  # noqa: E402
 
 from lavise.data import load_dataset  # noqa: E402
-from lavise.defaults import HEADS, HUBNESS  # noqa: E402
+from lavise.defaults import DEFAULT_METHOD, HEADS, HUBNESS  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.models import load_model  # noqa: E402
 from lavise.train import TrainedExplainer, train_explainer  # noqa: E402
@@ -44,10 +46,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 4000, 8000, 16000])
     ap.add_argument("--concepts", choices=["seen", "all"], default="seen")
+    ap.add_argument("--methods", nargs="+", default=[DEFAULT_METHOD], choices=["masked-attention", "attention", "activation", "original"])
     args = ap.parse_args()
     model, emb = load_model("efficientnet-lite0"), load_embeddings("glove-6b-50d")
     mode = args.concepts
-    rows = {}  # (size, hubness) -> per-seed dicts
+    rows = {}  # (method, size, hubness) -> per-seed dicts
     for seed in args.seeds:
         target = None  # the seed's target cache, ground truth and vocabulary: loaded once, shared by every size
         for size in args.sizes:
@@ -57,23 +60,27 @@ def main() -> None:
             q = dict(target, trained=TrainedExplainer.load(run))
             trained = q["trained"]
             best = trained.config["train"]["best_epoch"]
-            for hub in (0.0, HUBNESS):
-                r = explain_and_score(q, "masked-attention", "masked-attention", hubness=hub)
+            for method, hub in ((m, h) for m in args.methods for h in (0.0, HUBNESS)):
+                r = explain_and_score(q, method, method, hubness=hub)
                 r["val top-1"] = trained.history[best - 1].get("val_top1", float("nan"))
                 r["held-out found"] = r.get("novel_discovered", float("nan"))
-                rows.setdefault((size, hub), []).append(r)
-                print(f"[seed {seed}] {size} reference scenes, hubness {hub}: val top-1 {r['val top-1']:.3f} "
+                rows.setdefault((method, size, hub), []).append(r)
+                print(f"[seed {seed}] {size} reference scenes, {method}, hubness {hub}: val top-1 {r['val top-1']:.3f} "
                       f"P@1 {r['P@1']:.3f} R@10 {r['R@10']:.3f} held-out found {r['held-out found']} "
                       f"({time.time() - t0:.0f} s)", flush=True)
     title = "every category trained" if mode == "all" else "seen categories only (the default split)"
     lines = header(f"Quality against the number of reference scenes: {title}", "reference_size.py",
-                   ", masked-attention, the explainer trained on N reference scenes", seeds=args.seeds,
+                   f", {', '.join(args.methods)}, the explainer trained on N reference scenes", seeds=args.seeds,
                    heads="Heads trained as bench/quality.py trains them")
     cols = COLS if mode == "seen" else COLS[:-1]  # nothing is held out when every category is trained
-    lines += ["| reference scenes | hubness | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
-    for (size, hub), per_seed in rows.items():
-        lines.append(f"| {size:,} | {hub or 'off'} | " + " | ".join(mean_sd([r[c] for r in per_seed]) for c in cols) + " |")
-    write_lines(f"reference-size-{mode}-s{''.join(map(str, args.seeds))}", lines)
+    default = args.methods == [DEFAULT_METHOD]  # the method column only where methods were named
+    lines += ["| " + ("" if default else "method | ") + "reference scenes | hubness | " + " | ".join(cols) + " |",
+              "|---" * (len(cols) + 2 + (not default)) + "|"]
+    for (method, size, hub), per_seed in rows.items():
+        lines.append("| " + ("" if default else f"{method} | ") + f"{size:,} | {hub or 'off'} | "
+                     + " | ".join(mean_sd([r[c] for r in per_seed]) for c in cols) + " |")
+    write_lines(f"reference-size-{mode}-s{''.join(map(str, args.seeds))}" + ("" if default else "-" + "-".join(args.methods)),
+                lines)
 
 
 if __name__ == "__main__":
