@@ -59,5 +59,6 @@ def main() -> None:
         lines.append("")
     write_lines("hubness", lines)
 
+
 if __name__ == "__main__":
     main()

@@ -84,5 +84,6 @@ def main() -> None:
         lines.append("")
     write_lines("mask-variants", lines)
 
+
 if __name__ == "__main__":
     main()

@@ -52,7 +52,6 @@ class ExplainerHead(nn.Module):
             out = out + F.normalize(m(pooled), dim=-1)
         return F.normalize(out, dim=-1)
 
-    @torch.no_grad()
     def folded(self) -> "FoldedHead":
         """A frozen copy for inference that gives this head's eval-mode outputs (up to rounding), faster."""
         return FoldedHead(self)
@@ -81,6 +80,7 @@ class FoldedHead(nn.Module):
     (d·p pairs); the weights are folded once, not per batch. Later changes to the head do not reach it.
     """
 
+    @torch.no_grad()  # buffers, not a graph: the copy is frozen however it is made
     def __init__(self, head: ExplainerHead):
         super().__init__()
         w1, b1, w2, b2 = [], [], [], []
