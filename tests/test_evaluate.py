@@ -156,6 +156,23 @@ def test_novel_concepts_by_hand():
     assert r["novel_available"] == 3 and r["novel_filters"] == 3
     assert r["novel_discovered"] == 1 and r["novel_discovered_names"] == ["owl"]  # f1 says zebra but its truth is dog
     assert r["novel_R@1"] == pytest.approx(1 / 3) and r["novel_R@2"] == pytest.approx(2 / 3)
+    # not novel: f0 cat (1 of 2), f1 dog (1 of 1), f2 none, f3 none -> recall ceiling 1.5 / 4; P@1 ceiling 2 / 4
+    assert r["ceiling_R"] == pytest.approx(1.5 / 4) and r["ceiling_P@1"] == 0.5
+
+
+def test_no_explainer_that_names_no_novel_concept_passes_the_ceilings():
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(12)]
+    novel = words[:4]
+    truth = [list(rng.choice(words, size=rng.integers(0, 4), replace=False)) for _ in range(40)]
+    ceil = novel_scores([[]] * 40, truth, novel)
+    for _ in range(20):
+        preds = [list(rng.permutation(words[4:])) for _ in range(40)]  # never a novel word
+        r = score_lists(preds, truth, ks=(1, 8))
+        assert r["R@8"] <= ceil["ceiling_R"] + 1e-12 and r["P@1"] <= ceil["ceiling_P@1"] + 1e-12
+    oracle = [[c for c in t if c not in novel] + words[4:] for t in truth]  # every seen concept first
+    r = score_lists(oracle, truth, ks=(1, 8))
+    assert r["R@8"] == pytest.approx(ceil["ceiling_R"]) and r["P@1"] == pytest.approx(ceil["ceiling_P@1"])
 
 
 def test_random_words_and_table():
@@ -257,3 +274,39 @@ def test_cli_evaluate_prints_table_and_writes_json(run, tiny_model, squares, mon
     assert "attention" in out and "random" in out and "syn_P@1" in out
     ev = json.loads((run / "evaluation.json").read_text())
     assert {r["convention"] for r in ev["rows"]} == {"netdissect", "present"}
+
+
+def test_cli_evaluate_reports_novel_concepts_and_the_ceiling_without_them(tmp_path, tiny_model, squares, tiny_glove,
+                                                                         monkeypatch, capsys):
+    import copy
+
+    import lavise.data
+    import lavise.models
+    from lavise.embeddings import load_embeddings
+    from lavise.run import RunFolder
+    from lavise.train import train_explainer
+
+    held = squares.concepts[0]
+    seen = copy.copy(squares)  # the same images, one concept never annotated
+    seen.concepts = [c for c in squares.concepts if c != held]
+    seen.annotations = lambda i: [a for a in squares.annotations(i) if a.concept != held]
+    run = tmp_path / "run"
+    train_explainer(tiny_model, seen, load_embeddings(f"glove:{tiny_glove}"), out=run, epochs=2, batch_size=16,
+                    num_workers=0, show_progress=False)
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "embeddings": f"glove:{tiny_glove}"}))
+    RunFolder(run).record("explainer", ["explainer.safetensors", "config.json", "train_log.csv"])
+    monkeypatch.setattr(lavise.data, "load_dataset", lambda spec, **kw: squares)
+    monkeypatch.setattr(lavise.models, "load_model", lambda spec, weights=None: tiny_model)
+    assert main(["evaluate", str(run), "--dataset", "squares", "--methods", "activation", "--baselines", "random",
+                 "--vocabulary", "concepts", "-p", "5", "--convention", "present", "--iou-threshold", "0.001",
+                 "--workers", "0", "--quiet"]) == 0  # a low threshold: filters whose truth mixes both kinds
+    out = capsys.readouterr().out
+    ev = json.loads((run / "evaluation.json").read_text())
+    assert ev["settings"]["novel_concepts"] == [held]
+    truth = [f["ground_truth_present"] for f in ev["filters"] if f["ground_truth_present"]]
+    share = np.array([sum(c != held for c in t) / len(t) for t in truth])
+    assert 0 < share.mean() < 1 and 0 < (share > 0).mean() < 1  # the tiny run has filters of every kind
+    row = next(r for r in ev["rows"] if r["name"] == "activation")
+    assert row["ceiling_R"] == pytest.approx(share.mean()) and row["ceiling_P@1"] == pytest.approx((share > 0).mean())
+    assert f"at most R@k {share.mean():.3f} and P@1 {(share > 0).mean():.3f}" in out

@@ -149,21 +149,29 @@ def novel_scores(predictions: Sequence[Sequence[str]], truth: Sequence[Sequence[
         ``novel_discoveries``: such (filter, concept) pairs; ``novel_available``: distinct novel concepts in
         any filter's ground truth; ``novel_filters``: filters whose ground truth has a novel concept;
         ``novel_R@k``: recall restricted to novel ground-truth concepts; ``novel_P@k``: share of the top-k words
-        that are correct novel concepts.
+        that are correct novel concepts. ``ceiling_R`` and ``ceiling_P@1``: the most R@k (any k) and P@1 an
+        explainer that never names a novel concept can reach, over the filters ``score_lists`` scores: the
+        mean share of each filter's ground truth that is not novel, and the share of filters with some
+        ground-truth concept that is not novel.
     """
     nov = {norm(c) for c in novel}
     units = list(range(len(truth)) if units is None else units)
-    found, pairs, avail = set(), 0, set()
+    found, pairs, avail, seen_share = set(), 0, set(), []
     for u in units:
-        g = {norm(c) for c in truth[u]} & nov
+        full = {norm(c) for c in truth[u]}
+        g = full & nov
         avail |= g
         hit = g & {norm(w) for w in list(predictions[u])[:x]}
         found |= hit
         pairs += len(hit)
+        if full:
+            seen_share.append(1 - len(g) / len(full))
     r = score_lists(predictions, truth, ks, restrict=nov, units=units)
     out = {"novel_concepts": len(nov), "novel_available": len(avail), "novel_discovered": len(found),
            "novel_discoveries": pairs, "novel_filters": r["filters"], "novel_x": x,
-           "novel_discovered_names": sorted(found)}
+           "novel_discovered_names": sorted(found),
+           "ceiling_R": float(np.mean(seen_share)) if seen_share else 0.0,
+           "ceiling_P@1": float(np.mean([v > 0 for v in seen_share])) if seen_share else 0.0}
     out.update({f"novel_{k}": v for k, v in r.items() if k.startswith(("R@", "P@"))})
     return out
 

@@ -101,7 +101,8 @@ def evaluate(args) -> int:
         print(ev.table(conv))
         novel = [r for r in ev.rows if r["convention"] == conv and "novel_discovered" in r]
         if novel:
-            print(f"# novel concepts ({len(ev.settings['novel_concepts'])} not seen in training):")
+            print(f"# novel concepts ({len(ev.settings['novel_concepts'])} not seen in training; naming none of them, "
+                  f"an explainer reaches at most R@k {novel[0]['ceiling_R']:.3f} and P@1 {novel[0]['ceiling_P@1']:.3f}):")
             print(ev.table(conv, ["novel_available", "novel_discovered", "novel_filters", "novel_R@10", "novel_R@20"]))
         if args.synonyms is not None:
             print(f"# synonym-aware match (cosine >= {args.synonyms}; not part of the exact metric):")
