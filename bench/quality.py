@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lavise.defaults import HEADS
+from lavise.defaults import HEADS, SMALL_MASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -48,10 +48,11 @@ def log(*a):
 # ----------------------------------------------------------------------------- helpers
 
 
-def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, batch_size=128, val_fraction=0.1, x_all=None):
+def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, batch_size=128, val_fraction=0.1, x_all=None,
+                 small_masks=0):
     """Train a head on the reference pairs whose concept is in ``keep`` (reuses the cached features), with
-    ``lavise.train.fit_head`` and the same validation split as ``train_explainer``."""
-    from lavise.train import TrainedExplainer, fit_head
+    ``lavise.train.fit_head`` and the same validation split and small-mask inputs as ``train_explainer``."""
+    from lavise.train import TrainedExplainer, fit_head, small_mask_pooled
 
     x_all = cache.masked_pooled() if x_all is None else x_all
     y_all = torch.from_numpy(cache.pairs[:, 1])
@@ -68,7 +69,11 @@ def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, batch_
     is_val = torch.zeros(n_img, dtype=torch.bool)
     is_val[torch.randperm(n_img, generator=g)[: int(round(n_img * val_fraction))]] = True
     v = is_val[rows]
-    head, history = fit_head(x[~v], y[~v], x[v], y[v], cv, heads=heads, epochs=epochs, lr=lr, batch_size=batch_size,
+    xtr, ytr = x[~v], y[~v]
+    if small_masks:
+        small = small_mask_pooled(cache, small_masks, torch.Generator().manual_seed(seed))[:, sel][:, ~v]
+        xtr, ytr = torch.cat([xtr, small.flatten(0, 1)]), ytr.repeat(small_masks + 1)
+    head, history = fit_head(xtr, ytr, x[v], y[v], cv, heads=heads, epochs=epochs, lr=lr, batch_size=batch_size,
                              seed=seed, generator=g)
     best = min(history, key=lambda r: r["val_loss"])
     return TrainedExplainer(head, list(keep), cv, {"layer": cache.meta["layer"]}, [best])
@@ -241,9 +246,10 @@ def run_seed(args, seed, model, emb):
     held_out = list(tgt.meta["held_out"])
     base = args.work / (f"seed{seed}-b{args.reference_size}" + ("" if args.concepts == "seen" else f"-{args.concepts}")
                         + ("" if args.embeddings == "glove-6b-50d" else f"-{args.embeddings.replace(':', '_').replace('/', '_')}"))
-    run_dir = base.with_name(base.name + ("" if args.heads == 1 else f"-h{args.heads}"))  # heads share one cache
+    run_dir = base.with_name(base.name + ("" if args.heads == 1 else f"-h{args.heads}")  # heads share one cache
+                             + (f"-sm{args.small_masks}" if args.small_masks else ""))
     trained = train_explainer(model, ref, emb, out=run_dir, epochs=args.epochs, lr=args.lr, seed=seed,
-                              heads=args.heads, cache_dir=base / "cache", show_progress=False)
+                              heads=args.heads, small_masks=args.small_masks, cache_dir=base / "cache", show_progress=False)
     best = trained.config["train"]["best_epoch"]
     log(f"[seed {seed}] trained on {len(trained.concepts)} seen concepts, best epoch {best}, "
         f"val top-1 {trained.history[best - 1].get('val_top1', float('nan')):.3f} ({time.time() - t0:.0f} s)")
@@ -319,7 +325,7 @@ def run_seed(args, seed, model, emb):
         k = max(2, int(round(frac * len(trained.concepts))))
         keep = sorted(np.random.default_rng(seed).permutation(trained.concepts)[:k].tolist())
         ex = trained if frac >= 1 else train_subset(rcache, list(trained.concepts), cvecs, keep, args.epochs, args.lr, seed,
-                                                                 args.heads)
+                                                                 args.heads, small_masks=args.small_masks)
         for m in args.novel_methods:
             mv = mvs[m] if frac >= 1 else method_vectors(ex, tcache, m, P, scored)
             gamma = gamma_from_vectors(mv, ex, vocab, names, seed=seed)[0]
@@ -360,7 +366,8 @@ def render(all_res, args, cmd):
              f"Command: `{cmd}`", "",
              f"Model efficientnet-lite0, layer `{all_res[0]['layer']}` (1280 filters, 7x7), embeddings {args.embeddings}; "
              f"reference {args.reference_size} train scenes ({'seen categories only' if args.concepts == 'seen' else 'all categories'}), target {args.target_size} test scenes "
-             f"(all categories); seeds {args.seeds}; {head_words(args.heads)}; epochs {args.epochs}, lr {args.lr}. Rows without a suffix use lavise's "
+             f"(all categories); seeds {args.seeds}; {head_words(args.heads)}"
+             f"{f', trained also on {args.small_masks} small-mask inputs per pair' if args.small_masks else ''}; epochs {args.epochs}, lr {args.lr}. Rows without a suffix use lavise's "
              f"word-selection defaults (p={settings()[0][1]} top images, s={settings()[0][2]} word per image); rows marked "
              f"`{settings()[1][0].strip()}` use the paper code's. "
              f"Figures are mean ± sample SD over seeds.", ""]
@@ -466,6 +473,8 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--heads", type=int, default=HEADS, help=f"members of the explainer head (default {HEADS}; 1: the paper's)")
+    ap.add_argument("--small-masks", type=int, default=SMALL_MASKS,
+                    help=f"small-mask training inputs per pair (lavise train --small-masks; default {SMALL_MASKS})")
     ap.add_argument("--image-units", type=int, default=16)
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.5, 1.0],
                     help="fractions of the seen categories to train on (Figure 7)")

@@ -23,3 +23,9 @@ HEADS = 3
 # λ of the optional hubness correction (explain.hub_scores): the flag's value when given without one. On the
 # built-in benchmark with every category trained it raised masked-attention P@1 on every seed (README, quality).
 HUBNESS = 0.25
+
+# Extra training inputs per reference pair pooled over a few random cells of the object (train.small_mask_pooled):
+# 0 = the paper's training set. Filters are explained through activation masks of a cell or two, smaller than
+# the object masks the head trains on; showing it objects through masks that small is measured in the README.
+SMALL_MASKS = 0
+SMALL_MASK_CELLS = 3

@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 from .data.base import ConceptDataset
 from .embeddings import Embeddings, load_embeddings
 from .errors import DatasetError, EmbeddingError, LaviseError, RunError
-from .defaults import HEADS
+from .defaults import HEADS, SMALL_MASK_CELLS, SMALL_MASKS
 from .explainer import ExplainerHead, hinge_rank_loss
-from .features import _barrier, distributed, extract_features
+from .features import FeatureCache, _barrier, distributed, extract_features
 from .io import atomic_path, write_json, write_text
 from .models import TargetModel
 from .run import RunFolder, versions
@@ -83,6 +83,42 @@ class TrainedExplainer:
         return cls(head, cfg["concepts"], tensors["concept_vectors"], cfg, history)
 
 
+def small_mask_pooled(cache: FeatureCache, copies: int, generator: torch.Generator,
+                      max_cells: int = SMALL_MASK_CELLS) -> torch.Tensor:
+    """Training inputs of every (image, concept) pair seen through small masks: GAP(F ⊙ S), where S is 1 to
+    ``max_cells`` random cells of the pair's mask at feature resolution (cells at least half covered; the most
+    covered cell where none is).
+
+    Filters are explained through their activation mask A_u > T_u, often a cell or two of the map, while the
+    head trains on whole object masks; these inputs show it objects through masks of that size.
+
+    Args:
+        cache: a reference cache (with pairs and feature-resolution masks).
+        copies: draws per pair.
+        generator: seeds the cells and their number.
+        max_cells: the most cells in one draw.
+
+    Returns:
+        (copies, P, d) float32, pooled over all h'×w' cells like ``FeatureCache.masked_pooled``.
+    """
+    assert cache.pairs is not None and cache.masks_feat is not None
+    out = torch.zeros(copies, len(cache.pairs), cache.shape[0])
+    for start in range(0, len(cache.pairs), 1024):  # pairs are in row order: sequential reads
+        sl = slice(start, start + 1024)
+        f = cache.read(cache.pairs[sl, 0]).flatten(2)  # (b, d, hw)
+        m = torch.from_numpy(cache.masks_feat[sl].astype(np.float32)).flatten(1)  # (b, hw)
+        ok = m >= 0.5
+        ok[torch.arange(len(m)), m.argmax(1)] |= ~ok.any(1)
+        for c in range(copies):
+            # the k cells of highest random score among the eligible ones: a uniform k-subset
+            score = torch.rand(m.shape, generator=generator).masked_fill(~ok, -1.0)
+            k = torch.minimum(torch.randint(1, max_cells + 1, (len(m),), generator=generator), ok.sum(1))
+            rank = score.argsort(1, descending=True).argsort(1)
+            cells = (rank < k[:, None]).to(f.dtype)
+            out[c, sl] = (f * cells[:, None]).mean(-1)
+    return out
+
+
 def train_explainer(
     target: TargetModel,
     reference: ConceptDataset,
@@ -101,6 +137,7 @@ def train_explainer(
     amp: bool = False,
     strict: bool = False,
     heads: int = HEADS,
+    small_masks: int = SMALL_MASKS,
     show_progress: bool = True,
 ) -> TrainedExplainer:
     """Train the explainer head for one layer of ``target`` on ``reference``.
@@ -120,12 +157,16 @@ def train_explainer(
         strict: fail on unreadable images instead of skipping them.
         heads: members of the explainer head, each trained from its own initialisation and shuffle; their unit
             outputs are summed (1: the paper's single head; see ``fit_head``).
+        small_masks: extra training inputs per pair, each pooled over 1 to 3 random cells of the object
+            (``small_mask_pooled``; 0: the paper's training set). Validation uses whole masks only.
         show_progress: progress bars.
 
     Returns:
         The ``TrainedExplainer`` (also saved to ``out`` when given).
     """
     _check_heads(heads)
+    if not (isinstance(small_masks, int) and small_masks >= 0):
+        raise LaviseError(f"--small-masks must be a whole number 0 or more, not {small_masks!r}")
     emb = load_embeddings(embeddings) if isinstance(embeddings, str) else embeddings
     layer = layer or target.default_layer
     target.layer(layer)  # fail early on a wrong name
@@ -154,6 +195,9 @@ def train_explainer(
     xtr, ytr, xva, yva = x[~val_pair], y[~val_pair], x[val_pair], y[val_pair]
     if len(xtr) < 2:
         raise DatasetError(f"only {len(xtr)} training pairs in {reference.spec}; use a larger reference set")
+    if small_masks:  # a generator of its own: the split and the members' shuffles stay as without
+        small = small_mask_pooled(cache, small_masks, torch.Generator().manual_seed(seed))[:, ~val_pair]
+        xtr, ytr = torch.cat([xtr, small.flatten(0, 1)]), ytr.repeat(small_masks + 1)
 
     head, history = fit_head(xtr, ytr, xva, yva, cv, heads=heads, epochs=epochs, lr=lr, batch_size=batch_size,
                              seed=seed, generator=g, device=device, show_progress=show_progress)
@@ -165,7 +209,7 @@ def train_explainer(
         "missing_concepts": missing, "skipped_images": cache.meta.get("skipped", []),
         "head": head.config(),
         "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "val_fraction": val_fraction, "seed": seed,
-                  "pairs_train": len(xtr), "pairs_val": len(xva), "best_epoch": _best_epoch(history)},
+                  "small_masks": small_masks, "pairs_train": len(xtr), "pairs_val": len(xva), "best_epoch": _best_epoch(history)},
         "versions": versions(),
     }
     result = TrainedExplainer(head, concepts, cv, config, history)

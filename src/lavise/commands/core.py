@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..defaults import HEADS
+from ..defaults import HEADS, SMALL_MASK_CELLS, SMALL_MASKS
 from ..cli import EPILOG, add_common, add_explain_options, is_main_process, parse_units, progress
 
 
@@ -38,6 +38,9 @@ def register(sub) -> None:
     p.add_argument("--train-batch-size", type=int, default=128, help="pairs per step (default 128)")
     p.add_argument("--heads", type=int, default=HEADS,
                    help=f"members of the explainer head, averaged (default {HEADS}; 1: the paper's single head)")
+    p.add_argument("--small-masks", type=int, default=SMALL_MASKS, metavar="K",
+                   help=f"also train on K copies of each pair pooled over 1-{SMALL_MASK_CELLS} random cells of the "
+                        f"object, the size of the activation masks filters are explained with (default {SMALL_MASKS})")
     p.add_argument("--val-fraction", type=float, default=0.1, help="reference images held out (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     add_common(p)
@@ -73,7 +76,8 @@ def train(args) -> int:
     ref = api.load_dataset(args.reference)
     res = api.train_explainer(tm, ref, args.embeddings, layer=args.layer, out=args.out, epochs=args.epochs,
                               lr=args.lr, batch_size=args.train_batch_size, val_fraction=args.val_fraction,
-                              seed=args.seed, heads=args.heads, device=args.device, batch_size_features=args.batch_size,
+                              seed=args.seed, heads=args.heads, small_masks=args.small_masks, device=args.device,
+                              batch_size_features=args.batch_size,
                               num_workers=args.workers, amp=args.amp, strict=args.strict, show_progress=progress(args))
     last = res.history[-1] if res.history else {}
     if not is_main_process():
