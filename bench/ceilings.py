@@ -39,22 +39,23 @@ def split_scores(lists: list[list[str]], truth: list[list[str]], seen: set[str])
         ``R@10`` = ``R@10 seen`` + ``R@10 held-out`` (each a mean over filters of hits / ground-truth size),
         ``P@1``, ``P@1 | seen truth`` (over filters with a seen concept in their ground truth), the ceilings of
         an explainer that names no held-out concept (``R@10 ceiling``, ``P@1 ceiling``) and the held-out
-        recall (the share of held-out ground truth recalled, mean over filters that have some) .
+        recall (the share of held-out ground truth recalled, mean over filters that have some).
     """
+    from lavise.evaluate import novel_scores
+
     units = [u for u in range(len(truth)) if truth[u]]
     gts = [set(truth[u]) for u in units]
     top = [set(lists[u][:10]) for u in units]
     first = [lists[u][0] if lists[u] else None for u in units]
     has_seen = np.array([bool(g & seen) for g in gts])
-    ho = [g - seen for g in gts]
     r_seen = np.mean([len(t & g & seen) / len(g) for t, g in zip(top, gts)])
-    r_ho = np.mean([len(t & h) / len(g) for t, h, g in zip(top, ho, gts)])
+    r_ho = np.mean([len(t & (g - seen)) / len(g) for t, g in zip(top, gts)])
     hits = np.array([f in g for f, g in zip(first, gts)])
+    nov = novel_scores(lists, truth, set().union(*gts) - seen, ks=(10,))
     return {"filters": len(units), "R@10": r_seen + r_ho, "R@10 seen": r_seen, "R@10 held-out": r_ho,
-            "R@10 ceiling": float(np.mean([len(g & seen) / len(g) for g in gts])),
-            "held-out recall": float(np.mean([len(t & h) / len(h) for t, h in zip(top, ho) if h])),
+            "R@10 ceiling": nov["ceiling_R"], "held-out recall": nov["novel_R@10"],
             "P@1": float(hits.mean()), "P@1 | seen truth": float(hits[has_seen].mean()),
-            "P@1 ceiling": float(has_seen.mean())}
+            "P@1 ceiling": nov["ceiling_P@1"]}
 
 
 def main() -> None:

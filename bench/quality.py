@@ -52,7 +52,7 @@ def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, batch_
                  small_masks=0):
     """Train a head on the reference pairs whose concept is in ``keep`` (reuses the cached features), with
     ``lavise.train.fit_head`` and the same validation split and small-mask inputs as ``train_explainer``."""
-    from lavise.train import TrainedExplainer, fit_head, small_mask_pooled
+    from lavise.train import TrainedExplainer, fit_head, small_mask_pooled, validation_pairs
 
     x_all = cache.masked_pooled() if x_all is None else x_all
     y_all = torch.from_numpy(cache.pairs[:, 1])
@@ -62,13 +62,9 @@ def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, batch_
     y = remap[y_all]
     sel = y >= 0
     x, y = x_all[sel], y[sel]
-    rows = torch.from_numpy(cache.pairs[:, 0])[sel]
     cv = torch.from_numpy(np.ascontiguousarray(vectors[keep_idx], dtype=np.float32))
     g = torch.Generator().manual_seed(seed)
-    n_img = len(cache)
-    is_val = torch.zeros(n_img, dtype=torch.bool)
-    is_val[torch.randperm(n_img, generator=g)[: int(round(n_img * val_fraction))]] = True
-    v = is_val[rows]
+    v = validation_pairs(cache, val_fraction, g)[sel]
     xtr, ytr = x[~v], y[~v]
     if small_masks:
         small = small_mask_pooled(cache, small_masks, torch.Generator().manual_seed(seed))[:, sel][:, ~v]

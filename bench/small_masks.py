@@ -30,7 +30,7 @@ from lavise.data import load_dataset  # noqa: E402
 from lavise.defaults import HEADS  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.models import load_model  # noqa: E402
-from lavise.train import TrainedExplainer, fit_head, train_explainer  # noqa: E402
+from lavise.train import TrainedExplainer, fit_head, train_explainer, validation_pairs  # noqa: E402
 
 METHODS = ("masked-attention", "activation", "attention")
 
@@ -40,9 +40,7 @@ def plain_copies(cache, emb, seed: int, copies: int) -> TrainedExplainer:
     vectors, concepts, _ = emb.encode(list(cache.concepts))
     x, y = cache.masked_pooled(), torch.from_numpy(cache.pairs[:, 1])
     g = torch.Generator().manual_seed(seed)
-    is_val = torch.zeros(len(cache), dtype=torch.bool)
-    is_val[torch.randperm(len(cache), generator=g)[: int(round(len(cache) * 0.1))]] = True
-    v = is_val[torch.from_numpy(cache.pairs[:, 0])]
+    v = validation_pairs(cache, 0.1, g)
     cv = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
     head, history = fit_head(x[~v].repeat(copies + 1, 1), y[~v].repeat(copies + 1), x[v], y[v], cv, heads=HEADS,
                              seed=seed, generator=g)

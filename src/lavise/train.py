@@ -119,6 +119,15 @@ def small_mask_pooled(cache: FeatureCache, copies: int, generator: torch.Generat
     return out
 
 
+def validation_pairs(cache: FeatureCache, val_fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """(P,) bool: the reference pairs that validate, those of a random ``val_fraction`` of the images (so no
+    image is on both sides); drawn from ``generator``, which then seeds the first member's shuffles."""
+    n_img = len(cache)
+    is_val = torch.zeros(n_img, dtype=torch.bool)
+    is_val[torch.randperm(n_img, generator=generator)[: int(round(n_img * val_fraction))]] = True
+    return is_val[torch.from_numpy(cache.pairs[:, 0])]
+
+
 def train_explainer(
     target: TargetModel,
     reference: ConceptDataset,
@@ -187,11 +196,7 @@ def train_explainer(
     cv = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
 
     g = torch.Generator().manual_seed(seed)
-    n_img = len(cache)
-    val_rows = torch.randperm(n_img, generator=g)[: int(round(n_img * val_fraction))]
-    is_val = torch.zeros(n_img, dtype=torch.bool)
-    is_val[val_rows] = True
-    val_pair = is_val[torch.from_numpy(cache.pairs[:, 0])]
+    val_pair = validation_pairs(cache, val_fraction, g)
     xtr, ytr, xva, yva = x[~val_pair], y[~val_pair], x[val_pair], y[val_pair]
     if len(xtr) < 2:
         raise DatasetError(f"only {len(xtr)} training pairs in {reference.spec}; use a larger reference set")
