@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data.base import ConceptDataset, load_rgb
+from .data.base import ConceptDataset
 from .defaults import DEFAULT_METHOD, TOP_IMAGES, WORDS_PER_IMAGE
 from .embeddings import Vocabulary, load_embeddings
 from .errors import EmbeddingError, LaviseError, RunError
@@ -193,7 +193,7 @@ def _image_inputs(pairs_units, pairs_rows, cache, dataset, extractor, thresholds
     pre = extractor.target.preprocess
     xs = []
     for u, r in zip(pairs_units.tolist(), pairs_rows.tolist()):
-        x = pre(load_rgb(dataset[int(cache.dataset_index[r])].path))
+        x = pre(pre.load(dataset[int(cache.dataset_index[r])].path))  # as the target cache decoded it
         a = torch.from_numpy(np.array(cache.features[r, u], dtype=np.float32))
         up = F.interpolate(a[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
         keep = thresholds.masks(up[None], units=torch.tensor([u]))[0]

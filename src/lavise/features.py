@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .data.base import ConceptDataset, load_rgb
+from .data.base import ConceptDataset
 from .data.transforms import Preprocess, downsample_masks
 from .errors import DatasetError, LaviseError, ModelError, RunError
 from .io import atomic_path, read_json, write_json
@@ -240,10 +240,11 @@ class _Loader(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         try:
-            img = load_rgb(self.ds.items[i][1])
+            path = self.ds.items[i][1]
             if self.concept_index is None:  # a target set: its annotations (if any) are not needed
-                return {"index": i, "x": self.pre(img, normalize=False)}
+                return {"index": i, "x": self.pre(self.pre.load(path), normalize=False)}
             anns = [a for a in self.ds.annotations(i) if a.concept in self.concept_index]
+            img = self.pre.load(path, masks=any(a.mask is not None for a in anns))
             x, mk = self.pre(img, [a.mask for a in anns], normalize=False)
         except (DatasetError, ValueError) as e:
             return {"index": i, "error": str(e)}

@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .compare import GROUP_FILE, MODEL_FILE, GroupComparison, ModelComparison
-from .data.base import ConceptDataset, load_rgb
+from .data.base import ConceptDataset
 from .data.transforms import Preprocess
 from .errors import LaviseError, RunError
 from .explain import Explanations
@@ -50,7 +50,7 @@ def crop_image(path: Path, pre: Preprocess) -> torch.Tensor:
     """The model's resize + centre crop of an image, without normalisation: (3, crop, crop) uint8."""
     from torchvision import tv_tensors
 
-    img = load_rgb(path)
+    img = pre.load(path)  # as extraction decoded it, so the highlighted region lines up
     t = tv_tensors.Image(torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1))
     return pre._geometry()(t).as_subclass(torch.Tensor)
 

@@ -183,3 +183,55 @@ def test_hubness_words_of_a_filter_do_not_depend_on_the_units_asked_for(trained_
     assert [f.words for f in full] != [f.words for f in plain]  # the correction did act
     assert [f.words for f in E.explain_cache(res, cache, vocab, p=5, s=2, x=3, units=[7, 2], show_progress=False)] == \
         [plain[7].words, plain[2].words]
+
+
+def test_large_jpegs_decode_reduced_in_target_sets_and_whole_under_masks(tmp_path, tiny_model):
+    """Target images (no masks to align) go through ``Preprocess.load``'s reduced JPEG decode; reference images
+    with masks at their own resolution load whole; the setting is part of the cache key."""
+    import dataclasses
+
+    from PIL import Image
+
+    from lavise.data.base import Annotation, ConceptDataset, load_rgb
+    from lavise.data.folder import FolderDataset
+    from lavise.features import FeatureExtractor
+
+    rng = np.random.default_rng(0)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(3):  # 512 x 400: a quarter-scale decode for resize 64
+        img = np.kron(rng.integers(0, 255, (25, 32, 3)), np.ones((16, 16, 1))).astype(np.uint8)
+        Image.fromarray(img).save(photos / f"p{k}.jpg", quality=90)
+    folder = FolderDataset(photos)
+    pre = tiny_model.preprocess
+    assert pre.jpeg_draft
+    cache = extract_features(tiny_model, "block2", folder, tmp_path / "c", num_workers=0, show_progress=False)
+    ex = FeatureExtractor(tiny_model, "block2")
+    got = np.asarray(cache.features, np.float32)
+    reduced = ex(torch.stack([pre(load_rgb(p, 64)) for _, p, _ in folder.items])).numpy()
+    whole = ex(torch.stack([pre(load_rgb(p)) for _, p, _ in folder.items])).numpy()
+    tol = 2e-3 * float(np.abs(reduced).max())
+    assert np.abs(whole - reduced).max() > 10 * tol  # the two decodes are told apart
+    np.testing.assert_allclose(got, reduced, atol=tol)
+
+    full = dataclasses.replace(tiny_model, preprocess=dataclasses.replace(pre, jpeg_draft=False))
+    off = extract_features(full, "block2", folder, tmp_path / "c", num_workers=0, show_progress=False)
+    assert off.path != cache.path  # never served for each other
+    np.testing.assert_allclose(np.asarray(off.features, np.float32), whole, atol=tol)
+
+    class Masked(ConceptDataset):
+        kind = "masked"
+
+        def __init__(self):
+            super().__init__(photos, f"masked:{photos}")
+            self.items, self.concepts = list(folder.items), ["cat"]
+
+        def annotations(self, i):
+            m = np.zeros((400, 512), bool)
+            m[100:300, 128:384] = True
+            return [Annotation("cat", m)]
+
+    ref = extract_features(tiny_model, "block2", Masked(), tmp_path / "c", concepts=["cat"], num_workers=0,
+                           strict=True, show_progress=False)  # a reduced image would not match its mask
+    assert len(ref.pairs) == 3
+    np.testing.assert_allclose(np.asarray(ref.features, np.float32), whole, atol=tol)

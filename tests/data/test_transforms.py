@@ -96,3 +96,69 @@ def test_mask_gather_equals_the_v2_transform(hw, resize, crop):
     assert torch.equal(first, want.bool()) and torch.equal(again, want.bool())
     # a crop larger than the resized image pads: the transform itself must then be used
     assert (_mask_index(resize, crop, "bilinear", h, w) is None) == (crop > resize)
+
+
+def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth picture with edges (gradients and discs), like a photo more than like noise."""
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([180 * xx + 40, 160 * yy + 50, 120 * (1 - xx * yy) + 60], -1)
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    for _ in range(6):
+        (cy, cx), r = rng.uniform(0, 1, 2) * (h, w), rng.uniform(0.05, 0.2) * min(h, w)
+        img[(y - cy) ** 2 + (x - cx) ** 2 < r * r] = rng.integers(0, 255, 3)
+    return img.clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("w, h, expected", [
+    (2048, 1100, (512, 275)),  # min(2048 // 256, 1100 // 256) = 4: quarter scale, sides rounded up
+    (1000, 600, (500, 300)),   # 600 // 256 = 2: half scale
+    (513, 512, (257, 256)),    # half scale leaves the shorter side exactly 256
+    (511, 700, (511, 700)),    # half would make it 255.5 < 256: full size
+    (300, 300, (300, 300)),
+])
+def test_load_rgb_decodes_a_jpeg_at_the_smallest_scale_keeping_min_side(tmp_path, w, h, expected):
+    from lavise.data.base import load_rgb
+
+    p = tmp_path / "a.jpg"
+    Image.fromarray(_photo(h, w)).save(p, quality=90)
+    assert load_rgb(p, 256).size == expected
+    assert load_rgb(p).size == (w, h)  # no min_side: whole
+
+
+def test_load_rgb_reduces_only_jpegs_and_keeps_them_rgb(tmp_path):
+    from lavise.data.base import load_rgb
+
+    Image.fromarray(_photo(1100, 2048)).save(tmp_path / "a.png")
+    Image.fromarray(_photo(1100, 2048)[..., 0]).save(tmp_path / "g.jpg", quality=90)
+    assert load_rgb(tmp_path / "a.png", 256).size == (2048, 1100)
+    g = load_rgb(tmp_path / "g.jpg", 256)
+    assert g.size == (512, 275) and g.mode == "RGB"
+
+
+def test_preprocess_load_reduces_only_without_masks_and_when_enabled(tmp_path):
+    p = tmp_path / "a.jpg"
+    Image.fromarray(_photo(400, 512)).save(p, quality=90)
+    assert Preprocess(resize=64, crop=64).load(p).size == (128, 100)  # 400 // 64 = 6: quarter scale
+    assert Preprocess(resize=64, crop=64).load(p, masks=True).size == (512, 400)
+    assert Preprocess(resize=64, crop=64, jpeg_draft=False).load(p).size == (512, 400)
+    assert Preprocess(resize=256, crop=224).load(p).size == (512, 400)  # half would go below 256
+
+
+def test_reduced_decode_gives_nearly_the_same_crop(tmp_path):
+    p = tmp_path / "a.jpg"
+    Image.fromarray(_photo(1200, 1600, seed=3)).save(p, quality=95)
+    on, off = Preprocess(), Preprocess(jpeg_draft=False)
+    a, b = on(on.load(p), normalize=False), off(off.load(p), normalize=False)
+    assert a.shape == b.shape == (3, 224, 224) and a.dtype == b.dtype == torch.uint8
+    diff = (a.float() - b.float()).abs()
+    assert 0 < diff.mean() < 1.5, diff.mean()  # really decoded differently, and close
+    assert (diff > 16).float().mean() < 0.01  # larger differences only along a few edges
+
+
+def test_preprocess_dict_round_trip_and_older_runs_decode_in_full():
+    pre = Preprocess(resize=64, crop=56, interpolation="bicubic", jpeg_draft=True)
+    assert Preprocess.from_dict(pre.to_dict()) == pre
+    old = pre.to_dict()
+    del old["jpeg_draft"]
+    assert Preprocess.from_dict(old).jpeg_draft is False  # saved before the option: the full decode it used

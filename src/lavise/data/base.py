@@ -114,14 +114,22 @@ def exists(path: Path) -> bool:
         return False
 
 
-def load_rgb(path: Path) -> Image.Image:
+def load_rgb(path: Path, min_side: int | None = None) -> Image.Image:
     """Open any image (grayscale, palette, CMYK, 16-bit, RGBA) as 8-bit RGB.
+
+    Args:
+        path: the image file.
+        min_side: if given, a JPEG is decoded at the smallest of libjpeg's scales (1/8, 1/4, 1/2, 1) that
+            keeps both sides at least ``min_side`` (PIL's ``draft``): a 12-megapixel photo bound for a
+            256-pixel resize decodes at 500 x 375. Other formats load whole.
 
     Raises:
         DatasetError: the file is missing, truncated or not an image.
     """
     try:
         with Image.open(path) as im:
+            if min_side:
+                im.draft(None, (min_side, min_side))  # a no-op unless JPEG; the mode stays as stored
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # 16-bit: the full 0..65535 range maps to 0..255 (a mid-grey stays mid-grey); 32-bit

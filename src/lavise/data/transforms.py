@@ -17,19 +17,27 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from .base import load_rgb
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How a model wants its input: resize shorter side, centre crop, normalise."""
+    """How a model wants its input: resize shorter side, centre crop, normalise.
+
+    ``jpeg_draft``: images with no mask to keep aligned are decoded by ``load`` at a reduced JPEG scale
+    (see ``load_rgb``) whose shorter side is still at least ``resize``; the resize then starts from fewer
+    pixels. Pixels differ slightly from a full decode, so the setting is part of every cache key.
+    """
 
     resize: int = 256
     crop: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
+    jpeg_draft: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,7 +47,20 @@ class Preprocess:
         return cls(
             resize=int(d["resize"]), crop=int(d["crop"]), mean=tuple(d["mean"]), std=tuple(d["std"]),
             interpolation=d.get("interpolation", "bilinear"),
+            jpeg_draft=bool(d.get("jpeg_draft", False)),  # runs saved before the option decoded in full
         )
+
+    def load(self, path, masks: bool = False) -> Image.Image:
+        """Open an image as RGB for this preprocessing.
+
+        Args:
+            path: the image file.
+            masks: True if masks at the file's own resolution must follow the image: it then loads whole.
+
+        Returns:
+            RGB PIL image, reduced at decode time where ``jpeg_draft`` allows.
+        """
+        return load_rgb(path, None if masks or not self.jpeg_draft else self.resize)
 
     def _geometry(self):
         return _geometry(self.resize, self.crop, self.interpolation)
