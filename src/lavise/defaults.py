@@ -24,6 +24,11 @@ HEADS = 3
 # built-in benchmark with every category trained it raised masked-attention P@1 on every seed (README, quality).
 HUBNESS = 0.25
 
+# Training length: at most EPOCHS epochs over the cached inputs, stopping early once PATIENCE epochs in a row
+# bring no new least validation loss (None: run them all); the epoch of least validation loss is kept.
+EPOCHS = 30
+PATIENCE = None
+
 # Extra training inputs per reference pair pooled over a few random cells of the object (train.small_mask_pooled):
 # 0 = the paper's training set. Filters are explained through activation masks of a cell or two, smaller than
 # the object masks the head trains on; showing it objects through masks that small is measured in the README.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .compare import compare_groups
 from .data import load_dataset
-from .defaults import DEFAULT_METHOD
+from .defaults import DEFAULT_METHOD, EPOCHS
 from .explain import Explanations, explain_filters
 from .models import load_model
 from .train import train_explainer
@@ -16,7 +16,7 @@ DEMO_EMBEDDINGS = "glove-6b-50d"
 DEMO_GROUP = "food"  # the demo's bias analysis: food scenes against all other scenes
 
 
-def run_demo(out: str | Path = "lavise-demo", reference_size: int = 4000, target_size: int = 1000, epochs: int = 30,
+def run_demo(out: str | Path = "lavise-demo", reference_size: int = 4000, target_size: int = 1000, epochs: int = EPOCHS,
              seed: int = 0, device: str = "cpu", batch_size: int | None = None, num_workers: int | None = None, amp: bool = False,
              show_progress: bool = True, echo=print) -> Explanations:
     """Train an explainer for EfficientNet-Lite0 on built-in scenes, explain every filter of its head,

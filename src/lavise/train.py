@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .data.base import ConceptDataset
 from .embeddings import Embeddings, load_embeddings
 from .errors import DatasetError, EmbeddingError, LaviseError, RunError
-from .defaults import HEADS, SMALL_MASK_CELLS, SMALL_MASKS
+from .defaults import EPOCHS, HEADS, PATIENCE, SMALL_MASK_CELLS, SMALL_MASKS
 from .explainer import ExplainerHead, hinge_rank_loss
 from .features import FeatureCache, _barrier, distributed, extract_features
 from .io import atomic_path, write_json, write_text
@@ -134,7 +134,7 @@ def train_explainer(
     embeddings: Embeddings | str = "glove-6b-50d",
     layer: str | None = None,
     out: str | Path | None = None,
-    epochs: int = 30,
+    epochs: int = EPOCHS,
     lr: float = 1e-3,
     batch_size: int = 128,
     val_fraction: float = 0.1,
@@ -147,6 +147,7 @@ def train_explainer(
     strict: bool = False,
     heads: int = HEADS,
     small_masks: int = SMALL_MASKS,
+    patience: int | None = PATIENCE,
     show_progress: bool = True,
 ) -> TrainedExplainer:
     """Train the explainer head for one layer of ``target`` on ``reference``.
@@ -168,12 +169,15 @@ def train_explainer(
             outputs are summed (1: the paper's single head; see ``fit_head``).
         small_masks: extra training inputs per pair, each pooled over 1 to 3 random cells of the object
             (``small_mask_pooled``; 0: the paper's training set). Validation uses whole masks only.
+        patience: stop training once this many epochs in a row brought no new least validation loss (None:
+            run all ``epochs``; the epoch of least validation loss is kept either way).
         show_progress: progress bars.
 
     Returns:
         The ``TrainedExplainer`` (also saved to ``out`` when given).
     """
     _check_heads(heads)
+    _check_epochs(epochs, patience)
     if not (isinstance(small_masks, int) and small_masks >= 0):
         raise LaviseError(f"--small-masks must be a whole number 0 or more, not {small_masks!r}")
     emb = load_embeddings(embeddings) if isinstance(embeddings, str) else embeddings
@@ -205,7 +209,7 @@ def train_explainer(
         xtr, ytr = torch.cat([xtr, small.flatten(0, 1)]), ytr.repeat(small_masks + 1)
 
     head, history = fit_head(xtr, ytr, xva, yva, cv, heads=heads, epochs=epochs, lr=lr, batch_size=batch_size,
-                             seed=seed, generator=g, device=device, show_progress=show_progress)
+                             seed=seed, generator=g, device=device, show_progress=show_progress, patience=patience)
     config = {
         "model": target.spec, "weights": target.weights_path, "model_digest": target.weights_digest, "layer": layer,
         "feature_shape": list(cache.shape), "preprocess": target.preprocess.to_dict(),
@@ -214,7 +218,8 @@ def train_explainer(
         "missing_concepts": missing, "skipped_images": cache.meta.get("skipped", []),
         "head": head.config(),
         "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "val_fraction": val_fraction, "seed": seed,
-                  "small_masks": small_masks, "pairs_train": len(xtr), "pairs_val": len(xva), "best_epoch": _best_epoch(history)},
+                  "small_masks": small_masks, "patience": patience, "epochs_run": len(history),
+                  "pairs_train": len(xtr), "pairs_val": len(xva), "best_epoch": _best_epoch(history)},
         "versions": versions(),
     }
     result = TrainedExplainer(head, concepts, cv, config, history)
@@ -226,8 +231,9 @@ def train_explainer(
 
 def fit_head(
     xtr: torch.Tensor, ytr: torch.Tensor, xva: torch.Tensor, yva: torch.Tensor, cv: torch.Tensor, *,
-    heads: int = HEADS, epochs: int = 30, lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
+    heads: int = HEADS, epochs: int = EPOCHS, lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
     generator: torch.Generator | None = None, device: str = "cpu", show_progress: bool = False,
+    patience: int | None = None,
 ) -> tuple[ExplainerHead, list[dict]]:
     """Train an ``ExplainerHead`` on pooled inputs with the hinge rank loss; keep the epoch of least validation loss.
 
@@ -245,11 +251,14 @@ def fit_head(
         generator: member 0's shuffle generator (default: seeded with ``seed``); others use ``seed*1000+k``.
         device: where training runs.
         show_progress: a progress bar over epochs.
+        patience: stop once this many epochs in a row brought no new least validation loss (None: run all
+            ``epochs``).
 
     Returns:
-        The head (eval mode, on the CPU) and one dict per epoch (train_loss, val_loss, val_top1, val_top5).
+        The head (eval mode, on the CPU) and one dict per epoch run (train_loss, val_loss, val_top1, val_top5).
     """
     _check_heads(heads)
+    _check_epochs(epochs, patience)
     torch.manual_seed(seed)
     head = ExplainerHead(xtr.shape[1], cv.shape[1], members=heads).to(device)
     gens = [generator or torch.Generator().manual_seed(seed)]
@@ -258,7 +267,7 @@ def fit_head(
     rng = [torch.get_rng_state()] + [g.get_state() for g in gens[1:]]  # the CPU dropout stream of each member
     cv_dev = cv.to(device)
     history: list[dict] = []
-    best_state, best_key = None, None
+    best_state, best_key, best_epoch = None, None, 0
     bar = tqdm(range(epochs), desc="train explainer", unit="epoch", disable=not show_progress)
     for epoch in bar:
         head.train()
@@ -283,10 +292,20 @@ def fit_head(
         history.append(rec)
         key = rec.get("val_loss", rec["train_loss"])
         if best_key is None or key < best_key:
-            best_key, best_state = key, {k: v.detach().clone() for k, v in head.state_dict().items()}
+            best_key, best_state, best_epoch = key, {k: v.detach().clone() for k, v in head.state_dict().items()}, epoch
         bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k != "epoch"})
+        if patience is not None and epoch - best_epoch >= patience:
+            break
+    bar.close()
     head.load_state_dict(best_state)
     return head.eval().cpu(), history
+
+
+def _check_epochs(epochs: int, patience: int | None) -> None:
+    if not isinstance(epochs, int) or epochs < 1:
+        raise LaviseError(f"--epochs must be 1 or more, not {epochs!r}")
+    if patience is not None and (not isinstance(patience, int) or patience < 1):
+        raise LaviseError(f"--patience must be 1 or more epochs, not {patience!r}; leave it out to run every epoch")
 
 
 def _check_heads(heads: int) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..defaults import HEADS, SMALL_MASK_CELLS, SMALL_MASKS
+from ..defaults import EPOCHS, HEADS, PATIENCE, SMALL_MASK_CELLS, SMALL_MASKS
 from ..cli import EPILOG, add_common, add_explain_options, is_main_process, parse_units, progress
 
 
@@ -12,7 +12,7 @@ def register(sub) -> None:
     p.add_argument("--out", default="lavise-demo", help="run folder (default ./lavise-demo)")
     p.add_argument("--reference-size", type=int, default=4000, help="built-in reference images (default 4000)")
     p.add_argument("--target-size", type=int, default=1000, help="built-in target images (default 1000)")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"most training epochs (default {EPOCHS})")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     add_common(p)
     p.set_defaults(func=demo)
@@ -33,7 +33,10 @@ def register(sub) -> None:
     p.add_argument("--embeddings", default="glove-6b-50d",
                    help="glove-6b-50d (default), glove:PATH, word2vec:PATH, fasttext:PATH or minilm")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--epochs", type=int, default=30, help="default 30")
+    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"most training epochs (default {EPOCHS})")
+    p.add_argument("--patience", type=int, default=PATIENCE, metavar="N",
+                   help="stop once N epochs in a row bring no new least validation loss "
+                        + (f"(default {PATIENCE})" if PATIENCE else "(default: run every epoch)"))
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--train-batch-size", type=int, default=128, help="pairs per step (default 128)")
     p.add_argument("--heads", type=int, default=HEADS,
@@ -76,14 +79,17 @@ def train(args) -> int:
     ref = api.load_dataset(args.reference)
     res = api.train_explainer(tm, ref, args.embeddings, layer=args.layer, out=args.out, epochs=args.epochs,
                               lr=args.lr, batch_size=args.train_batch_size, val_fraction=args.val_fraction,
-                              seed=args.seed, heads=args.heads, small_masks=args.small_masks, device=args.device,
+                              seed=args.seed, heads=args.heads, small_masks=args.small_masks, patience=args.patience,
+                              device=args.device,
                               batch_size_features=args.batch_size,
                               num_workers=args.workers, amp=args.amp, strict=args.strict, show_progress=progress(args))
-    last = res.history[-1] if res.history else {}
+    best = res.config["train"]["best_epoch"]
+    kept = res.history[best - 1] if res.history else {}
     if not is_main_process():
         return 0
-    print(f"trained explainer for {tm.spec} {res.config['layer']} on {len(res.concepts)} concepts; "
-          f"val top-1 {last.get('val_top1', float('nan')):.3f}, top-5 {last.get('val_top5', float('nan')):.3f}")
+    print(f"trained explainer for {tm.spec} {res.config['layer']} on {len(res.concepts)} concepts; kept epoch {best} "
+          f"of {len(res.history)}: val top-1 {kept.get('val_top1', float('nan')):.3f}, "
+          f"top-5 {kept.get('val_top5', float('nan')):.3f}")
     print(f"saved to {Path(args.out).resolve()}")
     return 0
 
