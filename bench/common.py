@@ -116,3 +116,28 @@ def write_lines(name: str, lines: list[str]) -> Path:
     print("\n".join(lines))
     print("saved", out)
     return out
+
+
+def variants_section(title: str, per_seed: list[list[dict]], mode: str) -> list[str]:
+    """A variants result file's section for one mode: the scores table over seeds, then each variant's paired
+    difference from its base (a row named ``base +variant`` against ``base``) in P@1 and R@10."""
+    import numpy as np
+
+    cols = ["P@1", "R@5", "R@10", "R@20"] + (["novel_discovered"] if mode == "seen" else [])
+    lines = [f"## {title}", "", "| method | " + " | ".join(c.replace("novel_discovered", "held-out found")
+                                                    for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    names = [r["name"] for r in per_seed[0]]
+    for i, name in enumerate(names):
+        lines.append(f"| {name} | " + " | ".join(mean_sd([rs[i][c] for rs in per_seed]) for c in cols) + " |")
+    lines.append("")
+    for name in names:
+        base = name.split(" +")[0]
+        if name != base:
+            for c in ("P@1", "R@10"):
+                d = np.array([next(r for r in rows if r["name"] == name)[c] - next(r for r in rows if r["name"] == base)[c]
+                              for rows in per_seed])
+                sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+                lines.append(f"- {name} − {base}, {c}: {d.mean():+.3f} ± {sd:.3f} (per seed "
+                             + ", ".join(f"{v:+.3f}" for v in d) + ")")
+    lines.append("")
+    return lines

@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODES, WORK, explain_and_score, header, mean_sd, quality_seed, write_lines  # noqa: E402
-from quality import paired  # noqa: E402
+from common import MODES, WORK, explain_and_score, header, quality_seed, variants_section, write_lines  # noqa: E402
 
 from lavise.data import load_dataset  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
@@ -64,22 +63,8 @@ def main() -> None:
     for mode, title in MODES:
         results = [one_seed(s, mode, model, emb, args.epochs, args.patience) for s in args.seeds]
         per_seed = [r for r, _ in results]
-        cols = ["P@1", "R@5", "R@10", "R@20"] + (["novel_discovered"] if mode == "seen" else [])
-        lines += [f"## {title}", "", "| method | " + " | ".join(c.replace("novel_discovered", "held-out found")
-                                                            for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-        names = [r["name"] for r in per_seed[0]]
-        for i, name in enumerate(names):
-            lines.append(f"| {name} | " + " | ".join(mean_sd([rs[i][c] for rs in per_seed]) for c in cols) + " |")
-        lines.append("")
-        for name in names:
-            base = name.split(" +")[0]
-            if name != base:
-                for c in ("P@1", "R@10"):
-                    mu, sd, per = paired([[dict(r, convention="netdissect") for r in rows] for rows in per_seed],
-                                         name, base, c)
-                    lines.append(f"- {name} − {base}, {c}: {mu:+.3f} ± {sd:.3f} (per seed "
-                                 + ", ".join(f"{d:+.3f}" for d in per) + ")")
-        lines += ["", "| seed | epoch kept (30 epochs) | epochs run / epoch kept (patience) | training time (s) |",
+        lines += variants_section(title, per_seed, mode)
+        lines += ["| seed | epoch kept (30 epochs) | epochs run / epoch kept (patience) | training time (s) |",
                   "|---|---|---|---|"]
         lines += [f"| {s} | {i['base_best_epoch']} of {i['base_epochs']} | {i['epochs_run']} / {i['best_epoch']} | "
                   f"{i['seconds']:.0f} |" for s, (_, i) in zip(args.seeds, results)]
