@@ -52,7 +52,7 @@ def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, batch_
                  small_masks=0):
     """Train a head on the reference pairs whose concept is in ``keep`` (reuses the cached features), with
     ``lavise.train.fit_head`` and the same validation split and small-mask inputs as ``train_explainer``."""
-    from lavise.train import TrainedExplainer, fit_head, small_mask_pooled, validation_pairs
+    from lavise.train import TrainedExplainer, fit_head, training_pairs
 
     x_all = cache.masked_pooled() if x_all is None else x_all
     y_all = torch.from_numpy(cache.pairs[:, 1])
@@ -60,16 +60,9 @@ def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, batch_
     remap = torch.full((len(concepts),), -1, dtype=torch.long)
     remap[torch.tensor(keep_idx)] = torch.arange(len(keep_idx))
     y = remap[y_all]
-    sel = y >= 0
-    x, y = x_all[sel], y[sel]
     cv = torch.from_numpy(np.ascontiguousarray(vectors[keep_idx], dtype=np.float32))
-    g = torch.Generator().manual_seed(seed)
-    v = validation_pairs(cache, val_fraction, g)[sel]
-    xtr, ytr = x[~v], y[~v]
-    if small_masks:
-        small = small_mask_pooled(cache, small_masks, torch.Generator().manual_seed(seed))[:, sel][:, ~v]
-        xtr, ytr = torch.cat([xtr, small.flatten(0, 1)]), ytr.repeat(small_masks + 1)
-    head, history = fit_head(xtr, ytr, x[v], y[v], cv, heads=heads, epochs=epochs, lr=lr, batch_size=batch_size,
+    xtr, ytr, xva, yva, g = training_pairs(cache, x_all, y, val_fraction, seed, small_masks, select=y >= 0)
+    head, history = fit_head(xtr, ytr, xva, yva, cv, heads=heads, epochs=epochs, lr=lr, batch_size=batch_size,
                              seed=seed, generator=g)
     best = min(history, key=lambda r: r["val_loss"])
     return TrainedExplainer(head, list(keep), cv, {"layer": cache.meta["layer"]}, [best])

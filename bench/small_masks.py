@@ -29,7 +29,7 @@ from lavise.data import load_dataset  # noqa: E402
 from lavise.defaults import HEADS  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.models import load_model  # noqa: E402
-from lavise.train import TrainedExplainer, fit_head, train_explainer, validation_pairs  # noqa: E402
+from lavise.train import TrainedExplainer, fit_head, train_explainer, training_pairs  # noqa: E402
 
 METHODS = ("masked-attention", "activation", "attention")
 
@@ -37,11 +37,9 @@ METHODS = ("masked-attention", "activation", "attention")
 def plain_copies(cache, emb, seed: int, copies: int) -> TrainedExplainer:
     """The control: ``train_explainer``'s split and settings, each training pair repeated ``copies`` more times."""
     vectors, concepts, _ = emb.encode(list(cache.concepts))
-    x, y = cache.masked_pooled(), torch.from_numpy(cache.pairs[:, 1])
-    g = torch.Generator().manual_seed(seed)
-    v = validation_pairs(cache, 0.1, g)
+    xtr, ytr, xva, yva, g = training_pairs(cache, cache.masked_pooled(), torch.from_numpy(cache.pairs[:, 1]), 0.1, seed)
     cv = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
-    head, history = fit_head(x[~v].repeat(copies + 1, 1), y[~v].repeat(copies + 1), x[v], y[v], cv, heads=HEADS,
+    head, history = fit_head(xtr.repeat(copies + 1, 1), ytr.repeat(copies + 1), xva, yva, cv, heads=HEADS,
                              seed=seed, generator=g)
     return TrainedExplainer(head, concepts, cv, {"layer": cache.meta["layer"]}, history)
 

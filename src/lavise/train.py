@@ -128,6 +128,33 @@ def validation_pairs(cache: FeatureCache, val_fraction: float, generator: torch.
     return is_val[torch.from_numpy(cache.pairs[:, 0])]
 
 
+def training_pairs(cache: FeatureCache, x: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int,
+                   small_masks: int = 0, select: torch.Tensor | None = None):
+    """``train_explainer``'s training and validation sets: the image-level split (``validation_pairs``), plus
+    ``small_masks`` small-mask inputs per training pair (``small_mask_pooled``; validation keeps whole masks).
+
+    Args:
+        cache: the reference cache the pairs come from.
+        x, y: (P, d) pooled inputs and (P,) concept indices of all the cache's pairs.
+        val_fraction: share of images that validate.
+        seed: seeds the split (and the generator returned) and, apart, the small masks.
+        small_masks: small-mask inputs per training pair.
+        select: (P,) bool, the pairs to keep (default all); the split is drawn over all images either way.
+
+    Returns:
+        ``xtr, ytr, xva, yva`` and the generator the split was drawn from (it goes on to shuffle member 0).
+    """
+    g = torch.Generator().manual_seed(seed)
+    val = validation_pairs(cache, val_fraction, g)
+    keep = torch.ones_like(val) if select is None else select
+    tr, va = keep & ~val, keep & val
+    xtr, ytr = x[tr], y[tr]
+    if small_masks:  # a generator of its own: the split and the members' shuffles stay as without
+        small = small_mask_pooled(cache, small_masks, torch.Generator().manual_seed(seed))[:, tr]
+        xtr, ytr = torch.cat([xtr, small.flatten(0, 1)]), ytr.repeat(small_masks + 1)
+    return xtr, ytr, x[va], y[va], g
+
+
 def train_explainer(
     target: TargetModel,
     reference: ConceptDataset,
@@ -199,14 +226,9 @@ def train_explainer(
     y = torch.from_numpy(cache.pairs[:, 1])
     cv = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
 
-    g = torch.Generator().manual_seed(seed)
-    val_pair = validation_pairs(cache, val_fraction, g)
-    xtr, ytr, xva, yva = x[~val_pair], y[~val_pair], x[val_pair], y[val_pair]
+    xtr, ytr, xva, yva, g = training_pairs(cache, x, y, val_fraction, seed, small_masks)
     if len(xtr) < 2:
         raise DatasetError(f"only {len(xtr)} training pairs in {reference.spec}; use a larger reference set")
-    if small_masks:  # a generator of its own: the split and the members' shuffles stay as without
-        small = small_mask_pooled(cache, small_masks, torch.Generator().manual_seed(seed))[:, ~val_pair]
-        xtr, ytr = torch.cat([xtr, small.flatten(0, 1)]), ytr.repeat(small_masks + 1)
 
     head, history = fit_head(xtr, ytr, xva, yva, cv, heads=heads, epochs=epochs, lr=lr, batch_size=batch_size,
                              seed=seed, generator=g, device=device, show_progress=show_progress, patience=patience)
