@@ -263,11 +263,12 @@ class _Loader(torch.utils.data.Dataset):
 def _collate(items: list[dict]) -> dict:
     """One batch as a few tensors (one shared-memory block and one pinned copy each, not one per image).
 
-    ``x`` (B, 3, H, W) uint8 images; ``index`` (B,); for reference sets ``pairs`` (P, 2) of (image, concept),
+    ``x`` (B, 3, H, W) uint8 images in channels-last memory; ``index`` (B,); for reference sets ``pairs`` (P, 2) of (image, concept),
     ``mfeat`` (P, h', w') and ``meval`` (P, bytes) masks in pair order; ``errors`` of unreadable images.
     """
     good = [b for b in items if "error" not in b]
-    out = {"x": torch.stack([b["x"] for b in good]) if good else None,
+    # stacked as (B, H, W, 3) and viewed as NCHW: channels-last, the model's format, in one copy
+    out = {"x": torch.stack([b["x"].permute(1, 2, 0) for b in good]).permute(0, 3, 1, 2) if good else None,
            "index": torch.tensor([b["index"] for b in good], dtype=torch.int64),
            "errors": [b for b in items if "error" in b], "dropped": sum(b.get("dropped", 0) for b in good)}
     if good and "concepts" in good[0]:
@@ -387,7 +388,8 @@ class _Part:
         return self.progress["pairs"] * self.pair_bytes[name]
 
     def append(self, name: str, arr: np.ndarray) -> None:
-        self.files[name].write(np.ascontiguousarray(arr).tobytes())
+        if arr.size:  # a memoryview, not tobytes: no copy, half the time
+            self.files[name].write(memoryview(np.ascontiguousarray(arr)).cast("B"))
 
     def commit(self) -> None:
         for f in self.files.values():
