@@ -105,7 +105,7 @@ class Preprocess:
         mean = torch.tensor(self.mean, device=x.device)
         std = torch.tensor(self.std, device=x.device)
         if out.dim() == 4 and out.is_contiguous(memory_format=torch.channels_last):
-            view = out.permute(0, 2, 3, 1)  # channels innermost: the parameters broadcast along memory (25% faster)
+            view = out.permute(0, 2, 3, 1)  # channels innermost: the parameters broadcast along memory (about 20% faster)
         else:
             view, mean, std = out, mean.view(3, 1, 1), std.view(3, 1, 1)
         # in place, the same arithmetic as (x / 255 - mean) / std; on a CPU image by image, which stays in cache
