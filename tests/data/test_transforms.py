@@ -160,5 +160,26 @@ def test_preprocess_dict_round_trip_and_older_runs_decode_in_full():
     pre = Preprocess(resize=64, crop=56, interpolation="bicubic", jpeg_draft=True)
     assert Preprocess.from_dict(pre.to_dict()) == pre
     old = pre.to_dict()
-    del old["jpeg_draft"]
-    assert Preprocess.from_dict(old).jpeg_draft is False  # saved before the option: the full decode it used
+    del old["jpeg_draft"], old["exif_upright"]
+    # saved before the options: the full decode of the stored pixels it used
+    assert Preprocess.from_dict(old).jpeg_draft is False and Preprocess.from_dict(old).exif_upright is False
+
+
+def test_exif_orientation_turns_mask_free_images_upright(tmp_path):
+    stored = _photo(30, 40, seed=4)  # 40 wide, 30 high as stored
+    rgb = np.asarray(Image.fromarray(stored))
+    for tag, upright in ((6, np.rot90(rgb, -1)), (8, np.rot90(rgb, 1)), (3, rgb[::-1, ::-1]), (2, rgb[:, ::-1])):
+        p = tmp_path / f"o{tag}.png"  # lossless, so pixels can be compared exactly
+        exif = Image.Exif()
+        exif[0x0112] = tag
+        Image.fromarray(stored).save(p, exif=exif)
+        pre = Preprocess(resize=16, crop=16)
+        np.testing.assert_array_equal(np.asarray(pre.load(p)), upright)
+        np.testing.assert_array_equal(np.asarray(pre.load(p, masks=True)), rgb)  # masks are drawn on stored pixels
+        np.testing.assert_array_equal(np.asarray(Preprocess(resize=16, crop=16, exif_upright=False).load(p)), rgb)
+    j = tmp_path / "phone.jpg"  # a JPEG decoded at a reduced scale is turned too
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_photo(400, 512)).save(j, quality=90, exif=exif)
+    assert Preprocess(resize=64, crop=64).load(j).size == (100, 128)
+    assert Preprocess().to_dict()["exif_upright"] is True  # part of every cache key

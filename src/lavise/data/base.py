@@ -114,7 +114,20 @@ def exists(path: Path) -> bool:
         return False
 
 
-def load_rgb(path: Path, min_side: int | None = None) -> Image.Image:
+# EXIF orientation tag (0x0112) -> the transpose that shows the photo upright, as Pillow's exif_transpose does
+_EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                   5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                   8: Image.Transpose.ROTATE_90}
+
+
+def _orientation(im: Image.Image) -> Image.Transpose | None:
+    try:
+        return _EXIF_TRANSPOSE.get(im.getexif().get(0x0112))
+    except Exception:  # noqa: BLE001 - a damaged EXIF block must not make a readable photo unreadable
+        return None
+
+
+def load_rgb(path: Path, min_side: int | None = None, upright: bool = False) -> Image.Image:
     """Open any image (grayscale, palette, CMYK, 16-bit, RGBA) as 8-bit RGB.
 
     Args:
@@ -122,12 +135,15 @@ def load_rgb(path: Path, min_side: int | None = None) -> Image.Image:
         min_side: if given, a JPEG is decoded at the smallest of libjpeg's scales (1/8, 1/4, 1/2, 1) that
             keeps both sides at least ``min_side`` (PIL's ``draft``): a 12-megapixel photo bound for a
             256-pixel resize decodes at 500 x 375. Other formats load whole.
+        upright: turn the image as its EXIF orientation tag says (phone photos are often stored sideways);
+            False returns the stored pixels.
 
     Raises:
         DatasetError: the file is missing, truncated or not an image.
     """
     try:
         with Image.open(path) as im:
+            turn = _orientation(im) if upright else None
             if min_side:
                 im.draft(None, (min_side, min_side))  # a no-op unless JPEG; the mode stays as stored
             im.load()
@@ -147,7 +163,8 @@ def load_rgb(path: Path, min_side: int | None = None) -> Image.Image:
                 im = im.convert("RGBA")
                 bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(bg, im)
-            return im if im.mode == "RGB" else im.convert("RGB")  # (convert would copy an RGB image)
+            im = im if im.mode == "RGB" else im.convert("RGB")  # (convert would copy an RGB image)
+            return im.transpose(turn) if turn is not None else im
     except FileNotFoundError:
         raise DatasetError(f"image not found: {path} (check the dataset root or the annotation's file_name)") from None
     except (OSError, SyntaxError, ValueError) as e:

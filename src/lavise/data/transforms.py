@@ -30,6 +30,10 @@ class Preprocess:
     ``jpeg_draft``: images with no mask to keep aligned are decoded by ``load`` at a reduced JPEG scale
     (see ``load_rgb``) whose shorter side is still at least ``resize``; the resize then starts from fewer
     pixels. Pixels differ slightly from a full decode, so the setting is part of every cache key.
+
+    ``exif_upright``: the same images are turned upright as their EXIF orientation tag says, so a phone
+    photo stored sideways is explained as it is seen. Images with masks load as stored, since their masks
+    are drawn on the stored pixels. Also part of every cache key.
     """
 
     resize: int = 256
@@ -38,6 +42,7 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
     jpeg_draft: bool = True
+    exif_upright: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +53,7 @@ class Preprocess:
             resize=int(d["resize"]), crop=int(d["crop"]), mean=tuple(d["mean"]), std=tuple(d["std"]),
             interpolation=d.get("interpolation", "bilinear"),
             jpeg_draft=bool(d.get("jpeg_draft", False)),  # runs saved before the option decoded in full
+            exif_upright=bool(d.get("exif_upright", False)),  # ... and loaded the stored pixels
         )
 
     def load(self, path, masks: bool = False) -> Image.Image:
@@ -58,9 +64,9 @@ class Preprocess:
             masks: True if masks at the file's own resolution must follow the image: it then loads whole.
 
         Returns:
-            RGB PIL image, reduced at decode time where ``jpeg_draft`` allows.
+            RGB PIL image, reduced at decode time where ``jpeg_draft`` allows, upright where ``exif_upright`` does.
         """
-        return load_rgb(path, None if masks or not self.jpeg_draft else self.resize)
+        return load_rgb(path, None if masks or not self.jpeg_draft else self.resize, upright=self.exif_upright and not masks)
 
     def _geometry(self):
         return _geometry(self.resize, self.crop, self.interpolation)
