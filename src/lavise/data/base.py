@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from ..errors import DatasetError
 
@@ -114,17 +114,12 @@ def exists(path: Path) -> bool:
         return False
 
 
-# EXIF orientation tag (0x0112) -> the transpose that shows the photo upright, as Pillow's exif_transpose does
-_EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-                   5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-                   8: Image.Transpose.ROTATE_90}
-
-
-def _orientation(im: Image.Image) -> Image.Transpose | None:
+def _turn_upright(im: Image.Image) -> None:
+    """Apply ``im``'s EXIF orientation in place (Pillow's ``exif_transpose``)."""
     try:
-        return _EXIF_TRANSPOSE.get(im.getexif().get(0x0112))
+        ImageOps.exif_transpose(im, in_place=True)
     except Exception:  # noqa: BLE001 - a damaged EXIF block must not make a readable photo unreadable
-        return None
+        pass
 
 
 def load_rgb(path: Path, min_side: int | None = None, upright: bool = False) -> Image.Image:
@@ -143,10 +138,11 @@ def load_rgb(path: Path, min_side: int | None = None, upright: bool = False) -> 
     """
     try:
         with Image.open(path) as im:
-            turn = _orientation(im) if upright else None
             if min_side:
                 im.draft(None, (min_side, min_side))  # a no-op unless JPEG; the mode stays as stored
             im.load()
+            if upright:
+                _turn_upright(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # 16-bit: the full 0..65535 range maps to 0..255 (a mid-grey stays mid-grey); 32-bit
                 # integers beyond 16 bits are stretched from their own range
@@ -163,8 +159,7 @@ def load_rgb(path: Path, min_side: int | None = None, upright: bool = False) -> 
                 im = im.convert("RGBA")
                 bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(bg, im)
-            im = im if im.mode == "RGB" else im.convert("RGB")  # (convert would copy an RGB image)
-            return im.transpose(turn) if turn is not None else im
+            return im if im.mode == "RGB" else im.convert("RGB")  # (convert would copy an RGB image)
     except FileNotFoundError:
         raise DatasetError(f"image not found: {path} (check the dataset root or the annotation's file_name)") from None
     except (OSError, SyntaxError, ValueError) as e:
