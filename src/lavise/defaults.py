@@ -34,3 +34,12 @@ PATIENCE = None
 # the object masks the head trains on; showing it objects through masks that small is measured in the README.
 SMALL_MASKS = 0
 SMALL_MASK_CELLS = 3
+
+# The rest of the defaults, named once (options.py builds its dataclasses from these).
+WORDS_PER_FILTER = 10
+VOCABULARY = "nouns"
+VOCABULARY_SIZE = 10000
+LR = 1e-3
+TRAIN_BATCH_SIZE = 128
+VAL_FRACTION = 0.1
+IOU_THRESHOLD = 0.04

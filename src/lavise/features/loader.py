@@ -1,0 +1,60 @@
+"""Loading for extraction: one image (+ masks) preprocessed in a DataLoader worker, and batches collated
+into a few tensors."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.base import ConceptDataset
+from ..data.transforms import Preprocess, downsample_masks
+from ..errors import DatasetError
+from .cache import EVAL_MASK_SIZE
+
+
+class ImageLoader(torch.utils.data.Dataset):
+    """Loads one image (+ masks) and applies the model's preprocessing, in a DataLoader worker."""
+
+    def __init__(self, ds: ConceptDataset, pre: Preprocess, concept_index: dict[str, int] | None, feat_hw: tuple[int, int]):
+        self.ds, self.pre, self.concept_index, self.feat_hw = ds, pre, concept_index, feat_hw
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict:
+        try:
+            path = self.ds.items[i][1]
+            if self.concept_index is None:  # a target set: its annotations (if any) are not needed
+                return {"index": i, "x": self.pre(self.pre.load(path), normalize=False)}
+            anns = [a for a in self.ds.annotations(i) if a.concept in self.concept_index]
+            img = self.pre.load(path, masks=any(a.mask is not None for a in anns))
+            x, mk = self.pre(img, [a.mask for a in anns], normalize=False)
+        except (DatasetError, ValueError) as e:
+            return {"index": i, "error": str(e)}
+        s = EVAL_MASK_SIZE
+        frac = downsample_masks(mk, (s, s))
+        keep = frac.flatten(1).amax(1) > 0  # a mask left empty by the crop covers no cell
+        frac = frac[keep]
+        (h, w), crop = self.feat_hw, mk.shape[-1]
+        # where the blocks nest evenly, the mean of the s×s means is the mean: one pass over the full masks
+        mfeat = downsample_masks(frac if crop % s == 0 and s % h == 0 and s % w == 0 else mk[keep], (h, w))
+        meval = (frac >= 0.5).numpy().reshape(len(frac), s * s)
+        return {"index": i, "x": x, "concepts": [self.concept_index[a.concept] for a, k in zip(anns, keep.tolist()) if k],
+                "dropped": int((~keep).sum()), "mfeat": mfeat.to(torch.float16), "meval": torch.from_numpy(np.packbits(meval, axis=1))}
+
+
+def collate(items: list[dict]) -> dict:
+    """One batch as a few tensors (one shared-memory block and one pinned copy each, not one per image).
+
+    ``x`` (B, 3, H, W) uint8 images in channels-last memory; ``index`` (B,); for reference sets ``pairs`` (P, 2) of (image, concept),
+    ``mfeat`` (P, h', w') and ``meval`` (P, bytes) masks in pair order; ``errors`` of unreadable images.
+    """
+    good = [b for b in items if "error" not in b]
+    # stacked as (B, H, W, 3) and viewed as NCHW: channels-last, the model's format, in one copy
+    out = {"x": torch.stack([b["x"].permute(1, 2, 0) for b in good]).permute(0, 3, 1, 2) if good else None,
+           "index": torch.tensor([b["index"] for b in good], dtype=torch.int64),
+           "errors": [b for b in items if "error" in b], "dropped": sum(b.get("dropped", 0) for b in good)}
+    if good and "concepts" in good[0]:
+        out["pairs"] = torch.tensor([(b["index"], c) for b in good for c in b["concepts"]], dtype=torch.int64).view(-1, 2)
+        out["mfeat"] = torch.cat([b["mfeat"] for b in good])
+        out["meval"] = torch.cat([b["meval"] for b in good])
+    return out

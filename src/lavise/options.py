@@ -1,0 +1,238 @@
+"""Settings of each stage as frozen dataclasses, importable without torch (the CLI builds them for its help).
+
+One object per stage: ``ExtractOptions`` (how the backbone runs: device, batches, workers, precision),
+``TrainOptions`` (the explainer head), ``ExplainOptions`` (turning a filter into words), ``EvalOptions``
+(scoring against IoU ground truth) and ``CompareOptions`` (image groups). Public functions take these
+objects instead of long keyword lists; ``config.json`` and result settings are written from ``to_dict``.
+Every value is checked when the object is made, so a bad setting fails before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from . import defaults as D
+from .errors import LaviseError
+
+# The choices, named once: the CLI's `choices=`, the error messages and the checks below use these.
+# "masked-attention" is not in the paper: filter attention restricted to the filter's own activation mask.
+METHODS = ("attention", "masked-attention", "activation", "image", "original")
+BASELINES = ("netdissect", "random")
+CONVENTIONS = ("netdissect", "present")
+CORRECTIONS = ("bh", "holm", "none")
+RANK_BY = ("difference", "statistic")
+VOCABULARIES = ("nouns", "common", "concepts")  # or a FILE with one word per line
+KS = (1, 5, 10, 20)
+
+T = TypeVar("T")
+
+
+def _one_of(what: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise LaviseError(f"unknown {what} {value!r}; use one of {', '.join(allowed)}")
+
+
+def _positive(what: str, value: int | None, allow_none: bool = True, zero: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if zero else 1):
+        raise LaviseError(f"{what} must be a whole number {'0' if zero else '1'} or more, not {value!r}")
+
+
+class _Options:
+    """Shared helpers: ``to_dict``, ``from_dict`` (unknown keys ignored, so older configs load) and ``replace``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls: type[T], d: dict[str, Any] | None) -> T:
+        kw = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in (d or {}):
+                continue
+            v = d[f.name]  # type: ignore[index]
+            nested = f.default_factory if isinstance(f.default_factory, type) else None
+            if nested is not None and issubclass(nested, _Options):
+                v = nested.from_dict(v)
+            kw[f.name] = tuple(v) if isinstance(v, list) else v
+        return cls(**kw)
+
+    def replace(self: T, **changes: Any) -> T:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, _Options):
+        return v.to_dict()
+    return list(v) if isinstance(v, tuple) else v
+
+
+@dataclass(frozen=True)
+class ExtractOptions(_Options):
+    """How the backbone runs over a dataset (every stage that reads images takes one).
+
+    Args:
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        batch_size: images per forward pass (None: 8 on a CPU, 128 on a GPU).
+        workers: DataLoader worker processes (None: ``runtime.default_workers``).
+        amp: mixed precision for extraction and the explainer head (maps are cached apart).
+        strict: fail on the first unreadable image instead of skipping it.
+        show_progress: progress bars.
+    """
+
+    device: str = "cpu"
+    batch_size: int | None = None
+    workers: int | None = None
+    amp: bool = False
+    strict: bool = False
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("--batch-size", self.batch_size)
+        _positive("--workers", self.workers, zero=True)
+
+
+@dataclass(frozen=True)
+class TrainOptions(_Options):
+    """Training of the explainer head (hinge rank loss over cached masked features).
+
+    Args:
+        epochs: most epochs; the epoch of least validation loss is kept.
+        patience: stop once this many epochs bring no new least validation loss (None: run all).
+        lr: Adam learning rate.
+        batch_size: (input, concept) pairs per step.
+        val_fraction: share of reference images held out for validation.
+        seed: seeds the split, the initialisation and the shuffling.
+        heads: independently trained members whose unit outputs are summed (1: the paper's head).
+        small_masks: extra inputs per pair pooled over 1-3 random cells of the object (0: the paper's set).
+    """
+
+    epochs: int = D.EPOCHS
+    patience: int | None = D.PATIENCE
+    lr: float = D.LR
+    batch_size: int = D.TRAIN_BATCH_SIZE
+    val_fraction: float = D.VAL_FRACTION
+    seed: int = 0
+    heads: int = D.HEADS
+    small_masks: int = D.SMALL_MASKS
+
+    def __post_init__(self) -> None:
+        _positive("--epochs", self.epochs, allow_none=False)
+        _positive("--patience", self.patience)
+        _positive("--heads", self.heads, allow_none=False)
+        _positive("--small-masks", self.small_masks, allow_none=False, zero=True)
+        _positive("--train-batch-size", self.batch_size, allow_none=False)
+        if not 0 <= self.val_fraction < 1:
+            raise LaviseError(f"--val-fraction must be in [0, 1), not {self.val_fraction}")
+        if not self.lr > 0:
+            raise LaviseError(f"--lr must be positive, not {self.lr}")
+
+
+@dataclass(frozen=True)
+class ExplainOptions(_Options):
+    """How a filter is put into words.
+
+    Args:
+        method: the explainer input, one of ``METHODS``.
+        p: top activating images per filter.
+        s: words kept per image.
+        x: words reported per filter.
+        vocabulary: ``nouns``, ``common``, ``concepts`` or a FILE with one word per line.
+        vocabulary_size: frequent words taken by ``nouns`` / ``common``.
+        hubness: λ of the hub-word correction (CSLS; 0: off).
+        calibration: γ subtracted from training-concept similarities (calibrated stacking; 0: off).
+    """
+
+    method: str = D.DEFAULT_METHOD
+    p: int = D.TOP_IMAGES
+    s: int = D.WORDS_PER_IMAGE
+    x: int = D.WORDS_PER_FILTER
+    vocabulary: str = D.VOCABULARY
+    vocabulary_size: int = D.VOCABULARY_SIZE
+    hubness: float = 0.0
+    calibration: float = 0.0
+
+    def __post_init__(self) -> None:
+        _one_of("method", self.method, METHODS)
+        _positive("-p/--top-images", self.p, allow_none=False)
+        _positive("-s/--words-per-image", self.s, allow_none=False)
+        _positive("-x/--words", self.x, allow_none=False)
+        _positive("--vocabulary-size", self.vocabulary_size, allow_none=False)
+        if not self.hubness >= 0:
+            raise LaviseError(f"--hubness must be 0 (off) or positive, not {self.hubness}")
+        if not self.calibration >= 0:
+            raise LaviseError(f"--calibration must be 0 (off) or positive, not {self.calibration}")
+
+
+@dataclass(frozen=True)
+class EvalOptions(_Options):
+    """Scoring explanations against IoU ground truth.
+
+    Args:
+        explain: how the scored methods put filters into words (``x`` is the novel-concept list length;
+            words are computed to ``max(ks)``).
+        methods: input methods to compute and score (empty: the run's saved explanations, else the default).
+        baselines: any of ``BASELINES``.
+        conventions: ground-truth conventions to report, any of ``CONVENTIONS``.
+        iou_threshold: ground-truth IoU threshold.
+        ks: cut-offs of P@k / R@k.
+        dataset_concepts_in_vocabulary: the evaluated dataset's concept names are candidate words too.
+        synonym_threshold: cosine of the synonym-aware match (None: not computed).
+        image_units: score the slow ``image`` method on a seeded sample of this many filters.
+        seed: seed of the random baseline and of that sample.
+    """
+
+    explain: ExplainOptions = field(default_factory=ExplainOptions)
+    methods: tuple[str, ...] = ()
+    baselines: tuple[str, ...] = BASELINES
+    conventions: tuple[str, ...] = CONVENTIONS
+    iou_threshold: float = D.IOU_THRESHOLD
+    ks: tuple[int, ...] = KS
+    dataset_concepts_in_vocabulary: bool = True
+    synonym_threshold: float | None = None
+    image_units: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for m in self.methods:
+            _one_of("method", m, METHODS)
+        for b in self.baselines:
+            _one_of("baseline", b, BASELINES)
+        for c in self.conventions:
+            _one_of("convention", c, CONVENTIONS)
+        if not self.conventions:
+            raise LaviseError(f"give at least one ground-truth convention ({', '.join(CONVENTIONS)})")
+        if not self.ks or any(not isinstance(k, int) or k < 1 for k in self.ks):
+            raise LaviseError(f"cut-offs k must be whole numbers 1 or more, not {self.ks!r}")
+        if not 0 <= self.iou_threshold < 1:
+            raise LaviseError(f"--iou-threshold must be in [0, 1), not {self.iou_threshold}")
+        _positive("--image-units", self.image_units)
+
+
+@dataclass(frozen=True)
+class CompareOptions(_Options):
+    """Comparing how often filters fire on groups of images.
+
+    Args:
+        correction: multiple-testing correction over filters, one of ``CORRECTIONS``.
+        alpha: significance level.
+        rank_by: rank filters by percentage-point ``difference`` or by the test ``statistic``.
+        top: filters listed with example images.
+        examples: example qualified images per group and filter.
+    """
+
+    correction: str = "bh"
+    alpha: float = 0.05
+    rank_by: str = "difference"
+    top: int = 20
+    examples: int = 4
+
+    def __post_init__(self) -> None:
+        _one_of("correction", self.correction, CORRECTIONS)
+        _one_of("ranking", self.rank_by, RANK_BY)
+        if not 0 < self.alpha < 1:
+            raise LaviseError(f"--alpha must be between 0 and 1, not {self.alpha}")
+        _positive("--top", self.top, allow_none=False, zero=True)
+        _positive("--examples", self.examples, allow_none=False, zero=True)
