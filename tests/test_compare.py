@@ -9,8 +9,10 @@ move the ranking to the other family's words.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+from dataclasses import asdict
 
 import matplotlib
 import numpy as np
@@ -24,8 +26,16 @@ matplotlib.use("Agg")
 
 from conftest import TinyNet  # noqa: E402
 from lavise.cli import main  # noqa: E402
-from lavise.compare import (GroupComparison, ModelComparison, adjust_pvalues, chi_square,  # noqa: E402
-                            compare_groups, compare_models, qualified, read_groups_csv, two_proportion_z)
+from lavise.compare import (  # noqa: E402
+    GroupComparison,
+    ModelComparison,
+    adjust_pvalues,
+    chi_square,
+    compare_groups,
+    compare_models,
+    read_groups_csv,
+    two_proportion_z,
+)
 from lavise.data import load_dataset  # noqa: E402
 from lavise.data.base import Annotation, ConceptDataset  # noqa: E402
 from lavise.data.transforms import Preprocess  # noqa: E402
@@ -33,13 +43,15 @@ from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.errors import DatasetError, RunError  # noqa: E402
 from lavise.explain import explain_filters  # noqa: E402
 from lavise.models import wrap_model  # noqa: E402
+from lavise.options import CompareOptions, ExplainOptions, ExtractOptions, TrainOptions  # noqa: E402
 from lavise.plots import plot_group_comparison, plot_model_comparison  # noqa: E402
-from lavise.stats import Thresholds  # noqa: E402
+from lavise.run import Run  # noqa: E402
 from lavise.train import train_explainer  # noqa: E402
 
 FOOD = {"pizza": (225, 40, 35), "bread": (240, 150, 25), "banana": (235, 225, 40)}
 OTHER = {"car": (35, 60, 225), "tree": (35, 185, 60), "boat": (150, 50, 205)}
 COLOURS = {**FOOD, **OTHER}
+QUIET = ExtractOptions(workers=0, show_progress=False)
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -83,14 +95,6 @@ def test_multiple_testing_corrections():
     assert np.allclose(holm, [0.04, 0.09, 0.09, 0.025, 0.5])
     assert np.array_equal(adjust_pvalues(p, "none"), p)
     assert (bh >= p).all() and (holm >= bh).all()
-
-
-def test_qualified_images_follow_the_threshold_rule():
-    thr = Thresholds(values=np.array([1.0, 2.0, 0.0], np.float32), inclusive=np.array([False, True, False]),
-                     dead=np.array([False, False, True]))
-    mx = np.array([[1.0, 2.0, 5.0], [1.5, 1.9, 5.0]], np.float32)
-    q = qualified(mx, thr)
-    assert q.tolist() == [[False, True, False], [True, False, False]]
 
 
 # ---------------------------------------------------------------------------- planted bias
@@ -159,7 +163,7 @@ def planted(tmp_path_factory):
     # 300 reference images: with 150 the head reached only 0.3-0.6 validation top-1 among 6 concepts, so which
     # family won depended on the initialisation
     train_explainer(model, ObjectsDataset(base / "ref", 300, 0), load_embeddings(f"glove:{glove}"), out=run,
-                    epochs=30, num_workers=0, show_progress=False)
+                    options=TrainOptions(epochs=30), extract=QUIET)
     return {"base": base, "run": run, "model": model,
             "food": _planted_folder(base / "food", FOOD, OTHER, seed=1),
             "other": _planted_folder(base / "other", OTHER, FOOD, seed=2)}
@@ -167,8 +171,8 @@ def planted(tmp_path_factory):
 
 def _explain(planted, folder):
     ds = load_dataset(f"folder:{folder}")
-    explain_filters(planted["run"], ds, target=planted["model"], p=10, s=2, x=3, vocabulary="concepts",
-                    num_workers=0, show_progress=False)
+    explain_filters(planted["run"], ds, ExplainOptions(p=10, s=2, x=3, vocabulary="concepts"), QUIET,
+                    target=planted["model"])
     return ds
 
 
@@ -176,7 +180,7 @@ def _explain(planted, folder):
 def test_planted_bias_top_filters_are_explained_by_the_planted_family(planted, family, tmp_path):
     words = set(FOOD if family == "food" else OTHER)
     ds = _explain(planted, planted[family])
-    res = compare_groups(planted["run"], ds, out=tmp_path, num_workers=0, show_progress=False)
+    res = compare_groups(planted["run"], ds, out=tmp_path, extract=QUIET)
     assert res.groups == ["biased", "control"] and res.sizes == {"biased": 100, "control": 100}
     top = res.top(3)
     # the filter with the largest difference fires far more often on the biased group, significantly
@@ -229,13 +233,61 @@ def test_compare_cli_writes_ranked_json_csv_and_figure(planted, tmp_path, capsys
 def test_more_than_two_groups_use_chi_square(planted):
     ds = _explain(planted, planted["food"])
     thirds = [("a", "b", "c")[i % 3] for i in range(len(ds))]
-    res = compare_groups(planted["run"], ds, groups=thirds, num_workers=0, show_progress=False)
+    res = compare_groups(planted["run"], ds, groups=thirds, extract=QUIET)
     assert res.groups == ["a", "b", "c"] and res.test.startswith("chi-square")
     assert all(f.statistic >= 0 for f in res.filters)
-    only = compare_groups(planted["run"], ds, groups=thirds, only=["a", "c"], num_workers=0, show_progress=False)
+    only = compare_groups(planted["run"], ds, groups=thirds, only=["a", "c"], extract=QUIET)
     assert only.groups == ["a", "c"] and only.test.startswith("two-proportion")
-    rest = compare_groups(planted["run"], ds, groups=thirds, one_vs_rest="b", num_workers=0, show_progress=False)
+    rest = compare_groups(planted["run"], ds, groups=thirds, one_vs_rest="b", extract=QUIET)
     assert rest.groups == ["b", "rest"] and rest.sizes["rest"] == len(ds) - rest.sizes["b"]
+
+
+def test_compare_reuses_the_cache_explain_made_and_checks_the_model(planted):
+    ds = _explain(planted, planted["food"])
+    caches = planted["run"] / "cache"
+    before = sorted(p.name for p in caches.iterdir())
+    # no model given, and the tiny model cannot be loaded from the run's config: only the cache of `explain` works
+    res = compare_groups(planted["run"], ds, extract=QUIET)
+    assert res.settings["cache"] in before
+    same = compare_groups(planted["run"], ds, extract=QUIET, target=planted["model"])
+    assert same.settings["cache"] == res.settings["cache"]
+    via_run = Run.open(planted["run"]).compare(ds, extract=QUIET)
+    assert [asdict(f) for f in via_run.filters] == [asdict(f) for f in res.filters]
+    assert sorted(p.name for p in caches.iterdir()) == before  # nothing was extracted a second time
+    net = TinyNet()
+    with torch.no_grad():
+        net.block2[0].weight.mul_(2)
+    other = wrap_model(net, Preprocess(resize=64, crop=64), default_layer="block2", name="tiny")
+    with pytest.raises(RunError, match="weights"):
+        compare_groups(planted["run"], ds, extract=QUIET, target=other)
+    assert sorted(p.name for p in caches.iterdir()) == before
+
+
+def test_compare_options_rank_correct_and_limit_examples(planted):
+    ds = _explain(planted, planted["food"])
+    opts = CompareOptions(correction="holm", alpha=0.01, rank_by="statistic", top=2, examples=1)
+    res = compare_groups(planted["run"], ds, options=opts, extract=QUIET)
+    assert res.correction == "holm" and res.alpha == 0.01 and res.settings["rank_by"] == "statistic"
+    stat = [abs(f.statistic) for f in res.filters]
+    assert stat == sorted(stat, reverse=True)
+    assert [f.rank for f in res.filters if f.examples] == [1, 2]
+    assert all(len(ids) <= 1 for f in res.filters for ids in f.examples.values())
+    p = np.array([f.p_value for f in sorted(res.filters, key=lambda f: f.unit)])
+    assert np.allclose([f.q_value for f in sorted(res.filters, key=lambda f: f.unit)], adjust_pvalues(p, "holm"))
+
+
+def test_cli_flags_become_options(monkeypatch):
+    from lavise.cli import extract_options
+    from lavise.commands.compare import compare_options
+
+    monkeypatch.delenv("RANK", raising=False)
+    args = argparse.Namespace(device="cpu", batch_size=4, workers=0, amp=True, strict=True, quiet=False,
+                              correction="none", alpha=0.1, rank_by="statistic", top=3, examples=2)
+    assert extract_options(args) == ExtractOptions("cpu", 4, 0, amp=True, strict=True, show_progress=True)
+    assert compare_options(args) == CompareOptions("none", 0.1, "statistic", 3, 2)
+    assert extract_options(argparse.Namespace(**{**vars(args), "quiet": True})).show_progress is False
+    monkeypatch.setenv("RANK", "1")  # under torchrun only rank 0 draws progress bars
+    assert extract_options(args).show_progress is False
 
 
 def test_group_errors_are_clear(planted, tmp_path):
@@ -248,20 +300,23 @@ def test_group_errors_are_clear(planted, tmp_path):
     with pytest.raises(DatasetError, match="relative to the dataset root"):
         read_groups_csv(bad, ds)
     with pytest.raises(DatasetError, match="two groups"):
-        compare_groups(planted["run"], ds, groups=["a"] * len(ds), num_workers=0, show_progress=False)
+        compare_groups(planted["run"], ds, groups=["a"] * len(ds), extract=QUIET)
     with pytest.raises(DatasetError, match="no image is in group"):
-        compare_groups(planted["run"], ds, one_vs_rest="zzz", num_workers=0, show_progress=False)
+        compare_groups(planted["run"], ds, one_vs_rest="zzz", extract=QUIET)
 
 
 def test_compare_needs_explanations(tmp_path, tiny_model, squares, tiny_glove, capsys):
     run = tmp_path / "run"
-    train_explainer(tiny_model, squares, load_embeddings(f"glove:{tiny_glove}"), out=run, epochs=1, num_workers=0,
-                    show_progress=False)
+    train_explainer(tiny_model, squares, load_embeddings(f"glove:{tiny_glove}"), out=run,
+                    options=TrainOptions(epochs=1), extract=QUIET)
     with pytest.raises(RunError, match="lavise explain"):
-        compare_groups(run, squares, num_workers=0, show_progress=False)
+        compare_groups(run, squares, extract=QUIET)
     assert main(["compare", str(run), "--images", "folder:" + str(squares.root)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "lavise explain" in err
+    assert main(["compare", str(run), "--images", "folder:" + str(squares.root), "--top", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--top" in err
 
 
 # ---------------------------------------------------------------------------- model comparison
@@ -287,9 +342,9 @@ def test_compare_models_of_different_architectures(planted, tmp_path, capsys):
     other = wrap_model(OtherNet(), Preprocess(resize=64, crop=64), default_layer="features.5", name="other")
     run_b = tmp_path / "other-run"
     train_explainer(other, ObjectsDataset(base / "ref", 150, 0), load_embeddings(f"glove:{glove}"), out=run_b,
-                    epochs=30, num_workers=0, show_progress=False)
+                    options=TrainOptions(epochs=30), extract=QUIET)
     ds = _explain(planted, planted["food"])
-    explain_filters(run_b, ds, target=other, p=10, s=2, x=3, vocabulary="concepts", num_workers=0, show_progress=False)
+    explain_filters(run_b, ds, ExplainOptions(p=10, s=2, x=3, vocabulary="concepts"), QUIET, target=other)
     res = compare_models(planted["run"], run_b, labels=("tiny", "other"), min_score=0.0)
     assert res.a.filters == 16 and res.b.filters == 24
     c = res.counts
@@ -310,7 +365,7 @@ def test_figures_take_an_axes_and_return_fig_ax(planted):
     import matplotlib.pyplot as plt
 
     ds = _explain(planted, planted["food"])
-    res = compare_groups(planted["run"], ds, num_workers=0, show_progress=False)
+    res = compare_groups(planted["run"], ds, extract=QUIET)
     fig, ax = plot_group_comparison(res, top=5)
     assert len(ax.get_yticklabels()) == 5 and "#" in ax.get_yticklabels()[0].get_text()
     plt.close(fig)

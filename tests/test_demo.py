@@ -3,12 +3,14 @@ import json
 
 from lavise.demo import run_demo
 from lavise.embeddings import load_embeddings
+from lavise.options import ExtractOptions
 
 
 def test_demo_explains_every_filter_with_real_words(tmp_path):
     out = tmp_path / "demo"
     lines = []
-    ex = run_demo(out, reference_size=48, target_size=32, epochs=2, num_workers=0, show_progress=False, echo=lines.append)
+    ex = run_demo(out, reference_size=48, target_size=32, epochs=2, extract=ExtractOptions(workers=0, show_progress=False),
+                  echo=lines.append)
     assert len(ex.filters) == 1280 and ex.layer == "_head_act"
     vocab = set(load_embeddings("glove-6b-50d").vocabulary("nouns", concepts=json.loads((out / "config.json").read_text())["concepts"],
                                                           size=10000).words)

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from lavise import defaults
 from lavise import embeddings as E
-from lavise.embeddings import EmbeddingWarning, Vocabulary, load_embeddings, similarity_topk
+from lavise.embeddings import EmbeddingWarning, Vocabulary, list_embeddings, load_embeddings, similarity_topk, wordvectors
+from lavise.embeddings.base import normalise
+from lavise.embeddings.search import top_words
 from lavise.errors import EmbeddingError
 
 WORDS = {"cat": [1.0, 2.0, 2.0, 0.0], "dog": [0.0, 3.0, 0.0, 4.0], "hot": [1.0, 0.0, 0.0, 0.0]}
@@ -64,7 +67,7 @@ def test_cache_is_built_once_and_reused(glove_file, tmp_path, monkeypatch):
     def no_parse(*args):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(E, "_parse_text", no_parse)
+    monkeypatch.setattr(wordvectors, "parse_text", no_parse)
     second = load_embeddings(f"glove:{glove_file}")
     assert cached[0].stat().st_mtime_ns == mtime
     assert isinstance(second.matrix, np.memmap)
@@ -165,14 +168,61 @@ def test_builtin_glove_semantics(builtin):
 
 def test_similarity_topk_numpy_chunks():
     rng = np.random.default_rng(1)
-    voc = Vocabulary([f"w{i}" for i in range(50)], E._normalise(rng.normal(size=(50, 8))), "concepts")
+    voc = Vocabulary([f"w{i}" for i in range(50)], normalise(rng.normal(size=(50, 8))), "concepts")
     q = rng.normal(size=(7, 8))
     scores, idx = similarity_topk(q, voc, k=5, chunk=100)  # two queries per block
-    full = E._normalise(q) @ voc.vectors.T
+    full = normalise(q) @ voc.vectors.T
     np.testing.assert_array_equal(idx, np.argsort(-full, axis=1)[:, :5])
     np.testing.assert_allclose(scores, np.sort(full, axis=1)[:, ::-1][:, :5], rtol=1e-5)
     with pytest.raises(EmbeddingError, match="8-d"):
         similarity_topk(np.zeros((1, 3)), voc, k=1)
+
+
+def test_top_words_blocks_argmax_and_penalty():
+    rng = np.random.default_rng(2)
+    vocab = torch.from_numpy(normalise(rng.normal(size=(40, 6))))
+    v = torch.from_numpy(normalise(rng.normal(size=(150, 6))))  # three 64-row blocks on CPU
+    full = v @ vocab.T
+    for s in (1, 3):
+        idx, sim = top_words(v, vocab, s)
+        assert idx.shape == sim.shape == (150, s) and idx.dtype == torch.long
+        torch.testing.assert_close(idx, full.topk(s, dim=1).indices)
+        torch.testing.assert_close(sim, full.gather(1, idx))
+    penalty = torch.from_numpy(rng.uniform(0, 0.5, size=40).astype(np.float32))
+    idx, sim = top_words(v, vocab, 2, penalty)
+    torch.testing.assert_close(idx, (full - penalty).topk(2, dim=1).indices)
+    torch.testing.assert_close(sim, full.gather(1, idx))  # ranked with the penalty, reported without it
+
+
+def test_similarity_topk_one_word_and_tensor_with_grad():
+    rng = np.random.default_rng(3)
+    voc = Vocabulary([f"w{i}" for i in range(30)], normalise(rng.normal(size=(30, 5))), "concepts")
+    q = torch.from_numpy(rng.normal(size=(70, 5)).astype(np.float32)).requires_grad_()
+    scores, idx = similarity_topk(q, voc, k=1)
+    full = torch.nn.functional.normalize(q.detach(), dim=1) @ torch.from_numpy(voc.vectors).T
+    assert isinstance(idx, torch.Tensor) and idx.shape == (70, 1)
+    torch.testing.assert_close(idx[:, 0], full.argmax(1))
+    torch.testing.assert_close(scores[:, 0], full.max(1).values)
+    scores, idx = similarity_topk(np.zeros((0, 5)), voc, k=40)  # k capped at the vocabulary
+    assert isinstance(scores, np.ndarray) and scores.shape == idx.shape == (0, 30)
+
+
+def test_nouns_vocabulary_default_size(builtin):
+    voc = builtin.vocabulary("nouns", concepts=["traffic light", "dog"])
+    # The concepts, then VOCABULARY_SIZE singular nouns other than them (the default used everywhere else).
+    assert len(voc) == defaults.VOCABULARY_SIZE + 2 == 10_002
+    assert voc.words[:2] == ["traffic light", "dog"] and "dog" not in voc.words[2:]
+    assert len(set(voc.words)) == len(voc.words)
+
+
+def test_list_embeddings_and_unknown_spec_names_every_kind():
+    kinds = list_embeddings()
+    assert sorted(kinds) == ["fasttext", "glove", "glove-6b-50d", "minilm", "word2vec"]
+    for spec in ("bert-large", "minilm:extra", "glove-6b-50d:x"):
+        with pytest.raises(EmbeddingError) as err:
+            load_embeddings(spec)
+        assert repr(spec) in str(err.value)
+        assert all(k in str(err.value) for k in kinds), str(err.value)
 
 
 def test_errors(tmp_path):

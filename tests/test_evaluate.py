@@ -9,10 +9,12 @@ import torch.nn.functional as F
 
 from lavise.cli import main
 from lavise.dissect import Dissection, compute_ground_truth
-from lavise.evaluate import (evaluate_run, format_table, novel_scores, random_words, score_lists,
-                             synonym_scores)
+from lavise.evaluate import evaluate_run, format_table, novel_scores, random_words, score_lists, synonym_scores
 from lavise.features import FeatureCache
+from lavise.options import EvalOptions, ExplainOptions, ExtractOptions, TrainOptions
 from lavise.stats import ActivationStats, Thresholds
+
+X = ExtractOptions(workers=0, show_progress=False)
 
 S = 56
 
@@ -189,8 +191,8 @@ def run(tmp_path_factory, tiny_model, squares, tiny_glove):
     from lavise.train import train_explainer
 
     out = tmp_path_factory.mktemp("evalrun")
-    train_explainer(tiny_model, squares, load_embeddings(f"glove:{tiny_glove}"), out=out, epochs=3, batch_size=16,
-                    num_workers=0, show_progress=False)
+    train_explainer(tiny_model, squares, load_embeddings(f"glove:{tiny_glove}"), out=out,
+                    options=TrainOptions(epochs=3, batch_size=16), extract=X)
     cfg = json.loads((out / "config.json").read_text())
     cfg["embeddings"] = f"glove:{tiny_glove}"
     (out / "config.json").write_text(json.dumps(cfg))
@@ -200,9 +202,10 @@ def run(tmp_path_factory, tiny_model, squares, tiny_glove):
 
 
 def test_evaluate_run_compares_methods_and_baselines(run, tiny_model, squares):
-    ev = evaluate_run(run, squares, methods=["attention", "activation", "original", "image"], reference=squares,
-                      target=tiny_model, vocabulary="concepts", p=5, s=2, x=3, image_units=3, synonym_threshold=0.9,
-                      num_workers=0, show_progress=False)
+    options = EvalOptions(explain=ExplainOptions(vocabulary="concepts", p=5, s=2, x=3),
+                          methods=("attention", "activation", "original", "image"), image_units=3,
+                          synonym_threshold=0.9)
+    ev = evaluate_run(run, squares, options, X, reference=squares, target=tiny_model)
     names = [r["name"] for r in ev.rows if r["convention"] == "netdissect"]
     assert names == ["attention", "activation", "original", "image", "netdissect", "random"]
     for r in ev.rows:
@@ -228,11 +231,12 @@ def test_calibration_changes_only_seen_scores(run, tiny_model, squares):
 
     ex = TrainedExplainer.load(run)
     vocab = load_embeddings(ex.config["embeddings"]).vocabulary("common", concepts=ex.concepts, size=10)
-    cache = extract_features(tiny_model, "block2", squares, run / "cache", num_workers=0, show_progress=False)
-    plain = explain_cache(ex, cache, vocab, p=5, s=1, x=3, show_progress=False)
-    same = explain_cache(ex, cache, vocab, p=5, s=1, x=3, show_progress=False, calibration=0.0)
+    cache = extract_features(tiny_model, "block2", squares, run / "cache", options=X)
+    opts = ExplainOptions(p=5, s=1, x=3)
+    plain = explain_cache(ex, cache, vocab, opts, extract=X)
+    same = explain_cache(ex, cache, vocab, opts.replace(calibration=0.0), extract=X)
     assert [f.words for f in plain] == [f.words for f in same]
-    big = explain_cache(ex, cache, vocab, p=5, s=1, x=3, show_progress=False, calibration=10.0)
+    big = explain_cache(ex, cache, vocab, opts.replace(calibration=10.0), extract=X)
     for f in big:
         assert not set(f.top_words) & set(ex.concepts)  # every seen concept pushed below the unseen words
 
@@ -247,7 +251,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_dissect_function_writes_netdissect_labels(tmp_path, tiny_model, squares):
     from lavise.dissect import dissect
 
-    dis, gt = dissect(tiny_model, None, squares, tmp_path / "cache", num_workers=0, show_progress=False)
+    dis, gt = dissect(tiny_model, None, squares, tmp_path / "cache", extract=X)
     rows = dis.rows()
     assert len(rows) == 16 and {r["unit"] for r in rows} == set(range(16))
     iou = gt.iou()
@@ -291,8 +295,8 @@ def test_cli_evaluate_reports_novel_concepts_and_the_ceiling_without_them(tmp_pa
     seen.concepts = [c for c in squares.concepts if c != held]
     seen.annotations = lambda i: [a for a in squares.annotations(i) if a.concept != held]
     run = tmp_path / "run"
-    train_explainer(tiny_model, seen, load_embeddings(f"glove:{tiny_glove}"), out=run, epochs=2, batch_size=16,
-                    num_workers=0, show_progress=False)
+    train_explainer(tiny_model, seen, load_embeddings(f"glove:{tiny_glove}"), out=run,
+                    options=TrainOptions(epochs=2, batch_size=16), extract=X)
     cfg = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**cfg, "embeddings": f"glove:{tiny_glove}"}))
     RunFolder(run).record("explainer", ["explainer.safetensors", "config.json", "train_log.csv"])
@@ -310,3 +314,47 @@ def test_cli_evaluate_reports_novel_concepts_and_the_ceiling_without_them(tmp_pa
     row = next(r for r in ev["rows"] if r["name"] == "activation")
     assert row["ceiling_R"] == pytest.approx(share.mean()) and row["ceiling_P@1"] == pytest.approx((share > 0).mean())
     assert f"at most R@k {share.mean():.3f} and P@1 {(share > 0).mean():.3f}" in out
+
+
+@pytest.fixture(scope="module")
+def other_weights():
+    """The tiny CNN with weights other than those the run was trained with (same layers, same preprocessing)."""
+    from conftest import TinyNet
+    from lavise.data.transforms import Preprocess
+    from lavise.models import wrap_model
+
+    net = TinyNet()
+    with torch.no_grad():
+        net.block1[0].weight.mul_(-1)
+    return wrap_model(net, Preprocess(resize=64, crop=64), default_layer="block2", name="tiny")
+
+
+def test_evaluating_with_other_weights_is_refused(run, tiny_model, other_weights, squares, tmp_path, monkeypatch,
+                                                  capsys):
+    # Fails on the old code: evaluate never compared the model with the run's model_digest, so it scored the
+    # explainer on features of weights it was not trained on.
+    import shutil
+
+    import lavise.data
+    import lavise.models
+    from lavise.errors import RunError
+
+    assert other_weights.weights_digest != tiny_model.weights_digest
+    options = EvalOptions(explain=ExplainOptions(vocabulary="concepts", p=5), methods=("activation",),
+                          baselines=("random",))
+    with pytest.raises(RunError, match="differ from those the explainer was trained on"):
+        # a fresh cache folder, so that the features must be extracted with the model given
+        evaluate_run(run, squares, options, X, target=other_weights, cache_dir=tmp_path / "cache", save=False)
+    assert not list((tmp_path / "cache").glob("*/meta.json"))  # refused before any cache was written
+    # the command line: the model its config names no longer has the trained weights
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("config.json", "explainer.safetensors", "train_log.csv", "manifest.json"):  # no caches
+        shutil.copy(run / name, copy / name)
+    monkeypatch.setattr(lavise.data, "load_dataset", lambda spec, **kw: squares)
+    monkeypatch.setattr(lavise.models, "load_model", lambda spec, weights=None: other_weights)
+    assert main(["evaluate", str(copy), "--dataset", "squares", "--methods", "activation", "--baselines", "random",
+                 "--vocabulary", "concepts", "-p", "5", "--workers", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lavise: error:") and "differ from those" in err[0], err
+    assert not (copy / "evaluation.json").exists()

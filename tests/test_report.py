@@ -18,27 +18,29 @@ from lavise.cli import main  # noqa: E402
 from lavise.compare import compare_groups  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.explain import Explanations, explain_filters  # noqa: E402
+from lavise.options import ExplainOptions, ExtractOptions, TrainOptions  # noqa: E402
 from lavise.report import build_report, highlight, region_masks  # noqa: E402
+from lavise.run import Run  # noqa: E402
 from lavise.stats import Thresholds  # noqa: E402
 from lavise.train import train_explainer  # noqa: E402
 
 EVIL = "<script>alert(1)</script>"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+QUIET = ExtractOptions(workers=0, show_progress=False)
 
 
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory, tiny_model, squares, tiny_glove):
     run = tmp_path_factory.mktemp("report-run")
-    train_explainer(tiny_model, squares, load_embeddings(f"glove:{tiny_glove}"), out=run, epochs=3, num_workers=0,
-                    show_progress=False)
-    ex = explain_filters(run, squares, target=tiny_model, p=5, s=2, x=3, vocabulary="concepts", num_workers=0,
-                         show_progress=False)
+    train_explainer(tiny_model, squares, load_embeddings(f"glove:{tiny_glove}"), out=run,
+                    options=TrainOptions(epochs=3), extract=QUIET)
+    ex = explain_filters(run, squares, ExplainOptions(p=5, s=2, x=3, vocabulary="concepts"), QUIET, target=tiny_model)
     # a hostile concept name must stay inert text
     live = next(f for f in ex.filters if f.words)
     evil = replace(live, words=[{"word": EVIL, "score": 1.0, "similarity": 0.9}] + live.words[1:])
     ex = replace(ex, filters=[evil if f.unit == live.unit else f for f in ex.filters])
     ex.save(run)
-    compare_groups(run, squares, out=run / "compare" / "odd-even", num_workers=0, show_progress=False)  # odd/even
+    compare_groups(run, squares, out=run / "compare" / "odd-even", extract=QUIET)  # odd/even
     html = build_report(run, dataset=squares, show_progress=False)
     return {"run": run, "html": html, "ex": Explanations.load(run), "evil_unit": live.unit}
 
@@ -76,12 +78,22 @@ def test_embedded_report_is_one_file(report_run, tmp_path, squares):
     assert not (tmp_path / "report_files").exists()
 
 
+def test_report_of_a_run_object_finds_the_explained_cache_by_its_key(report_run, tmp_path, squares):
+    run = Run.open(report_run["run"])
+    before = sorted(p.name for p in run.cache_dir.iterdir())
+    html = run.report(out=tmp_path / "r.html", images=1, dataset=squares, show_progress=False)
+    srcs = re.findall(r'src="(report_files/f[^"]+)"', html.read_text())
+    assert len(srcs) == sum(min(1, len(f.images)) for f in report_run["ex"].filters)
+    assert all((tmp_path / s).is_file() for s in srcs)
+    assert sorted(p.name for p in run.cache_dir.iterdir()) == before  # found, not extracted
+
+
 def test_report_cli_and_missing_explanations(report_run, tmp_path, tiny_model, squares, tiny_glove, capsys):
     assert main(["report", str(report_run["run"]), "--images", "2", "--quiet"]) == 0
     assert "report.html" in capsys.readouterr().out
     bare = tmp_path / "bare"
-    train_explainer(tiny_model, squares, load_embeddings(f"glove:{tiny_glove}"), out=bare, epochs=1, num_workers=0,
-                    show_progress=False)
+    train_explainer(tiny_model, squares, load_embeddings(f"glove:{tiny_glove}"), out=bare,
+                    options=TrainOptions(epochs=1), extract=QUIET)
     assert main(["report", str(bare)]) == 2
     err = capsys.readouterr().err
     assert "lavise explain" in err and err.count("\n") == 1

@@ -1,13 +1,20 @@
-"""The public functions, gathered in one place (also re-exported by ``lavise``)."""
+"""The public functions and classes, gathered in one place (also re-exported, lazily, by ``lavise``)."""
 from __future__ import annotations
 
-from .data import load_dataset
-from .embeddings import load_embeddings
+from .compare import compare_groups, compare_models
+from .data import list_datasets, load_dataset
+from .embeddings import list_embeddings, load_embeddings
+from .evaluate import evaluate_run
 from .explain import Explanations, FilterExplanation, explain_filters
 from .features import FeatureCache, FeatureExtractor, extract_features
-from .models import TargetModel, load_model, wrap_model
+from .models import TargetModel, list_models, load_model, wrap_model
+from .options import CompareOptions, EvalOptions, ExplainOptions, ExtractOptions, TrainOptions
+from .report import build_report
+from .run import Run
 from .train import TrainedExplainer, train_explainer
 
-__all__ = ["load_model", "load_dataset", "load_embeddings", "train_explainer", "explain_filters",
-           "extract_features", "wrap_model", "FeatureExtractor", "FeatureCache", "TargetModel", "TrainedExplainer",
-           "Explanations", "FilterExplanation"]
+__all__ = ["load_model", "load_dataset", "load_embeddings", "list_models", "list_datasets", "list_embeddings",
+           "train_explainer", "explain_filters", "evaluate_run", "compare_groups", "compare_models", "build_report",
+           "extract_features", "wrap_model", "Run", "FeatureExtractor", "FeatureCache", "TargetModel",
+           "TrainedExplainer", "Explanations", "FilterExplanation", "ExtractOptions", "TrainOptions",
+           "ExplainOptions", "EvalOptions", "CompareOptions"]

@@ -10,13 +10,16 @@ import pkgutil
 import sys
 import warnings
 
-from .defaults import DEFAULT_METHOD, HUBNESS, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
+from . import defaults as D
 from .errors import LaviseError
+from .options import METHODS, ExplainOptions, ExtractOptions
 
-EPILOG = "Datasets: coco:ANN.json[?images=DIR] vg:OBJECTS.json broden:DIR folder:DIR manifest:FILE.jsonl builtin:scenes[?size=N&seed=S&split=train|test]"
+EPILOG = ("Datasets: coco:ANN.json[?images=DIR] vg:OBJECTS.json broden:DIR folder:DIR manifest:FILE.jsonl "
+          "builtin:scenes[?size=N&seed=S&split=train|test]")
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
+    """The flags of ``ExtractOptions`` (how the backbone runs); ``extract_options`` reads them back."""
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per forward pass (default 8 on CPU, 128 with cuda: the fastest in bench/speed.py)")
@@ -28,27 +31,44 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def add_explain_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default=DEFAULT_METHOD, choices=["attention", "masked-attention", "activation", "image", "original"],
-                   help=f"explainer input (default {DEFAULT_METHOD}); attention = the paper's filter attention, "
-                        "masked-attention = the same inside the filter's activation mask")
-    p.add_argument("-p", "--top-images", type=int, default=TOP_IMAGES,
-                   help=f"top activating images per filter (default {TOP_IMAGES}; the paper's code uses {PAPER_TOP_IMAGES})")
-    p.add_argument("-s", "--words-per-image", type=int, default=WORDS_PER_IMAGE,
-                   help=f"words kept per image (default {WORDS_PER_IMAGE}; the paper's code uses {PAPER_WORDS_PER_IMAGE})")
-    p.add_argument("-x", "--words", type=int, default=10, help="words reported per filter (default 10)")
-    p.add_argument("--vocabulary", default="nouns",
+def add_explain_options(p: argparse.ArgumentParser, method: bool = True) -> None:
+    """The flags of ``ExplainOptions``; ``explain_options`` reads them back (``method=False``: the command
+    chooses methods its own way, as ``evaluate --methods`` does)."""
+    if method:
+        p.add_argument("--method", default=D.DEFAULT_METHOD, choices=METHODS,
+                       help=f"explainer input (default {D.DEFAULT_METHOD}); attention = the paper's filter attention, "
+                            "masked-attention = the same inside the filter's activation mask")
+    p.add_argument("-p", "--top-images", type=int, default=D.TOP_IMAGES,
+                   help=f"top activating images per filter (default {D.TOP_IMAGES}; the paper's code uses {D.PAPER_TOP_IMAGES})")
+    p.add_argument("-s", "--words-per-image", type=int, default=D.WORDS_PER_IMAGE,
+                   help=f"words kept per image (default {D.WORDS_PER_IMAGE}; the paper's code uses {D.PAPER_WORDS_PER_IMAGE})")
+    p.add_argument("-x", "--words", type=int, default=D.WORDS_PER_FILTER,
+                   help=f"words reported per filter (default {D.WORDS_PER_FILTER})")
+    p.add_argument("--vocabulary", default=D.VOCABULARY,
                    help="nouns (default: frequent singular nouns + concept names), common (frequent words + concept "
                         "names), concepts, or a FILE with one word per line")
-    p.add_argument("--vocabulary-size", type=int, default=10000, help="frequent words in nouns/common (default 10000)")
-    add_hubness_option(p)
-
-
-def add_hubness_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hubness", type=float, nargs="?", const=HUBNESS, default=0.0, metavar="LAMBDA",
+    p.add_argument("--vocabulary-size", type=int, default=D.VOCABULARY_SIZE,
+                   help=f"frequent words in nouns/common (default {D.VOCABULARY_SIZE})")
+    p.add_argument("--hubness", type=float, nargs="?", const=D.HUBNESS, default=0.0, metavar="LAMBDA",
                    help=f"correct for hub words that win votes for many filters (CSLS; default off; the flag alone "
-                        f"uses {HUBNESS}, 0.5 is CSLS proper); the hub scores come from every filter's outputs, "
+                        f"uses {D.HUBNESS}, 0.5 is CSLS proper); the hub scores come from every filter's outputs, "
                         "also with --units")
+    p.add_argument("--calibration", type=float, default=0.0, metavar="GAMMA",
+                   help="calibrated stacking: subtract GAMMA from the similarity of the training concepts, so "
+                        "unseen concepts can compete (default 0: off)")
+
+
+def extract_options(args: argparse.Namespace) -> ExtractOptions:
+    """``ExtractOptions`` from the flags of ``add_common``."""
+    return ExtractOptions(device=args.device, batch_size=args.batch_size, workers=args.workers, amp=args.amp,
+                          strict=args.strict, show_progress=progress(args))
+
+
+def explain_options(args: argparse.Namespace, method: str | None = None) -> ExplainOptions:
+    """``ExplainOptions`` from the flags of ``add_explain_options`` (``method`` overrides ``--method``)."""
+    return ExplainOptions(method=method or getattr(args, "method", D.DEFAULT_METHOD), p=args.top_images,
+                          s=args.words_per_image, x=args.words, vocabulary=args.vocabulary,
+                          vocabulary_size=args.vocabulary_size, hubness=args.hubness, calibration=args.calibration)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"lavise: warning: {msg}\n"
     try:
-        if hasattr(args, "device"):
-            from .features import check_device
+        from .runtime import check_device, init_distributed
 
+        if hasattr(args, "device"):
             check_device(args.device)  # before torchrun's process group picks nccl or gloo by it
-        _init_distributed(getattr(args, "device", "cpu"))
+        init_distributed(getattr(args, "device", "cpu"))
         return int(args.func(args) or 0)
     except LaviseError as e:
         print(f"lavise: error: {e}", file=sys.stderr)
@@ -116,28 +136,6 @@ def progress(args) -> bool:
     import os
 
     return not getattr(args, "quiet", False) and os.environ.get("RANK", "0") == "0"
-
-
-def is_main_process() -> bool:
-    from .features import distributed
-
-    return distributed()[1] == 0
-
-
-def _init_distributed(device: str) -> None:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-        if device.startswith("cuda"):
-            import torch
-
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
 if __name__ == "__main__":

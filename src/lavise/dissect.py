@@ -30,12 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .defaults import IOU_THRESHOLD
 from .errors import DatasetError
 from .features import EVAL_MASK_SIZE, FeatureCache
+from .options import CONVENTIONS, ExtractOptions
 from .stats import Thresholds
-
-IOU_THRESHOLD = 0.04
-CONVENTIONS = ("netdissect", "present")
 
 
 @dataclass(frozen=True)
@@ -239,9 +238,7 @@ class Dissection:
 
 
 def dissect(target, layer: str | None, dataset, cache_dir: str | Path, iou_threshold: float = IOU_THRESHOLD,
-            convention: str = "netdissect", device: str = "cpu", batch_size: int | None = None, num_workers: int | None = None,
-            amp: bool = False,
-            strict: bool = False, show_progress: bool = True) -> tuple[Dissection, GroundTruth]:
+            convention: str = "netdissect", extract: ExtractOptions = ExtractOptions()) -> tuple[Dissection, GroundTruth]:
     """Run the NetDissect baseline on one layer: label each filter by its best-IoU concept.
 
     Args:
@@ -251,7 +248,7 @@ def dissect(target, layer: str | None, dataset, cache_dir: str | Path, iou_thres
         cache_dir: feature cache folder.
         iou_threshold: a unit is interpretable when its best IoU exceeds this (0.04).
         convention: ``netdissect`` (all images) or ``present`` (images with the concept only).
-        device, batch_size, num_workers, amp, strict, show_progress: extraction settings.
+        extract: how the backbone runs.
 
     Returns:
         (``Dissection``, the ``GroundTruth`` it was computed from).
@@ -261,7 +258,6 @@ def dissect(target, layer: str | None, dataset, cache_dir: str | Path, iou_thres
     layer = layer or target.default_layer
     if not dataset.concepts:
         raise DatasetError(f"{dataset.spec} has no concepts; NetDissect needs a dataset with concept masks")
-    cache = extract_features(target, layer, dataset, cache_dir, concepts=list(dataset.concepts), batch_size=batch_size,
-                             num_workers=num_workers, amp=amp, device=device, strict=strict, show_progress=show_progress)
-    gt = compute_ground_truth(cache, iou_threshold=iou_threshold, show_progress=show_progress)
+    cache = extract_features(target, layer, dataset, cache_dir, list(dataset.concepts), extract)
+    gt = compute_ground_truth(cache, iou_threshold=iou_threshold, show_progress=extract.show_progress)
     return Dissection.from_ground_truth(gt, layer, convention), gt

@@ -39,12 +39,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .dissect import IOU_THRESHOLD, Dissection, GroundTruth, compute_ground_truth
-from .defaults import DEFAULT_METHOD, TOP_IMAGES, WORDS_PER_IMAGE
+from .defaults import DEFAULT_METHOD
+from .dissect import Dissection, GroundTruth, compute_ground_truth
 from .errors import LaviseError
+from .options import KS, EvalOptions, ExtractOptions
+from .run import Run, versions
 
-KS = (1, 5, 10, 20)
-BASELINES = ("netdissect", "random")
 _WS = re.compile(r"[\s_]+")
 
 
@@ -243,113 +243,54 @@ def score_row(name: str, predictions, gt: GroundTruth, convention: str, ks=KS, u
     return row
 
 
-def evaluate_run(
-    run: str | Path,
-    dataset,
-    methods: Sequence[str] | None = None,
-    baselines: Sequence[str] = BASELINES,
-    p: int = TOP_IMAGES,
-    s: int = WORDS_PER_IMAGE,
-    x: int = 10,
-    vocabulary: str = "nouns",
-    vocabulary_size: int = 10000,
-    dataset_concepts_in_vocabulary: bool = True,
-    iou_threshold: float = IOU_THRESHOLD,
-    conventions: Sequence[str] = ("netdissect", "present"),
-    synonym_threshold: float | None = None,
-    ks: Sequence[int] = KS,
-    units: list[int] | None = None,
-    image_units: int | None = None,
-    calibration: float = 0.0,
-    hubness: float = 0.0,
-    seed: int = 0,
-    reference=None,
-    target=None,
-    cache_dir: str | Path | None = None,
-    save: bool = True,
-    device: str = "cpu",
-    batch_size: int | None = None,
-    num_workers: int | None = None,
-    amp: bool = False,
-    strict: bool = False,
-    show_progress: bool = True,
-) -> Evaluation:
-    """Score a run's explanations (and, optionally, other methods and baselines) against IoU ground truth.
+def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(),
+                          extract: ExtractOptions = ExtractOptions(), units: list[int] | None = None,
+                          reference=None, save: bool = True) -> Evaluation:
+    """Score a run's explanations (and, optionally, other methods and baselines) against IoU ground truth
+    (``Run.evaluate``).
 
     Args:
-        run: run folder written by ``lavise train``.
+        run: the opened run.
         dataset: evaluated dataset with concept masks (``ConceptDataset``).
-        methods: explainer input methods to compute and score on ``dataset``; ``None``: score the run's saved
-            ``explanations.json`` if present (as saved), else compute the default method (``masked-attention``).
-        baselines: any of ``netdissect`` (labels from the run's reference set) and ``random``.
-        p, s: explanation settings; words are computed to ``max(ks)`` so that @k is defined.
-        x: list length for the novel-concept count and for saved explanations.
-        vocabulary, vocabulary_size: as in ``explain``; with ``dataset_concepts_in_vocabulary`` the evaluated
-            dataset's concept names are candidate words too (so held-out names can be said).
-        iou_threshold: ground-truth IoU threshold (0.04).
-        conventions: ground-truth conventions to report.
-        synonym_threshold: cosine similarity for the synonym-aware match (None: not computed).
-        ks: cut-offs.
+        options: what is scored and how (methods: empty scores the run's saved ``explanations.json`` if present,
+            as saved, else computes the default method; baselines; conventions; IoU threshold; cut-offs;
+            synonyms; the ``image`` method's filter sample; seed) and ``options.explain``: how the methods put
+            filters into words (words are computed to ``max(ks)``; ``x`` is the novel-concept list length).
+        extract: how the backbone runs (``amp`` also runs the explainer head under autocast).
         units: filters to evaluate (default all).
-        image_units: for the slow ``image`` method only, score a seeded random sample of this many filters
-            with ground truth (the row says how many).
-        calibration: γ subtracted from training-concept similarities (calibrated stacking; 0 = the paper).
-        hubness: λ of the hub-word correction (0: off; see ``explain.explain_cache``).
-        seed: seed of the random baseline and the image-method sample.
         reference: reference dataset for NetDissect (default: the run's config ``reference``).
-        target: the model (default: from the run's config).
-        cache_dir: feature caches (default ``RUN/cache``).
-        device, batch_size, num_workers, amp, strict, show_progress: extraction settings (see ``extract_features``);
-            ``amp`` also runs the explainer head under autocast.
         save: write ``RUN/evaluation.json``.
 
     Returns:
         ``Evaluation``.
     """
     from .data import load_dataset
-    from .embeddings import load_embeddings
-    from .explain import METHODS, Explanations, check_units, explain_cache
-    from .features import extract_features
+    from .explain import Explanations, ImageRerun, check_units, explain_cache
     from .io import write_json
-    from .models import load_model
-    from .run import RunFolder, versions
-    from .train import TrainedExplainer
 
-    run = Path(run)
-    explainer = TrainedExplainer.load(run)
-    cfg = explainer.config
+    o, eo = options, options.explain
+    explainer = run.explainer
+    cfg = run.settings
     check_units(units, explainer.head.in_dim, cfg["layer"])
-    if target is None:
-        target = load_model(cfg["model"], cfg.get("weights"))
-    cache_dir = Path(cache_dir) if cache_dir else run / "cache"
     if not dataset.concepts:
         raise LaviseError(f"{dataset.spec} has no concept masks; evaluation needs an annotated dataset "
                           "(coco:, broden:, vg:, manifest: or builtin:scenes)")
-    for m in methods or ():
-        if m not in METHODS:
-            raise LaviseError(f"unknown method {m!r}; use any of {', '.join(METHODS)}")
-    for b in baselines:
-        if b not in BASELINES:
-            raise LaviseError(f"unknown baseline {b!r}; use any of {', '.join(BASELINES)}")
-    ks = sorted(set(int(k) for k in ks))
-    cache = extract_features(target, cfg["layer"], dataset, cache_dir, concepts=list(dataset.concepts),
-                             batch_size=batch_size, num_workers=num_workers, amp=amp, device=device, strict=strict,
-                             show_progress=show_progress)
-    gt = compute_ground_truth(cache, iou_threshold=iou_threshold, show_progress=show_progress)
-    emb = load_embeddings(cfg["embeddings"])
-    names = list(explainer.concepts) + (list(dataset.concepts) if dataset_concepts_in_vocabulary else [])
-    vocab = emb.vocabulary(vocabulary, concepts=names, size=vocabulary_size)
+    ks = sorted(set(int(k) for k in o.ks))
+    x = eo.x
+    cache = run.cache(dataset, list(dataset.concepts), extract)
+    gt = compute_ground_truth(cache, iou_threshold=o.iou_threshold, show_progress=extract.show_progress)
+    vocab = run.vocabulary(eo, list(dataset.concepts) if o.dataset_concepts_in_vocabulary else [])
     seen = {norm(c) for c in explainer.concepts}
     novel = sorted({c for c in dataset.concepts if norm(c) not in seen})
     d = cache.shape[0]
     eval_units = list(range(d)) if units is None else list(units)
-    syn_emb = emb if synonym_threshold is not None else None
+    syn_emb = run.embeddings if o.synonym_threshold is not None else None
     lists: dict[str, tuple[list[list[str]], dict]] = {}
 
-    todo = list(methods) if methods else []
-    if not methods:
-        if RunFolder(run).has("explanations", verify=True):
-            ex = Explanations.load(run)
+    todo = list(o.methods)
+    if not todo:
+        if run.saved and run.has("explanations", verify=True):
+            ex = Explanations.load(run.path)
             preds = [[] for _ in range(d)]
             for f in ex.filters:
                 preds[f.unit] = f.top_words
@@ -361,38 +302,34 @@ def evaluate_run(
     truth_any = gt.labels("netdissect")
     for m in todo:
         mu = eval_units
-        if m == "image" and image_units is not None:
+        if m == "image" and o.image_units is not None:
             cand = [u for u in eval_units if truth_any[u]]
-            rng = np.random.default_rng(seed)
-            mu = sorted(rng.choice(cand, size=min(image_units, len(cand)), replace=False).tolist())
-        fx = explain_cache(explainer, cache, vocab, m, p, s, max(max(ks), x), mu, dataset, target, device,
-                           show_progress=show_progress, calibration=calibration, amp=amp,
-                           hubness=hubness)
+            rng = np.random.default_rng(o.seed)
+            mu = sorted(rng.choice(cand, size=min(o.image_units, len(cand)), replace=False).tolist())
+        rerun = ImageRerun.of(run.target, cfg["layer"], dataset) if m == "image" else None
+        fx = explain_cache(explainer, cache, vocab, eo.replace(method=m, x=max(max(ks), x)), mu, extract, rerun)
         preds = [[] for _ in range(d)]
         for f in fx:
             preds[f.unit] = f.top_words
         lists[m] = (preds, {"method": m, "units_scored": len(mu) if len(mu) != len(eval_units) else None})
         if m == "image" and len(mu) != len(eval_units):
             lists[m][1]["units"] = mu
-    if "netdissect" in baselines:
-        ref = reference
-        if ref is None:
-            ref = load_dataset(cfg["reference"])
-        rcache = extract_features(target, cfg["layer"], ref, cache_dir, concepts=list(explainer.concepts),
-                                  batch_size=batch_size, num_workers=num_workers, amp=amp, device=device, strict=strict,
-                                  show_progress=show_progress)
-        rgt = compute_ground_truth(rcache, iou_threshold=iou_threshold, show_progress=show_progress)
+    if "netdissect" in o.baselines:
+        ref = reference if reference is not None else load_dataset(cfg["reference"])
+        rcache = run.cache(ref, list(explainer.concepts), extract)
+        rgt = compute_ground_truth(rcache, iou_threshold=o.iou_threshold, show_progress=extract.show_progress)
         lists["netdissect"] = (netdissect_lists(rgt), {"source": f"NetDissect on {ref.spec}"})
-    if "random" in baselines:
-        lists["random"] = (random_words(vocab.words, d, max(max(ks), x), seed), {"source": "uniform over the vocabulary"})
+    if "random" in o.baselines:
+        lists["random"] = (random_words(vocab.words, d, max(max(ks), x), o.seed),
+                           {"source": "uniform over the vocabulary"})
 
     rows = []
-    for conv in conventions:
+    for conv in o.conventions:
         for name, (preds, info) in lists.items():
             u = info.get("units") or eval_units
             info_row = {k: v for k, v in info.items() if k != "units"}
-            rows.append(score_row(name, preds, gt, conv, ks, u, novel, x, syn_emb, synonym_threshold, **info_row))
-    truth = {c: gt.labels(c) for c in conventions}
+            rows.append(score_row(name, preds, gt, conv, ks, u, novel, x, syn_emb, o.synonym_threshold, **info_row))
+    truth = {c: gt.labels(c) for c in o.conventions}
     iou = gt.iou("netdissect")
     per_filter = []
     for u in eval_units:
@@ -402,17 +339,35 @@ def evaluate_run(
             item["ground_truth_present"] = truth["present"][u]
         item["words"] = {name: preds[u][:max(ks)] for name, (preds, _) in lists.items()}
         per_filter.append(item)
-    settings = {"run": str(run), "dataset": dataset.spec, "dataset_fingerprint": cache.meta["dataset_fingerprint"],
-                "model": cfg["model"], "layer": cfg["layer"], "embeddings": cfg["embeddings"], "p": p, "s": s, "x": x,
-                "ks": ks, "vocabulary": vocabulary, "vocabulary_size": len(vocab.words),
-                "dataset_concepts_in_vocabulary": dataset_concepts_in_vocabulary, "iou_threshold": iou_threshold,
-                "synonym_threshold": synonym_threshold, "calibration": calibration, "hubness": hubness, "seed": seed,
-                "novel_concepts": novel, "images": len(cache), "versions": versions()}
-    result = Evaluation(settings, {c: gt.summary(c) for c in conventions}, rows, per_filter)
-    if save:
-        write_json(run / "evaluation.json", result.to_dict())
-        RunFolder(run).record("evaluation", ["evaluation.json"])
+    settings = {"run": str(run.path), "dataset": dataset.spec, "dataset_fingerprint": cache.meta["dataset_fingerprint"],
+                "model": cfg["model"], "layer": cfg["layer"], "embeddings": cfg["embeddings"], "p": eo.p, "s": eo.s,
+                "x": x, "ks": ks, "vocabulary": eo.vocabulary, "vocabulary_size": len(vocab.words),
+                "dataset_concepts_in_vocabulary": o.dataset_concepts_in_vocabulary, "iou_threshold": o.iou_threshold,
+                "synonym_threshold": o.synonym_threshold, "calibration": eo.calibration, "hubness": eo.hubness,
+                "seed": o.seed, "novel_concepts": novel, "images": len(cache), "versions": versions()}
+    result = Evaluation(settings, {c: gt.summary(c) for c in o.conventions}, rows, per_filter)
+    if save and run.saved:
+        write_json(run.path / "evaluation.json", result.to_dict())
+        run.record("evaluation", ["evaluation.json"])
     return result
+
+
+def evaluate_run(run: str | Path | Run, dataset, options: EvalOptions = EvalOptions(),
+                 extract: ExtractOptions = ExtractOptions(), units: list[int] | None = None, reference=None,
+                 target=None, cache_dir: str | Path | None = None, save: bool = True) -> Evaluation:
+    """Score a run's explanations against IoU ground truth (see ``evaluate_explanations``).
+
+    Args:
+        run: run folder written by ``lavise train`` (or a ``Run``).
+        dataset, options, extract, units, reference, save: as in ``evaluate_explanations``.
+        target: the model (default: from the run's config; its weights are checked).
+        cache_dir: feature caches (default ``RUN/cache``).
+
+    Returns:
+        ``Evaluation``.
+    """
+    return evaluate_explanations(Run.open(run, target=target, cache_dir=cache_dir), dataset, options, extract, units,
+                                 reference, save)
 
 
 def dissection_as_explanations(dis: Dissection) -> list[list[str]]:

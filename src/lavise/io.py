@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import RunError
+from .errors import LaviseError, RunError
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -59,14 +59,38 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_json(path: str | os.PathLike, error: type[LaviseError] = RunError, what: str | None = None) -> Any:
+    """Read a JSON file, turning every failure into one line of ``error``.
+
+    Args:
+        path: the file to read.
+        error: the ``LaviseError`` subclass to raise: ``RunError`` for the files a run writes,
+            ``DatasetError`` for a dataset's annotation files.
+        what: what the file is ("COCO annotation file"), for a file the user gives: the messages name it
+            and say how to fix the file. None for a file lavise wrote itself: the messages say to delete it
+            and rerun the step that writes it.
+
+    Returns:
+        The parsed JSON value.
+    """
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            return json.load(f)
     except FileNotFoundError:
-        raise RunError(f"missing file {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{path} is not valid JSON ({e}); delete it and rerun the step that writes it") from None
+        raise error(f"missing file {path}" if what is None
+                    else f"{what} not found: {path} (check the path in the dataset spec)") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path} is not valid JSON ({e}); delete it and rerun the step that writes it" if what is None
+                    else f"{what} {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+                    "re-export or fix the file") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{path} is not valid JSON ({e}); delete it and rerun the step that writes it" if what is None
+                    else f"{what} {path} is not UTF-8 JSON; re-export it as UTF-8") from None
+    except IsADirectoryError:
+        raise error(f"{what or 'JSON file'} {path} is a directory; give the path of the .json file itself") from None
+    except OSError as e:
+        raise error(f"cannot read {what or 'JSON file'} {path}: {e.strerror or e}") from None
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -20,6 +20,7 @@ from torch import nn
 
 from .data.transforms import Preprocess
 from .errors import ModelError
+from .registry import Registry
 
 DEFAULT_MODEL = "efficientnet-lite0"
 
@@ -53,17 +54,18 @@ class TargetModel:
         raise ModelError(f"model {self.spec!r} has no layer {name!r}{hint} (run `lavise layers {self.spec}` to list them)")
 
 
-_MODELS: dict[str, Callable[[str, str | None], TargetModel]] = {}
+MODELS: Registry[Callable[[str, str | None], TargetModel]] = Registry(
+    "model", ModelError, usage="efficientnet-lite0, torchvision:NAME[:DEFAULT] or python:package.module:factory"
+)
+
+register_model = MODELS.register
+"""Decorator: ``@register_model(prefix)`` registers ``fn(rest_of_spec, weights_path) -> TargetModel`` for specs
+starting with ``prefix`` (the part before the first ``:``)."""
 
 
-def register_model(prefix: str):
-    """Decorator: register ``fn(rest_of_spec, weights_path) -> TargetModel`` for specs starting with ``prefix``."""
-
-    def deco(fn):
-        _MODELS[prefix] = fn
-        return fn
-
-    return deco
+def list_models() -> list[str]:
+    """The registered model spec prefixes, sorted (``efficientnet-lite0``, ``python``, ``torchvision``)."""
+    return MODELS.names()
 
 
 def load_model(spec: str = DEFAULT_MODEL, weights: str | Path | None = None) -> TargetModel:
@@ -77,9 +79,7 @@ def load_model(spec: str = DEFAULT_MODEL, weights: str | Path | None = None) -> 
         A ``TargetModel`` in eval mode with gradients disabled.
     """
     head, _, rest = spec.partition(":")
-    if head not in _MODELS:
-        raise ModelError(f"unknown model {spec!r}; use efficientnet-lite0, torchvision:NAME or python:module:factory")
-    tm = _MODELS[head](rest, str(weights) if weights else None)
+    tm = MODELS.get(head, spec)(rest, str(weights) if weights else None)
     tm.module.eval()
     for p in tm.module.parameters():
         p.requires_grad_(False)
@@ -160,7 +160,7 @@ def _efficientnet_lite_class():
     return EfficientNetLite
 
 
-@register_model("efficientnet-lite0")
+@register_model("efficientnet-lite0", help="ImageNet EfficientNet-Lite0 shipped by a pip package (offline)")
 def _efficientnet_lite0(rest: str, weights: str | None) -> TargetModel:
     module = _efficientnet_lite_class().from_name("efficientnet-lite0")
     if weights is None:
@@ -175,7 +175,7 @@ def _efficientnet_lite0(rest: str, weights: str | None) -> TargetModel:
     return TargetModel("efficientnet-lite0", module, pre, "_head_act", "", weights)
 
 
-@register_model("torchvision")
+@register_model("torchvision", help="torchvision:NAME[:DEFAULT]: a torchvision classification architecture")
 def _torchvision(rest: str, weights: str | None) -> TargetModel:
     import torchvision.models as tvm
 
@@ -212,7 +212,7 @@ def _torchvision(rest: str, weights: str | None) -> TargetModel:
     return TargetModel(f"torchvision:{rest}", module, pre, _last_conv_layer(module, pre.crop), "", weights)
 
 
-@register_model("python")
+@register_model("python", help="python:package.module:factory: factory() returns a user's nn.Module")
 def _python(rest: str, weights: str | None) -> TargetModel:
     mod_name, _, attr = rest.partition(":")
     if not mod_name or not attr:

@@ -33,6 +33,14 @@ def _one_of(what: str, value: str, allowed: tuple[str, ...]) -> None:
         raise LaviseError(f"unknown {what} {value!r}; use one of {', '.join(allowed)}")
 
 
+def _number(what: str, value: Any, allow_none: bool = False) -> None:
+    """A one-line error for a setting that is not a real number (a bool is not one)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise LaviseError(f"{what} must be a number, not {value!r}")
+
+
 def _positive(what: str, value: int | None, allow_none: bool = True, zero: bool = False) -> None:
     if value is None and allow_none:
         return
@@ -90,6 +98,8 @@ class ExtractOptions(_Options):
     show_progress: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.device, str):
+            raise LaviseError(f"--device must be a name such as cpu, cuda or cuda:1, not {self.device!r}")
         _positive("--batch-size", self.batch_size)
         _positive("--workers", self.workers, zero=True)
 
@@ -119,11 +129,20 @@ class TrainOptions(_Options):
     small_masks: int = D.SMALL_MASKS
 
     def __post_init__(self) -> None:
-        _positive("--epochs", self.epochs, allow_none=False)
-        _positive("--patience", self.patience)
-        _positive("--heads", self.heads, allow_none=False)
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise LaviseError(f"--epochs must be 1 or more, not {self.epochs!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or isinstance(self.patience, bool)
+                                          or self.patience < 1):
+            raise LaviseError(f"--patience must be 1 or more epochs, not {self.patience!r}; leave it out to run "
+                              "every epoch")
+        if not isinstance(self.heads, int) or isinstance(self.heads, bool) or self.heads < 1:
+            raise LaviseError(f"the explainer head needs at least one member, not {self.heads!r}; use --heads 1 "
+                              "for the paper's single head or more to average several")
         _positive("--small-masks", self.small_masks, allow_none=False, zero=True)
         _positive("--train-batch-size", self.batch_size, allow_none=False)
+        _number("--val-fraction", self.val_fraction)
+        _number("--lr", self.lr)
+        _positive("--seed", self.seed, allow_none=False, zero=True)
         if not 0 <= self.val_fraction < 1:
             raise LaviseError(f"--val-fraction must be in [0, 1), not {self.val_fraction}")
         if not self.lr > 0:
@@ -160,6 +179,8 @@ class ExplainOptions(_Options):
         _positive("-s/--words-per-image", self.s, allow_none=False)
         _positive("-x/--words", self.x, allow_none=False)
         _positive("--vocabulary-size", self.vocabulary_size, allow_none=False)
+        _number("--hubness", self.hubness)
+        _number("--calibration", self.calibration)
         if not self.hubness >= 0:
             raise LaviseError(f"--hubness must be 0 (off) or positive, not {self.hubness}")
         if not self.calibration >= 0:
@@ -206,6 +227,9 @@ class EvalOptions(_Options):
             raise LaviseError(f"give at least one ground-truth convention ({', '.join(CONVENTIONS)})")
         if not self.ks or any(not isinstance(k, int) or k < 1 for k in self.ks):
             raise LaviseError(f"cut-offs k must be whole numbers 1 or more, not {self.ks!r}")
+        _number("--iou-threshold", self.iou_threshold)
+        _number("--synonyms", self.synonym_threshold, allow_none=True)
+        _positive("--seed", self.seed, allow_none=False, zero=True)
         if not 0 <= self.iou_threshold < 1:
             raise LaviseError(f"--iou-threshold must be in [0, 1), not {self.iou_threshold}")
         _positive("--image-units", self.image_units)
@@ -232,6 +256,7 @@ class CompareOptions(_Options):
     def __post_init__(self) -> None:
         _one_of("correction", self.correction, CORRECTIONS)
         _one_of("ranking", self.rank_by, RANK_BY)
+        _number("--alpha", self.alpha)
         if not 0 < self.alpha < 1:
             raise LaviseError(f"--alpha must be between 0 and 1, not {self.alpha}")
         _positive("--top", self.top, allow_none=False, zero=True)

@@ -43,9 +43,9 @@ class Registry(Generic[F]):
 
     def _load(self) -> None:
         if not self._loaded:
-            self._loaded = True
             for m in self._modules:
                 importlib.import_module(m)
+            self._loaded = True  # only once every module imported: a failed import is retried, not hidden
 
     def names(self) -> list[str]:
         """The registered names, sorted."""

@@ -33,7 +33,7 @@ from .errors import LaviseError, RunError
 from .explain import Explanations
 from .features import FeatureCache
 from .io import read_json, write_text
-from .run import RunFolder
+from .run import Run, RunFolder
 from .stats import Thresholds
 
 REPORT_FILE = "report.html"
@@ -48,11 +48,7 @@ DARKEN = 0.35
 
 def crop_image(path: Path, pre: Preprocess) -> torch.Tensor:
     """The model's resize + centre crop of an image, without normalisation: (3, crop, crop) uint8."""
-    from torchvision import tv_tensors
-
-    img = pre.load(path)  # as extraction decoded it, so the highlighted region lines up
-    t = tv_tensors.Image(torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1))
-    return pre._geometry()(t).as_subclass(torch.Tensor)
+    return pre(pre.load(path), normalize=False)  # decoded and cropped as extraction did: the region lines up
 
 
 def region_masks(maps: torch.Tensor, units: torch.Tensor, thresholds: Thresholds, crop: int, size: int) -> torch.Tensor:
@@ -160,21 +156,18 @@ class _Thumbs:
 # gathering what the page shows
 # ----------------------------------------------------------------------------------------------
 
-def find_target_cache(run: Path, fingerprint: str | None, layer: str) -> FeatureCache | None:
-    """The run's feature cache of a target set (no concepts) with the given dataset fingerprint."""
-    base = Path(run) / "cache"
-    if not base.is_dir():
-        return None
-    for meta in sorted(base.glob("*/meta.json")):
-        try:
-            m = read_json(meta)
-        except RunError:
-            continue
-        if m.get("concepts") or m.get("layer") != layer:
-            continue
-        if fingerprint is None or m.get("dataset_fingerprint") == fingerprint:
-            return FeatureCache.open(meta.parent)
-    return None
+def explained_cache(run: Run, ex: Explanations, dataset: ConceptDataset | None = None
+                    ) -> tuple[FeatureCache | None, ConceptDataset | None]:
+    """The explained images (``dataset``, else loaded from the spec in ``ex``) and the feature cache
+    ``lavise explain`` made of them, found by the run's cache key (None when absent: nothing is extracted).
+
+    An image set that cannot be loaded gives (None, None): without its images there is nothing to draw,
+    so no cache is looked for.
+    """
+    ds = dataset if dataset is not None else _load_dataset(ex.dataset)
+    if ds is None:
+        return None, None
+    return run.find_cache(ds, None, bool(ex.settings.get("amp", False))), ds
 
 
 def find_comparisons(run: Path, extra: list[str | Path] = ()) -> tuple[list[tuple[str, GroupComparison]], list[tuple[str, ModelComparison]]]:
@@ -309,7 +302,7 @@ def render(context: dict) -> str:
 
 
 def build_report(
-    run: str | Path,
+    run: str | Path | Run,
     out: str | Path | None = None,
     images: int = 4,
     thumb: int = 112,
@@ -322,7 +315,7 @@ def build_report(
     """Write the HTML report of a run.
 
     Args:
-        run: run folder with ``explanations.json``.
+        run: run folder with ``explanations.json``, or a ``Run``.
         out: the HTML file (default ``RUN/report.html``); thumbnails go to ``report_files/`` beside it.
         images: top activating images per filter card.
         thumb: thumbnail size in pixels.
@@ -335,9 +328,9 @@ def build_report(
     Returns:
         Path of the HTML file.
     """
-    rf = RunFolder(run)
+    rf = Run.open(run)
     rf.require("explanations", "lavise explain")
-    cfg = rf.config()
+    cfg = rf.settings
     ex = Explanations.load(rf.path)
     html_path = Path(out) if out else rf / REPORT_FILE
     html_path.parent.mkdir(parents=True, exist_ok=True)
@@ -350,8 +343,7 @@ def build_report(
     notes: list[str] = []
     try:
         # filter cards
-        cache = find_target_cache(rf.path, ex.settings.get("dataset_fingerprint"), ex.layer)
-        ds = dataset if dataset is not None else (_load_dataset(ex.dataset) if cache is not None else None)
+        cache, ds = explained_cache(rf, ex, dataset) if pre is not None and images > 0 else (None, dataset)
         srcs: dict[tuple[str, int], str] = {}
         thresholds = None
         if cache is not None and ds is not None and pre is not None and images > 0:
@@ -380,6 +372,7 @@ def build_report(
             shown = shown[:20]
             eg_src: dict[tuple[str, int], str] = {}
             if pre is not None and shown and any(f.examples for f in shown):
+                # the comparison names the very cache it counted (its dataset may be gone; no key is needed)
                 gcache = None
                 name = gc.settings.get("cache")
                 if name and (rf.cache_dir / name / "meta.json").is_file():

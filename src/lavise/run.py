@@ -17,7 +17,6 @@ from __future__ import annotations
 import platform
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -119,6 +118,8 @@ class Run(RunFolder):
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         if explainer is None:
             self.config()  # a clear error now for a folder that is not a trained run
+        if target is not None:  # a model passed in must be the one trained on, even where a cache would serve
+            self.check_target(target)
 
     @classmethod
     def open(cls, run: "str | Path | TrainedExplainer | Run", target: "TargetModel | None" = None,

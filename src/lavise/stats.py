@@ -119,7 +119,7 @@ class ActivationStats:
             self._keep_top(torch.cat([self.top.to(dev), *vals], 1))
         else:
             self._keep_sample(torch.cat([self.sample_prio.to(dev), *prio]), torch.cat([self.sample.to(dev), *vals], 1))
-        self._keep_images(torch.cat([self.img_val.to(dev), *mx], 1), torch.cat([self.img_mean.to(dev), *mean], 1),
+        self.add_images(torch.cat([self.img_val.to(dev), *mx], 1), torch.cat([self.img_mean.to(dev), *mean], 1),
                           torch.cat([self.img_idx.to(dev), *idx], 1))
         if dev.type != "cpu":
             self.top, self.sample_prio, self.sample = self.top.cpu(), self.sample_prio.cpu(), self.sample.cpu()
@@ -136,7 +136,7 @@ class ActivationStats:
             self._keep_top(torch.cat([self.top, other.top], 1))
         else:
             self._keep_sample(torch.cat([self.sample_prio, other.sample_prio]), torch.cat([self.sample, other.sample], 1))
-        self._keep_images(torch.cat([self.img_val, other.img_val], 1), torch.cat([self.img_mean, other.img_mean], 1),
+        self.add_images(torch.cat([self.img_val, other.img_val], 1), torch.cat([self.img_mean, other.img_mean], 1),
                           torch.cat([self.img_idx, other.img_idx], 1))
 
     def _keep_top(self, cand: torch.Tensor) -> None:
@@ -146,7 +146,8 @@ class ActivationStats:
         keep = torch.sort(prio, stable=True).indices[:SAMPLE_SIZE]
         self.sample_prio, self.sample = prio[keep], vals[:, keep]
 
-    def _keep_images(self, val: torch.Tensor, mean: torch.Tensor, idx: torch.Tensor) -> None:
+    def add_images(self, val: torch.Tensor, mean: torch.Tensor, idx: torch.Tensor) -> None:
+        """Keep, per filter, the ``keep_images`` best of the kept and the given (d, n) maxima, means and indices."""
         # max desc, then mean desc, then dataset index asc: the same order whatever the shard order
         o = torch.sort(idx, dim=1, stable=True).indices
         val, mean, idx = val.gather(1, o), mean.gather(1, o), idx.gather(1, o)

@@ -18,14 +18,16 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .data.base import ConceptDataset
+from .defaults import SMALL_MASK_CELLS
 from .embeddings import Embeddings, load_embeddings
-from .errors import DatasetError, EmbeddingError, LaviseError, RunError
-from .defaults import EPOCHS, HEADS, PATIENCE, SMALL_MASK_CELLS, SMALL_MASKS
+from .errors import DatasetError, EmbeddingError, RunError
 from .explainer import ExplainerHead, hinge_rank_loss
-from .features import FeatureCache, _barrier, distributed, extract_features
+from .features import FeatureCache, extract_features
 from .io import atomic_path, write_json, write_text
 from .models import TargetModel
+from .options import ExtractOptions, TrainOptions
 from .run import RunFolder, versions
+from .runtime import barrier, is_main_process
 
 
 @dataclass(frozen=True)
@@ -161,21 +163,9 @@ def train_explainer(
     embeddings: Embeddings | str = "glove-6b-50d",
     layer: str | None = None,
     out: str | Path | None = None,
-    epochs: int = EPOCHS,
-    lr: float = 1e-3,
-    batch_size: int = 128,
-    val_fraction: float = 0.1,
-    seed: int = 0,
+    options: TrainOptions = TrainOptions(),
+    extract: ExtractOptions = ExtractOptions(),
     cache_dir: str | Path | None = None,
-    device: str = "cpu",
-    batch_size_features: int | None = None,
-    num_workers: int | None = None,
-    amp: bool = False,
-    strict: bool = False,
-    heads: int = HEADS,
-    small_masks: int = SMALL_MASKS,
-    patience: int | None = PATIENCE,
-    show_progress: bool = True,
 ) -> TrainedExplainer:
     """Train the explainer head for one layer of ``target`` on ``reference``.
 
@@ -185,28 +175,15 @@ def train_explainer(
         embeddings: ``Embeddings`` or a spec for ``load_embeddings``.
         layer: dotted layer name (default: the model's default layer).
         out: run folder to save into (None: do not save).
-        epochs, lr, batch_size: Adam training settings.
-        val_fraction: share of reference images held out for validation accuracy.
-        seed: seeds the split, the initialisation and the shuffling.
+        options: epochs, patience, learning rate, batch size, validation share, seed, head members
+            (``fit_head``) and small-mask inputs (``small_mask_pooled``; validation uses whole masks only).
+        extract: how the backbone runs (device, batches, workers, precision, strictness, progress).
         cache_dir: where feature caches live (default ``out/cache``).
-        device: ``cpu`` or ``cuda``.
-        batch_size_features, num_workers, amp: feature extraction settings (see ``extract_features``).
-        strict: fail on unreadable images instead of skipping them.
-        heads: members of the explainer head, each trained from its own initialisation and shuffle; their unit
-            outputs are summed (1: the paper's single head; see ``fit_head``).
-        small_masks: extra training inputs per pair, each pooled over 1 to 3 random cells of the object
-            (``small_mask_pooled``; 0: the paper's training set). Validation uses whole masks only.
-        patience: stop training once this many epochs in a row brought no new least validation loss (None:
-            run all ``epochs``; the epoch of least validation loss is kept either way).
-        show_progress: progress bars.
 
     Returns:
         The ``TrainedExplainer`` (also saved to ``out`` when given).
     """
-    _check_heads(heads)
-    _check_epochs(epochs, patience)
-    if not (isinstance(small_masks, int) and small_masks >= 0):
-        raise LaviseError(f"--small-masks must be a whole number 0 or more, not {small_masks!r}")
+    o = options
     emb = load_embeddings(embeddings) if isinstance(embeddings, str) else embeddings
     layer = layer or target.default_layer
     target.layer(layer)  # fail early on a wrong name
@@ -218,20 +195,19 @@ def train_explainer(
         if out is None:
             raise RunError("give a run folder (out=...) or a cache_dir for the feature cache")
         cache_dir = Path(out) / "cache"
-    cache = extract_features(target, layer, reference, cache_dir, concepts=concepts, batch_size=batch_size_features,
-                             num_workers=num_workers, amp=amp, device=device, strict=strict, show_progress=show_progress)
+    cache = extract_features(target, layer, reference, cache_dir, concepts, extract)
     if cache.pairs is None or len(cache.pairs) == 0:
         raise DatasetError(f"{reference.spec} has no usable concept masks; a reference set needs annotations")
     x = cache.masked_pooled()
     y = torch.from_numpy(cache.pairs[:, 1])
     cv = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
 
-    xtr, ytr, xva, yva, g = training_pairs(cache, x, y, val_fraction, seed, small_masks)
+    xtr, ytr, xva, yva, g = training_pairs(cache, x, y, o.val_fraction, o.seed, o.small_masks)
     if len(xtr) < 2:
         raise DatasetError(f"only {len(xtr)} training pairs in {reference.spec}; use a larger reference set")
 
-    head, history = fit_head(xtr, ytr, xva, yva, cv, heads=heads, epochs=epochs, lr=lr, batch_size=batch_size,
-                             seed=seed, generator=g, device=device, show_progress=show_progress, patience=patience)
+    head, history = fit_head(xtr, ytr, xva, yva, cv, o, generator=g, device=extract.device,
+                             show_progress=extract.show_progress)
     config = {
         "model": target.spec, "weights": target.weights_path, "model_digest": target.weights_digest, "layer": layer,
         "feature_shape": list(cache.shape), "preprocess": target.preprocess.to_dict(),
@@ -239,23 +215,22 @@ def train_explainer(
         "embeddings": emb.name, "embeddings_fingerprint": emb.fingerprint(), "concepts": concepts,
         "missing_concepts": missing, "skipped_images": cache.meta.get("skipped", []),
         "head": head.config(),
-        "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "val_fraction": val_fraction, "seed": seed,
-                  "small_masks": small_masks, "patience": patience, "epochs_run": len(history),
+        "train": {"epochs": o.epochs, "lr": o.lr, "batch_size": o.batch_size, "val_fraction": o.val_fraction,
+                  "seed": o.seed, "small_masks": o.small_masks, "patience": o.patience, "epochs_run": len(history),
                   "pairs_train": len(xtr), "pairs_val": len(xva), "best_epoch": _best_epoch(history)},
         "versions": versions(),
     }
     result = TrainedExplainer(head, concepts, cv, config, history)
-    if out is not None and distributed()[1] == 0:  # every rank trains the same head; rank 0 writes it
+    if out is not None and is_main_process():  # every rank trains the same head; rank 0 writes it
         result.save(out)
-    _barrier()
+    barrier()
     return result
 
 
 def fit_head(
-    xtr: torch.Tensor, ytr: torch.Tensor, xva: torch.Tensor, yva: torch.Tensor, cv: torch.Tensor, *,
-    heads: int = HEADS, epochs: int = EPOCHS, lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
-    generator: torch.Generator | None = None, device: str = "cpu", show_progress: bool = False,
-    patience: int | None = None,
+    xtr: torch.Tensor, ytr: torch.Tensor, xva: torch.Tensor, yva: torch.Tensor, cv: torch.Tensor,
+    options: TrainOptions = TrainOptions(), *, generator: torch.Generator | None = None, device: str = "cpu",
+    show_progress: bool = False,
 ) -> tuple[ExplainerHead, list[dict]]:
     """Train an ``ExplainerHead`` on pooled inputs with the hinge rank loss; keep the epoch of least validation loss.
 
@@ -267,20 +242,18 @@ def fit_head(
         xtr, ytr: training inputs (N, d) and concept indices (N,).
         xva, yva: validation inputs and indices (may be empty: the training loss then picks the epoch).
         cv: (C, D) unit concept vectors.
-        heads: members of the head.
-        epochs, lr, batch_size: Adam training settings.
-        seed: seeds the initialisation and the shuffles.
+        options: members (``heads``), ``epochs``, ``patience`` (stop once this many epochs in a row brought no
+            new least validation loss; None: run all), Adam ``lr`` and ``batch_size``, ``seed`` (the
+            initialisation and the shuffles); ``val_fraction`` and ``small_masks`` are the caller's business.
         generator: member 0's shuffle generator (default: seeded with ``seed``); others use ``seed*1000+k``.
         device: where training runs.
         show_progress: a progress bar over epochs.
-        patience: stop once this many epochs in a row brought no new least validation loss (None: run all
-            ``epochs``).
 
     Returns:
         The head (eval mode, on the CPU) and one dict per epoch run (train_loss, val_loss, val_top1, val_top5).
     """
-    _check_heads(heads)
-    _check_epochs(epochs, patience)
+    heads, epochs, patience, lr, batch_size, seed = (options.heads, options.epochs, options.patience, options.lr,
+                                                     options.batch_size, options.seed)
     torch.manual_seed(seed)
     head = ExplainerHead(xtr.shape[1], cv.shape[1], members=heads).to(device)
     gens = [generator or torch.Generator().manual_seed(seed)]
@@ -321,19 +294,6 @@ def fit_head(
     bar.close()
     head.load_state_dict(best_state)
     return head.eval().cpu(), history
-
-
-def _check_epochs(epochs: int, patience: int | None) -> None:
-    if not isinstance(epochs, int) or epochs < 1:
-        raise LaviseError(f"--epochs must be 1 or more, not {epochs!r}")
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
-        raise LaviseError(f"--patience must be 1 or more epochs, not {patience!r}; leave it out to run every epoch")
-
-
-def _check_heads(heads: int) -> None:
-    if not isinstance(heads, int) or heads < 1:
-        raise LaviseError(f"the explainer head needs at least one member, not {heads!r}; use --heads 1 for the "
-                          f"paper's single head or more to average several")
 
 
 def _best_epoch(history: list[dict]) -> int:

@@ -25,16 +25,18 @@ def test_reused_head_outputs_give_explain_cache_words(quality, tmp_path, tiny_mo
     from lavise.embeddings import load_embeddings
     from lavise.explain import explain_cache
     from lavise.features import extract_features
+    from lavise.options import ExplainOptions, ExtractOptions, TrainOptions
     from lavise.train import train_explainer
 
     emb = load_embeddings(f"glove:{tiny_glove}")
-    trained = train_explainer(tiny_model, squares, emb, out=tmp_path / "run", epochs=2, batch_size=16, heads=2,
-                              num_workers=0, show_progress=False)
+    extract = ExtractOptions(workers=0, show_progress=False)
+    trained = train_explainer(tiny_model, squares, emb, out=tmp_path / "run",
+                              options=TrainOptions(epochs=2, batch_size=16, heads=2), extract=extract)
     cache = extract_features(tiny_model, trained.config["layer"], squares, tmp_path / "cache",
-                             concepts=list(squares.concepts), num_workers=0, show_progress=False)
+                             concepts=list(squares.concepts), options=extract)
     vocab = emb.vocabulary("concepts", concepts=list(squares.concepts) + ["tree", "sun", "road"])
     units = list(range(cache.shape[0]))
-    want = explain_cache(trained, cache, vocab, method, p, s, 4, units, show_progress=False)
+    want = explain_cache(trained, cache, vocab, ExplainOptions(method=method, p=p, s=s, x=4), units, extract)
     mv = quality.method_vectors(trained, cache, method, p, units)
     got = quality.words_from_vectors(mv, cache, vocab, s, 4)
     assert [f.unit for f in got] == [f.unit for f in want]

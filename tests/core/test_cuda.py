@@ -10,6 +10,7 @@ import torch
 from lavise.embeddings import load_embeddings
 from lavise.explain import compute_thresholds, explain_cache
 from lavise.features import cache_key, extract_features
+from lavise.options import ExplainOptions, ExtractOptions, TrainOptions
 from lavise.train import train_explainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -18,10 +19,11 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory, tiny_model, squares):
     root = tmp_path_factory.mktemp("cuda-caches")
-    opts = dict(concepts=["car", "cat", "dog"], num_workers=2, show_progress=False)
-    cpu = extract_features(tiny_model, "block2", squares, root / "cpu", device="cpu", **opts)
-    gpu = extract_features(tiny_model, "block2", squares, root / "gpu", device="cuda", **opts)
-    amp = extract_features(tiny_model, "block2", squares, root / "amp", device="cuda", amp=True, **opts)
+    concepts = ["car", "cat", "dog"]
+    opts = ExtractOptions(workers=2, show_progress=False)
+    cpu = extract_features(tiny_model, "block2", squares, root / "cpu", concepts, opts.replace(device="cpu"))
+    gpu = extract_features(tiny_model, "block2", squares, root / "gpu", concepts, opts.replace(device="cuda"))
+    amp = extract_features(tiny_model, "block2", squares, root / "amp", concepts, opts.replace(device="cuda", amp=True))
     tiny_model.module.cpu()
     return cpu, gpu, amp
 
@@ -43,20 +45,22 @@ def test_mixed_precision_is_close_and_cached_apart(caches, tiny_model, squares):
     a, b = cpu.read(np.arange(len(cpu))), amp.read(np.arange(len(amp)))
     assert (a - b).abs().max() <= 5e-2 * a.abs().max()  # bfloat16/float16 autocast: about 3 significant digits
     concepts = ["car", "cat", "dog"]
-    assert cache_key(tiny_model, "block2", squares, concepts, True) != cache_key(tiny_model, "block2", squares, concepts, False)
+    key = (tiny_model.weights_digest, tiny_model.preprocess.to_dict(), "block2", squares, concepts)
+    assert cache_key(*key, True) != cache_key(*key, False)
 
 
 def test_training_and_explaining_on_gpu(caches, tmp_path, tiny_model, squares, tiny_glove):
     cpu, gpu, _ = caches
     emb = load_embeddings(f"glove:{tiny_glove}")
-    res = train_explainer(tiny_model, squares, emb, out=tmp_path / "run", epochs=5, batch_size=16, num_workers=0,
-                          device="cuda", show_progress=False)
+    res = train_explainer(tiny_model, squares, emb, out=tmp_path / "run", options=TrainOptions(epochs=5, batch_size=16),
+                          extract=ExtractOptions(device="cuda", workers=0, show_progress=False))
     tiny_model.module.cpu()
     assert all(v.device.type == "cpu" for v in res.head.state_dict().values())  # saved and loadable anywhere
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     vocab = emb.vocabulary("concepts", concepts=res.concepts)
-    on_cpu = explain_cache(res, gpu, vocab, p=5, s=1, show_progress=False)
-    on_gpu = explain_cache(res, gpu, vocab, p=5, s=1, device="cuda", show_progress=False)
+    opts = ExplainOptions(p=5, s=1)
+    on_cpu = explain_cache(res, gpu, vocab, opts, extract=ExtractOptions(show_progress=False))
+    on_gpu = explain_cache(res, gpu, vocab, opts, extract=ExtractOptions(device="cuda", show_progress=False))
     assert len(on_gpu) == 16
     for c, g in zip(on_cpu, on_gpu):
         assert [w["word"] for w in c.words] == [w["word"] for w in g.words]

@@ -7,14 +7,17 @@ import torch
 from lavise.embeddings import load_embeddings
 from lavise.explain import Explanations, explain_filters
 from lavise.features import extract_features
+from lavise.options import ExplainOptions, ExtractOptions, TrainOptions
 from lavise.train import TrainedExplainer, train_explainer
+
+X = ExtractOptions(workers=0, show_progress=False)  # the tests' extraction: inline decoding, no progress bars
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, tiny_model, squares, tiny_glove):
     run = tmp_path_factory.mktemp("run")
     emb = load_embeddings(f"glove:{tiny_glove}")
-    res = train_explainer(tiny_model, squares, emb, out=run, epochs=5, batch_size=16, num_workers=0, show_progress=False)
+    res = train_explainer(tiny_model, squares, emb, out=run, options=TrainOptions(epochs=5, batch_size=16), extract=X)
     return run, res
 
 
@@ -34,8 +37,8 @@ def test_training_writes_a_complete_run(trained_run):
 
 def test_explain_every_filter_end_to_end(trained_run, tiny_model, squares):
     run, res = trained_run
-    ex = explain_filters(res, squares, target=tiny_model, out=run, p=5, s=2, x=3, vocabulary="concepts",
-                         num_workers=0, show_progress=False)
+    ex = explain_filters(res, squares, ExplainOptions(p=5, s=2, x=3, vocabulary="concepts"), X, target=tiny_model,
+                         out=run)
     assert len(ex.filters) == 16
     assert [f.unit for f in ex.filters] == list(range(16))
     vocab = {"car", "cat", "dog"}
@@ -60,11 +63,25 @@ def test_explain_every_filter_end_to_end(trained_run, tiny_model, squares):
 
 def test_all_methods_run_and_image_method_reruns_the_network(trained_run, tiny_model, squares):
     run, res = trained_run
-    outs = {m: explain_filters(res, squares, method=m, target=tiny_model, cache_dir=run / "cache", p=3, s=1, x=2,
-                               vocabulary="concepts", units=[0, 5], num_workers=0, show_progress=False)
+    outs = {m: explain_filters(res, squares, ExplainOptions(method=m, p=3, s=1, x=2, vocabulary="concepts"), X,
+                               units=[0, 5], target=tiny_model, cache_dir=run / "cache")
             for m in ["attention", "activation", "image", "original"]}
     assert all(len(e.filters) == 2 for e in outs.values())
     assert [f.unit for f in outs["image"].filters] == [0, 5]
+
+
+def test_explanations_are_indexed_by_filter_number(trained_run, tiny_model, squares):
+    # Fails on the old code: Explanations[i] was list position, so ex[3] raised IndexError (two filters held).
+    run, res = trained_run
+    ex = explain_filters(res, squares, ExplainOptions(method="activation", p=3, s=1, x=2, vocabulary="concepts"), X,
+                         units=[3, 1], target=tiny_model, cache_dir=run / "cache")
+    assert [f.unit for f in ex] == [3, 1] and len(ex) == 2  # kept in the order asked for
+    assert ex[3].unit == 3 and ex[1].unit == 1
+    assert ex[3] is ex.filters[0]
+    with pytest.raises(KeyError, match="filter 0 was not explained"):
+        ex[0]
+    with pytest.raises(KeyError):
+        ex[16]
 
 
 def test_mixed_precision_head_gives_close_similarities(trained_run, tiny_model, squares):
@@ -72,9 +89,10 @@ def test_mixed_precision_head_gives_close_similarities(trained_run, tiny_model, 
     from lavise.embeddings import load_embeddings as _load
     from lavise.explain import explain_cache
 
-    cache = extract_features(tiny_model, "block2", squares, run / "cache", None, num_workers=0, show_progress=False)
+    cache = extract_features(tiny_model, "block2", squares, run / "cache", None, X)
     vocab = _load(res.config["embeddings"]).vocabulary("concepts", concepts=res.concepts)
-    full, half = (explain_cache(res, cache, vocab, p=5, s=1, x=3, show_progress=False, amp=a) for a in (False, True))
+    full, half = (explain_cache(res, cache, vocab, ExplainOptions(p=5, s=1, x=3), extract=X.replace(amp=a))
+                  for a in (False, True))
     assert res.head.training is False and len(res.head.members) == 3  # the default head
     for a, b in zip(full, half):
         assert a.unit == b.unit
@@ -88,10 +106,11 @@ def test_hubness_correction_demotes_the_penalised_word(trained_run, tiny_model, 
     run, res = trained_run
     import lavise.explain as E
     from lavise.embeddings import load_embeddings as _load
+    from lavise.explain import core
 
-    cache = extract_features(tiny_model, "block2", squares, run / "cache", None, num_workers=0, show_progress=False)
+    cache = extract_features(tiny_model, "block2", squares, run / "cache", None, X)
     vocab = _load(res.config["embeddings"]).vocabulary("concepts", concepts=res.concepts)
-    plain = E.explain_cache(res, cache, vocab, p=5, s=1, x=3, show_progress=False)
+    plain = E.explain_cache(res, cache, vocab, ExplainOptions(p=5, s=1, x=3), extract=X)
     top = max(vocab.words, key=lambda w: sum(f.words[0]["word"] == w for f in plain if f.words))
     seen = []
 
@@ -99,19 +118,18 @@ def test_hubness_correction_demotes_the_penalised_word(trained_run, tiny_model, 
         seen.append(len(outputs))
         return torch.tensor([10.0 if w == top else 0.0 for w in vocab.words])  # a hub far beyond any cosine
 
-    monkeypatch.setattr(E, "hub_scores", fake)
-    fixed = E.explain_cache(res, cache, vocab, p=5, s=1, x=3, show_progress=False, hubness=0.5)
+    monkeypatch.setattr(core, "hub_scores", fake)  # where explain_cache looks it up
+    fixed = E.explain_cache(res, cache, vocab, ExplainOptions(p=5, s=1, x=3, hubness=0.5), extract=X)
     assert seen == [16 * 5]  # one r_w from every explained pair
     assert all(w["word"] != top for f in fixed for w in f.words)
     assert all(-1 <= w["similarity"] <= 1 for f in fixed for w in f.words)  # raw cosines, not penalised scores
     with pytest.raises(Exception, match="--hubness"):
-        E.explain_cache(res, cache, vocab, p=5, s=1, show_progress=False, hubness=-1.0)
+        E.explain_cache(res, cache, vocab, ExplainOptions(p=5, s=1, hubness=-1.0), extract=X)
 
 
 def test_reference_cache_is_reused_and_masks_are_stored(trained_run, tiny_model, squares):
     run, _ = trained_run
-    cache = extract_features(tiny_model, "block2", squares, run / "cache", concepts=["car", "cat", "dog"],
-                             num_workers=0, show_progress=False)
+    cache = extract_features(tiny_model, "block2", squares, run / "cache", concepts=["car", "cat", "dog"], options=X)
     assert len(list((run / "cache").iterdir())) == 2  # reference + target, no duplicate
     n_anns = sum(len(squares.annotations(i)) for i in range(len(squares)))
     assert len(cache.pairs) == n_anns
@@ -121,10 +139,8 @@ def test_reference_cache_is_reused_and_masks_are_stored(trained_run, tiny_model,
 
 def test_workers_and_batch_sizes_give_the_same_cache(tmp_path, tiny_model, squares):
     concepts = ["car", "cat", "dog"]
-    a = extract_features(tiny_model, "block2", squares, tmp_path / "a", concepts=concepts, num_workers=0, batch_size=8,
-                         show_progress=False)
-    b = extract_features(tiny_model, "block2", squares, tmp_path / "b", concepts=concepts, num_workers=2, batch_size=5,
-                         show_progress=False)
+    a = extract_features(tiny_model, "block2", squares, tmp_path / "a", concepts, X.replace(batch_size=8))
+    b = extract_features(tiny_model, "block2", squares, tmp_path / "b", concepts, X.replace(workers=2, batch_size=5))
     # the forward pass may block a batch of 5 differently from one of 8: equal to float16 rounding
     np.testing.assert_allclose(np.asarray(b.features, np.float32), np.asarray(a.features, np.float32), rtol=2e-3, atol=1e-3)
     np.testing.assert_array_equal(a.pairs, b.pairs)
@@ -136,8 +152,8 @@ def test_workers_and_batch_sizes_give_the_same_cache(tmp_path, tiny_model, squar
 
 
 def test_mixed_precision_features_are_cached_apart_and_close(tmp_path, tiny_model, squares):
-    full = extract_features(tiny_model, "block2", squares, tmp_path, num_workers=0, show_progress=False)
-    mixed = extract_features(tiny_model, "block2", squares, tmp_path, num_workers=0, amp=True, show_progress=False)
+    full = extract_features(tiny_model, "block2", squares, tmp_path, options=X)
+    mixed = extract_features(tiny_model, "block2", squares, tmp_path, options=X.replace(amp=True))
     assert full.path != mixed.path and len(list(tmp_path.iterdir())) == 2  # neither served for the other
     a, b = np.asarray(full.features, dtype=np.float32), np.asarray(mixed.features, dtype=np.float32)
     assert not np.array_equal(a, b)  # autocast really ran in bfloat16
@@ -162,8 +178,9 @@ def test_hubness_words_of_a_filter_do_not_depend_on_the_units_asked_for(trained_
     run, res = trained_run
     import lavise.explain as E
     from lavise.embeddings import load_embeddings as _load
+    from lavise.explain import core
 
-    cache = extract_features(tiny_model, "block2", squares, run / "cache", None, num_workers=0, show_progress=False)
+    cache = extract_features(tiny_model, "block2", squares, run / "cache", None, X)
     vocab = _load(res.config["embeddings"]).vocabulary("concepts", concepts=res.concepts)
     sizes = []
     real = E.hub_scores
@@ -172,16 +189,18 @@ def test_hubness_words_of_a_filter_do_not_depend_on_the_units_asked_for(trained_
         sizes.append(len(outputs))
         return real(outputs, vocab_t, k)
 
-    monkeypatch.setattr(E, "hub_scores", counted)
+    monkeypatch.setattr(core, "hub_scores", counted)  # where explain_cache looks it up
     # a large λ, so that r_w decides the ranking and a r_w from other outputs would show
-    full = E.explain_cache(res, cache, vocab, p=5, s=2, x=3, show_progress=False, hubness=5.0)
-    some = E.explain_cache(res, cache, vocab, p=5, s=2, x=3, units=[7, 2], show_progress=False, hubness=5.0)
+    hub = ExplainOptions(p=5, s=2, x=3, hubness=5.0)
+    full = E.explain_cache(res, cache, vocab, hub, extract=X)
+    some = E.explain_cache(res, cache, vocab, hub, units=[7, 2], extract=X)
     assert sizes == [16 * 5, 16 * 5]  # r_w from every filter's pairs both times
     assert [f.unit for f in some] == [7, 2]
     assert [f.words for f in some] == [full[7].words, full[2].words]
-    plain = E.explain_cache(res, cache, vocab, p=5, s=2, x=3, show_progress=False)
+    plain_opts = hub.replace(hubness=0.0)
+    plain = E.explain_cache(res, cache, vocab, plain_opts, extract=X)
     assert [f.words for f in full] != [f.words for f in plain]  # the correction did act
-    assert [f.words for f in E.explain_cache(res, cache, vocab, p=5, s=2, x=3, units=[7, 2], show_progress=False)] == \
+    assert [f.words for f in E.explain_cache(res, cache, vocab, plain_opts, units=[7, 2], extract=X)] == \
         [plain[7].words, plain[2].words]
 
 
@@ -205,7 +224,7 @@ def test_large_jpegs_decode_reduced_in_target_sets_and_whole_under_masks(tmp_pat
     folder = FolderDataset(photos)
     pre = tiny_model.preprocess
     assert pre.jpeg_draft
-    cache = extract_features(tiny_model, "block2", folder, tmp_path / "c", num_workers=0, show_progress=False)
+    cache = extract_features(tiny_model, "block2", folder, tmp_path / "c", options=X)
     ex = FeatureExtractor(tiny_model, "block2")
     got = np.asarray(cache.features, np.float32)
     reduced = ex(torch.stack([pre(load_rgb(p, 64)) for _, p, _ in folder.items])).numpy()
@@ -215,7 +234,7 @@ def test_large_jpegs_decode_reduced_in_target_sets_and_whole_under_masks(tmp_pat
     np.testing.assert_allclose(got, reduced, atol=tol)
 
     full = dataclasses.replace(tiny_model, preprocess=dataclasses.replace(pre, jpeg_draft=False))
-    off = extract_features(full, "block2", folder, tmp_path / "c", num_workers=0, show_progress=False)
+    off = extract_features(full, "block2", folder, tmp_path / "c", options=X)
     assert off.path != cache.path  # never served for each other
     np.testing.assert_allclose(np.asarray(off.features, np.float32), whole, atol=tol)
 
@@ -231,7 +250,7 @@ def test_large_jpegs_decode_reduced_in_target_sets_and_whole_under_masks(tmp_pat
             m[100:300, 128:384] = True
             return [Annotation("cat", m)]
 
-    ref = extract_features(tiny_model, "block2", Masked(), tmp_path / "c", concepts=["cat"], num_workers=0,
-                           strict=True, show_progress=False)  # a reduced image would not match its mask
+    ref = extract_features(tiny_model, "block2", Masked(), tmp_path / "c", concepts=["cat"],
+                           options=X.replace(strict=True))  # a reduced image would not match its mask
     assert len(ref.pairs) == 3
     np.testing.assert_allclose(np.asarray(ref.features, np.float32), whole, atol=tol)

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lavise.explain import _pair_products, _top_words, default_batch_pairs, filter_inputs, top_images
+from lavise.explain import default_batch_pairs, filter_inputs, pair_products, top_images, top_words
 from lavise.stats import ActivationStats, Thresholds
 
 
@@ -67,8 +67,8 @@ def test_per_image_and_batched_pair_products_agree():
     image = torch.tensor([3, 0, 3, 1, 0, 3, 2, 1])
     rhs = torch.randn(len(image), 5, 2, generator=g)
     want = torch.stack([flat[i] @ rhs[b] for b, i in enumerate(image.tolist())])
-    torch.testing.assert_close(_pair_products(flat, image, rhs, batched=False), want)
-    torch.testing.assert_close(_pair_products(flat, image, rhs, batched=True), want)  # the GPU's way
+    torch.testing.assert_close(pair_products(flat, image, rhs, batched=False), want)
+    torch.testing.assert_close(pair_products(flat, image, rhs, batched=True), want)  # the GPU's way
 
 
 @pytest.mark.parametrize("s,penalised", [(1, False), (3, False), (2, True)])
@@ -77,7 +77,7 @@ def test_top_words_in_blocks_match_a_full_topk(s, penalised):
     v = F.normalize(torch.randn(150, 8, generator=g), dim=1)  # more rows than one block
     vocab = F.normalize(torch.randn(40, 8, generator=g), dim=1)
     penalty = (torch.arange(40) % 3 == 0).float() * 0.2 if penalised else None
-    idx, sim = _top_words(v, vocab, s, penalty)
+    idx, sim = top_words(v, vocab, s, penalty)
     sims = v @ vocab.T
     want = (sims - (0 if penalty is None else penalty)).topk(s, dim=1).indices
     assert torch.equal(idx, want)

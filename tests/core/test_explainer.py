@@ -64,8 +64,11 @@ def test_member_zero_is_trained_exactly_like_a_single_head():
     cv = torch.nn.functional.normalize(torch.randn(3, 4, generator=g), dim=1)
     y = torch.randint(0, 3, (60,), generator=g)
     x = torch.randn(60, 8, generator=g) + 3 * torch.nn.functional.pad(cv, (0, 4))[y]
-    one, hist1 = fit_head(x[:50], y[:50], x[50:], y[50:], cv, heads=1, epochs=4, batch_size=16, seed=3)
-    two, hist = fit_head(x[:50], y[:50], x[50:], y[50:], cv, heads=2, epochs=4, batch_size=16, seed=3)
+    from lavise.options import TrainOptions
+
+    opts = TrainOptions(heads=1, epochs=4, batch_size=16, seed=3)
+    one, hist1 = fit_head(x[:50], y[:50], x[50:], y[50:], cv, opts)
+    two, hist = fit_head(x[:50], y[:50], x[50:], y[50:], cv, opts.replace(heads=2))
     # both keep their last epoch (validation loss falls throughout), so member 0 must equal the single head
     assert [min(h, key=lambda r: r["val_loss"])["epoch"] for h in (hist1, hist)] == [4, 4]
     for (k, a), b in zip(one.members[0].state_dict().items(), two.members[0].state_dict().values()):

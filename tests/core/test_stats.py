@@ -18,7 +18,9 @@ def test_merged_shards_equal_single_pass():
     rng = np.random.default_rng(1)
     feats = torch.from_numpy(rng.gamma(2.0, size=(40, 3, 7, 7)).astype(np.float32))
     a, b, whole = (ActivationStats(3, 40 * 49) for _ in range(3))
-    a.update(feats[:13]); b.update(feats[13:]); whole.update(feats)
+    a.update(feats[:13])
+    b.update(feats[13:])
+    whole.update(feats)
     a.merge(b)
     np.testing.assert_array_equal(a.thresholds(), whole.thresholds())
 
@@ -60,7 +62,8 @@ def test_sampled_mode_estimates_the_quantile_within_the_stated_rank_error(monkey
         assert abs(rank - 0.995 * n) <= bound + 1
     # merging shards in any order gives the same sample
     a, b = S.ActivationStats(2, 400 * 36), S.ActivationStats(2, 400 * 36)
-    a.update(feats[200:], torch.arange(200, 400)); b.update(feats[:200], torch.arange(200))
+    a.update(feats[200:], torch.arange(200, 400))
+    b.update(feats[:200], torch.arange(200))
     a.merge(b)
     np.testing.assert_array_equal(a.thresholds(), t)
 
@@ -120,3 +123,23 @@ def test_caller_supplied_maxima_and_means_and_channels_last_maps_change_nothing(
     a, b = given.state(), plain.state()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_qualified_images_by_hand_inclusive_thresholds_and_dead_filters():
+    # filter 0: strict (max must exceed 1.0); filter 1: saturated, inclusive (max may equal 2.0);
+    # filter 2: dead (never qualifies, even far above its threshold); filter 3: strict at a negative threshold
+    thr = Thresholds(values=np.array([1.0, 2.0, 0.0, -0.5], np.float32),
+                     inclusive=np.array([False, True, False, False]), dead=np.array([False, False, True, False]))
+    maxima = np.array([[1.0, 2.0, 5.0, -0.5],   # at the threshold: only the inclusive filter qualifies
+                       [1.5, 1.9, 5.0, -0.4],   # above: strict filters qualify, below: the inclusive one does not
+                       [0.5, 2.5, 0.0, -1.0]], np.float32)
+    q = thr.qualified(maxima)
+    assert q.dtype == bool and q.shape == (3, 4)
+    assert q.tolist() == [[False, True, False, False],
+                          [True, False, False, True],
+                          [False, True, False, False]]
+    # the same rule as the activation masks: an image qualifies exactly when its mask at its max is non-empty
+    masks = thr.masks(torch.from_numpy(maxima)[:, :, None, None])[:, :, 0, 0]
+    assert masks.numpy().tolist() == q.tolist()
+    # float64 maxima (and a RowFile-like array) are read as float32, like the cached maxima
+    assert thr.qualified(maxima.astype(np.float64)).tolist() == q.tolist()

@@ -5,7 +5,10 @@ import torch
 from lavise.embeddings import load_embeddings
 from lavise.errors import LaviseError
 from lavise.features import FeatureCache
+from lavise.options import ExtractOptions, TrainOptions
 from lavise.train import small_mask_pooled, train_explainer
+
+X = ExtractOptions(workers=0, show_progress=False)
 
 
 class _Rows:
@@ -47,15 +50,16 @@ def test_small_masks_are_one_to_three_half_covered_cells():
 
 def test_small_masks_add_training_pairs_only(tmp_path, tiny_model, squares, tiny_glove):
     emb = load_embeddings(f"glove:{tiny_glove}")
-    kw = dict(epochs=2, batch_size=16, num_workers=0, show_progress=False, cache_dir=tmp_path / "cache")
-    plain = train_explainer(tiny_model, squares, emb, **kw)
-    small = train_explainer(tiny_model, squares, emb, small_masks=2, **kw)
+    opts = TrainOptions(epochs=2, batch_size=16)
+    kw = dict(extract=X, cache_dir=tmp_path / "cache")
+    plain = train_explainer(tiny_model, squares, emb, options=opts, **kw)
+    small = train_explainer(tiny_model, squares, emb, options=opts.replace(small_masks=2), **kw)
     p, s = plain.config["train"], small.config["train"]
     assert (p["small_masks"], s["small_masks"]) == (0, 2)
     assert s["pairs_train"] == 3 * p["pairs_train"] and s["pairs_val"] == p["pairs_val"]
     assert not torch.equal(plain.head.members[0][2].weight, small.head.members[0][2].weight)
     with pytest.raises(LaviseError, match="small-masks"):
-        train_explainer(tiny_model, squares, emb, small_masks=-1, **kw)
+        train_explainer(tiny_model, squares, emb, options=opts.replace(small_masks=-1), **kw)
 
 
 def _noisy_task(seed: int = 0):
@@ -70,14 +74,14 @@ def test_patience_stops_after_that_many_epochs_without_a_new_best_and_keeps_the_
     from lavise.train import evaluate_head, fit_head
 
     xtr, ytr, xva, yva, cv = _noisy_task()
-    kw = dict(heads=1, epochs=60, lr=1e-2, batch_size=32, seed=0)
-    head, hist = fit_head(xtr, ytr, xva, yva, cv, patience=3, **kw)
+    kw = TrainOptions(heads=1, epochs=60, lr=1e-2, batch_size=32, seed=0)
+    head, hist = fit_head(xtr, ytr, xva, yva, cv, kw.replace(patience=3))
     losses = [r["val_loss"] for r in hist]
     best = int(np.argmin(losses))
     assert len(hist) < 60 and len(hist) == best + 1 + 3  # stopped exactly 3 epochs after the last new best
     assert all(v >= losses[best] for v in losses[best + 1:])
     assert evaluate_head(head, xva, yva, cv)["val_loss"] == pytest.approx(losses[best], rel=1e-6)
-    _, full = fit_head(xtr, ytr, xva, yva, cv, **kw)  # without patience every epoch runs, the same ones first
+    _, full = fit_head(xtr, ytr, xva, yva, cv, kw)  # without patience every epoch runs, the same ones first
     assert len(full) == 60 and [r["val_loss"] for r in full[:len(hist)]] == pytest.approx(losses, rel=1e-6)
 
 
@@ -87,12 +91,12 @@ def test_epochs_and_patience_are_checked(tmp_path, tiny_model, squares, tiny_glo
     xtr, ytr, xva, yva, cv = _noisy_task()
     for bad in (0, -2, 1.5):
         with pytest.raises(LaviseError, match="patience"):
-            fit_head(xtr, ytr, xva, yva, cv, heads=1, epochs=5, patience=bad)
+            fit_head(xtr, ytr, xva, yva, cv, TrainOptions(heads=1, epochs=5, patience=bad))
     with pytest.raises(LaviseError, match="epochs"):
-        fit_head(xtr, ytr, xva, yva, cv, heads=1, epochs=0)
+        fit_head(xtr, ytr, xva, yva, cv, TrainOptions(heads=1, epochs=0))
     emb = load_embeddings(f"glove:{tiny_glove}")
-    res = train_explainer(tiny_model, squares, emb, epochs=40, patience=2, batch_size=16, num_workers=0,
-                          show_progress=False, cache_dir=tmp_path / "cache")
+    res = train_explainer(tiny_model, squares, emb, options=TrainOptions(epochs=40, patience=2, batch_size=16),
+                          extract=X, cache_dir=tmp_path / "cache")
     t = res.config["train"]
     assert t["patience"] == 2 and t["epochs_run"] == len(res.history) <= 40
     assert t["epochs_run"] == 40 or t["epochs_run"] == t["best_epoch"] + 2

@@ -253,9 +253,9 @@ def test_bad_arguments(tmp_path, kwargs):
 
 
 def test_builtin_loader_returns_coco_dataset(tmp_path):
-    from lavise.data import _LOADERS
+    from lavise.data import DATASETS
 
-    assert _LOADERS["builtin"] is scenes.load_builtin
+    assert DATASETS.get("builtin") is scenes.load_builtin
     opts = {"size": "6", "seed": "1", "image_size": "96x80", "cache": str(tmp_path)}
     ds = scenes.load_builtin("scenes", dict(opts))
     assert len(ds) == 6
@@ -271,10 +271,6 @@ def test_builtin_loader_returns_coco_dataset(tmp_path):
 
 
 def test_load_dataset_spec(tmp_path):
-    pytest.importorskip("lavise.data.broden")
-    pytest.importorskip("lavise.data.folder")
-    pytest.importorskip("lavise.data.manifest")
-    pytest.importorskip("lavise.data.vg")
     from lavise.data import load_dataset
 
     ds = load_dataset(f"builtin:scenes?size=4&image_size=96x80&split=test&cache={tmp_path}")

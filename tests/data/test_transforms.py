@@ -1,5 +1,5 @@
-import pytest
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -82,7 +82,7 @@ def test_feature_masks_from_the_eval_masks_equal_pooling_the_full_masks():
 def test_mask_gather_equals_the_v2_transform(hw, resize, crop):
     from torchvision import tv_tensors
 
-    from lavise.data.transforms import _geometry, _mask_index
+    from lavise.data.transforms import _mask_index
 
     h, w = hw
     rng = np.random.default_rng(h * w + resize)
@@ -91,8 +91,8 @@ def test_mask_gather_equals_the_v2_transform(hw, resize, crop):
     img = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
     first, again = pre(img, masks)[1], pre(img, masks)[1]  # the second meeting of a size uses the gather
     full = np.stack([np.ones((h, w), bool) if m is None else m for m in masks])
-    _, want = _geometry(resize, crop, "bilinear")(tv_tensors.Image(torch.zeros(3, h, w, dtype=torch.uint8)),
-                                                  tv_tensors.Mask(torch.from_numpy(full).to(torch.uint8)))
+    _, want = pre.geometry()(tv_tensors.Image(torch.zeros(3, h, w, dtype=torch.uint8)),
+                             tv_tensors.Mask(torch.from_numpy(full).to(torch.uint8)))
     assert torch.equal(first, want.bool()) and torch.equal(again, want.bool())
     # a crop larger than the resized image pads: the transform itself must then be used
     assert (_mask_index(resize, crop, "bilinear", h, w) is None) == (crop > resize)

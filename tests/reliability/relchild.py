@@ -98,12 +98,12 @@ def _install(kill: tuple | None) -> None:
     elif kill[0] == "enospc-append":  # the disk fills up while extraction appends feature rows
         import errno
 
-        import lavise.features
+        import lavise.features.parts
 
         def append(self, name, arr):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.folder / name))
 
-        lavise.features._Part.append = append
+        lavise.features.parts.PartWriter.append = append
     else:
         raise ValueError(kill)
 

@@ -15,7 +15,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for conftest's TinyNet
 from conftest import TinyNet as _TinyNet  # noqa: E402
-
 from lavise.data.transforms import Preprocess
 
 KILL_AT_FORWARD: int | None = None

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from relutil import COLOURS, Lavise, make_manifest, write_glove
 
 from lavise.data import load_dataset
 from lavise.data.base import load_rgb
 from lavise.errors import DatasetError, RunError
-from relutil import COLOURS, Lavise, make_manifest, write_glove
 
 COMMON = ["--batch-size", "4", "--workers", "0", "--quiet"]
 
@@ -167,11 +167,12 @@ def test_manifest_zero_area_box_is_a_clear_error(ds, tmp_path):
     assert_one_error_line(Lavise(tmp_path)(train_args(ds, tmp_path / "m.jsonl")), "manifest line 1", "x1 <= x0")
 
 
-def test_empty_dataset(ds, tmp_path):
+def test_empty_dataset(ds, trained, tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
     assert_one_error_line(Lavise(tmp_path)(train_args(ds, tmp_path / "empty.jsonl")), "has no images")
     (tmp_path / "nothing").mkdir()
-    r = Lavise(tmp_path)(["explain", "run", "--images", f"folder:{tmp_path / 'nothing'}", *COMMON])
+    # a trained run: `lavise explain` checks the run folder before it reads the images
+    r = Lavise(tmp_path)(["explain", str(trained), "--images", f"folder:{tmp_path / 'nothing'}", *COMMON])
     assert_one_error_line(r, "has no images")
 
 

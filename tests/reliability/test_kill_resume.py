@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from relutil import Lavise, make_manifest, npz_equal, visible_files, wait_for
 
 from lavise.errors import RunError
 from lavise.explain import Explanations
 from lavise.features import FeatureCache
 from lavise.run import RunFolder
-from relutil import Lavise, make_manifest, npz_equal, visible_files, wait_for
 
 KEY = "?" * 20  # a cache folder's name
 

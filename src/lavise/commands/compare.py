@@ -4,8 +4,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..cli import EPILOG, add_common, progress
+from ..cli import EPILOG, add_common, extract_options
 from ..errors import LaviseError
+from ..options import CORRECTIONS, RANK_BY, CompareOptions
 
 
 def register(sub) -> None:
@@ -24,10 +25,10 @@ def register(sub) -> None:
     p.add_argument("--out", help="output folder (default RUN/compare/<groups>)")
     p.add_argument("--top", type=int, default=20, help="filters listed with example images (default 20)")
     p.add_argument("--examples", type=int, default=4, help="example qualified images per group and filter (default 4)")
-    p.add_argument("--correction", default="bh", choices=["bh", "holm", "none"],
+    p.add_argument("--correction", default="bh", choices=CORRECTIONS,
                    help="multiple-testing correction over filters: bh = Benjamini-Hochberg (default), holm")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    p.add_argument("--rank-by", default="difference", choices=["difference", "statistic"],
+    p.add_argument("--rank-by", default="difference", choices=RANK_BY,
                    help="rank by percentage-point difference (default) or by the test statistic")
     add_common(p)
     p.set_defaults(func=compare)
@@ -67,13 +68,18 @@ def _use_agg() -> None:
     matplotlib.use("Agg")
 
 
+def compare_options(args) -> CompareOptions:
+    """``CompareOptions`` from the flags of ``lavise compare``."""
+    return CompareOptions(correction=args.correction, alpha=args.alpha, rank_by=args.rank_by, top=args.top,
+                          examples=args.examples)
+
+
 def compare(args) -> int:
     from .. import api
     from ..compare import compare_groups
 
     _use_agg()
-    if args.top < 0 or args.examples < 0:
-        raise LaviseError("--top and --examples must be >= 0")
+    options, extract = compare_options(args), extract_options(args)  # bad values fail before any work
     only = [g.strip() for g in args.only.split(",") if g.strip()] if args.only else None
     images = api.load_dataset(args.images)
     if args.out:
@@ -82,10 +88,8 @@ def compare(args) -> int:
         name = Path(args.groups).stem if args.groups else "groups"
         name += f"-{args.vs_rest}-vs-rest" if args.vs_rest else (f"-{'-'.join(only)}" if only else "")
         out = Path(args.run) / "compare" / _slug(name)
-    res = compare_groups(args.run, images, groups=args.groups, only=only, one_vs_rest=args.vs_rest,
-                         correction=args.correction, alpha=args.alpha, rank_by=args.rank_by, top=args.top,
-                         examples=args.examples, out=out, device=args.device, batch_size=args.batch_size,
-                         num_workers=args.workers, amp=args.amp, strict=args.strict, show_progress=progress(args))
+    res = compare_groups(args.run, images, groups=args.groups, only=only, one_vs_rest=args.vs_rest, options=options,
+                         extract=extract, out=out)
     sizes = ", ".join(f"{g} {n}" for g, n in res.sizes.items())
     print(f"compared {len(res.filters)} filters of {res.layer} between {len(res.groups)} groups ({sizes}); "
           f"{res.test}, {res.correction} correction: {len(res.significant)} filters with q < {res.alpha}")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..defaults import EPOCHS, HEADS, PATIENCE, SMALL_MASK_CELLS, SMALL_MASKS
-from ..cli import EPILOG, add_common, add_explain_options, is_main_process, parse_units, progress
+from .. import defaults as D
+from ..cli import EPILOG, add_common, add_explain_options, explain_options, extract_options, parse_units
+from ..options import TrainOptions
 
 
 def register(sub) -> None:
@@ -12,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("--out", default="lavise-demo", help="run folder (default ./lavise-demo)")
     p.add_argument("--reference-size", type=int, default=4000, help="built-in reference images (default 4000)")
     p.add_argument("--target-size", type=int, default=1000, help="built-in target images (default 1000)")
-    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"most training epochs (default {EPOCHS})")
+    p.add_argument("--epochs", type=int, default=D.EPOCHS, help=f"most training epochs (default {D.EPOCHS})")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     add_common(p)
     p.set_defaults(func=demo)
@@ -33,18 +34,20 @@ def register(sub) -> None:
     p.add_argument("--embeddings", default="glove-6b-50d",
                    help="glove-6b-50d (default), glove:PATH, word2vec:PATH, fasttext:PATH or minilm")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"most training epochs (default {EPOCHS})")
-    p.add_argument("--patience", type=int, default=PATIENCE, metavar="N",
+    p.add_argument("--epochs", type=int, default=D.EPOCHS, help=f"most training epochs (default {D.EPOCHS})")
+    p.add_argument("--patience", type=int, default=D.PATIENCE, metavar="N",
                    help="stop once N epochs in a row bring no new least validation loss "
-                        + (f"(default {PATIENCE})" if PATIENCE else "(default: run every epoch)"))
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--train-batch-size", type=int, default=128, help="pairs per step (default 128)")
-    p.add_argument("--heads", type=int, default=HEADS,
-                   help=f"members of the explainer head, averaged (default {HEADS}; 1: the paper's single head)")
-    p.add_argument("--small-masks", type=int, default=SMALL_MASKS, metavar="K",
-                   help=f"also train on K copies of each pair pooled over 1-{SMALL_MASK_CELLS} random cells of the "
-                        f"object, the size of the activation masks filters are explained with (default {SMALL_MASKS})")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="reference images held out (default 0.1)")
+                        + (f"(default {D.PATIENCE})" if D.PATIENCE else "(default: run every epoch)"))
+    p.add_argument("--lr", type=float, default=D.LR, help=f"Adam learning rate (default {D.LR})")
+    p.add_argument("--train-batch-size", type=int, default=D.TRAIN_BATCH_SIZE,
+                   help=f"pairs per step (default {D.TRAIN_BATCH_SIZE})")
+    p.add_argument("--heads", type=int, default=D.HEADS,
+                   help=f"members of the explainer head, averaged (default {D.HEADS}; 1: the paper's single head)")
+    p.add_argument("--small-masks", type=int, default=D.SMALL_MASKS, metavar="K",
+                   help=f"also train on K copies of each pair pooled over 1-{D.SMALL_MASK_CELLS} random cells of the "
+                        f"object, the size of the activation masks filters are explained with (default {D.SMALL_MASKS})")
+    p.add_argument("--val-fraction", type=float, default=D.VAL_FRACTION,
+                   help=f"reference images held out (default {D.VAL_FRACTION})")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     add_common(p)
     p.set_defaults(func=train)
@@ -73,16 +76,17 @@ def layers(args) -> int:
 
 def train(args) -> int:
     from .. import api
+    from ..runtime import is_main_process
 
     tm = api.load_model(args.model, args.weights)
     tm.layer(args.layer or tm.default_layer)  # a mistyped layer fails before any data is read
+    extract_options(args)  # and a bad setting too
     ref = api.load_dataset(args.reference)
-    res = api.train_explainer(tm, ref, args.embeddings, layer=args.layer, out=args.out, epochs=args.epochs,
-                              lr=args.lr, batch_size=args.train_batch_size, val_fraction=args.val_fraction,
-                              seed=args.seed, heads=args.heads, small_masks=args.small_masks, patience=args.patience,
-                              device=args.device,
-                              batch_size_features=args.batch_size,
-                              num_workers=args.workers, amp=args.amp, strict=args.strict, show_progress=progress(args))
+    options = TrainOptions(epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.train_batch_size,
+                           val_fraction=args.val_fraction, seed=args.seed, heads=args.heads,
+                           small_masks=args.small_masks)
+    res = api.train_explainer(tm, ref, args.embeddings, layer=args.layer, out=args.out, options=options,
+                              extract=extract_options(args))
     best = res.config["train"]["best_epoch"]
     kept = res.history[best - 1] if res.history else {}
     if not is_main_process():
@@ -96,14 +100,12 @@ def train(args) -> int:
 
 def explain(args) -> int:
     from .. import api
+    from ..runtime import is_main_process
 
     units = parse_units(args.units)
-    images = api.load_dataset(args.images)
-    ex = api.explain_filters(args.run, images, method=args.method, p=args.top_images, s=args.words_per_image,
-                             x=args.words, vocabulary=args.vocabulary, vocabulary_size=args.vocabulary_size,
-                             units=units, out=args.out, device=args.device, batch_size=args.batch_size,
-                             num_workers=args.workers, amp=args.amp, strict=args.strict, hubness=args.hubness,
-                             show_progress=progress(args))
+    options, extract = explain_options(args), extract_options(args)  # bad settings fail before any work
+    run = api.Run.open(args.run, cache_dir=Path(args.out) / "cache" if args.out else None)
+    ex = run.explain(api.load_dataset(args.images), options, extract, units, out=args.out)
     out = Path(args.out or args.run).resolve()
     if not is_main_process():
         return 0
@@ -117,6 +119,5 @@ def demo(args) -> int:
     from ..demo import run_demo
 
     run_demo(args.out, reference_size=args.reference_size, target_size=args.target_size, epochs=args.epochs,
-             seed=args.seed, device=args.device, batch_size=args.batch_size, num_workers=args.workers, amp=args.amp,
-             show_progress=progress(args))
+             seed=args.seed, extract=extract_options(args))
     return 0

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import EPILOG, add_common, add_hubness_option, parse_units, progress
-from ..defaults import DEFAULT_METHOD, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
+from .. import defaults as D
+from ..cli import EPILOG, add_common, add_explain_options, explain_options, extract_options, parse_units
 from ..errors import LaviseError
+from ..options import BASELINES, CONVENTIONS, METHODS, EvalOptions
 
 
 def register(sub) -> None:
@@ -14,30 +15,22 @@ def register(sub) -> None:
     p.add_argument("run", help="run folder written by `lavise train`")
     p.add_argument("--dataset", required=True, help="evaluated dataset with concept masks")
     p.add_argument("--methods", default=None,
-                   help="comma-separated explainer inputs to compute and compare (attention,masked-attention,activation,image,"
-                        f"original or 'all'); default: the run's explanations.json if present, else {DEFAULT_METHOD}")
+                   help=f"comma-separated explainer inputs to compute and compare ({','.join(METHODS)} or 'all'); "
+                        f"default: the run's explanations.json if present, else {D.DEFAULT_METHOD}")
     p.add_argument("--baselines", default="netdissect,random",
                    help="comma-separated baselines: netdissect (labels from the run's reference set), random; "
                         "'none' for neither (default both)")
     p.add_argument("--reference", help="dataset for the NetDissect baseline (default: the run's reference set)")
-    p.add_argument("-p", "--top-images", type=int, default=TOP_IMAGES,
-                   help=f"top activating images per filter (default {TOP_IMAGES}; the paper's code uses {PAPER_TOP_IMAGES})")
-    p.add_argument("-s", "--words-per-image", type=int, default=WORDS_PER_IMAGE,
-                   help=f"words kept per image (default {WORDS_PER_IMAGE}; the paper's code uses {PAPER_WORDS_PER_IMAGE})")
-    p.add_argument("-x", "--words", type=int, default=10, help="explanation length for novel-concept counts (default 10)")
-    p.add_argument("--vocabulary", default="nouns", help="nouns (default), common, concepts, or a FILE")
-    p.add_argument("--vocabulary-size", type=int, default=10000, help="frequent words in nouns/common (default 10000)")
+    add_explain_options(p, method=False)
     p.add_argument("--no-dataset-concepts", action="store_true",
                    help="do not add the evaluated dataset's concept names to the vocabulary")
-    p.add_argument("--iou-threshold", type=float, default=0.04, help="ground-truth IoU threshold (default 0.04)")
-    p.add_argument("--convention", default="netdissect", choices=["netdissect", "present", "both"],
+    p.add_argument("--iou-threshold", type=float, default=D.IOU_THRESHOLD,
+                   help=f"ground-truth IoU threshold (default {D.IOU_THRESHOLD})")
+    p.add_argument("--convention", default="netdissect", choices=[*CONVENTIONS, "both"],
                    help="ground truth accumulated over all images (netdissect, default) or over the images that "
                         "contain the concept (present); both reports both, labelled")
     p.add_argument("--synonyms", type=float, default=None, metavar="SIM",
                    help="also report a synonym-aware match (embedding cosine >= SIM), separately")
-    p.add_argument("--calibration", type=float, default=0.0,
-                   help="calibrated stacking: subtract this from training-concept similarities (default 0)")
-    add_hubness_option(p)
     p.add_argument("--image-units", type=int, default=None,
                    help="score the slow 'image' method on a random sample of this many filters")
     p.add_argument("--units", help="comma-separated filter indices (default all)")
@@ -53,8 +46,9 @@ def register(sub) -> None:
     p.add_argument("--dataset", required=True, help="dataset with concept masks (e.g. broden:DIR, coco:ANN.json)")
     p.add_argument("--out", default="dissection.csv", help="CSV to write (default dissection.csv)")
     p.add_argument("--cache-dir", help="feature cache folder (default: beside the CSV, in .lavise-cache)")
-    p.add_argument("--iou-threshold", type=float, default=0.04, help="interpretable when IoU > this (default 0.04)")
-    p.add_argument("--convention", default="netdissect", choices=["netdissect", "present"],
+    p.add_argument("--iou-threshold", type=float, default=D.IOU_THRESHOLD,
+                   help=f"interpretable when IoU > this (default {D.IOU_THRESHOLD})")
+    p.add_argument("--convention", default="netdissect", choices=CONVENTIONS,
                    help="IoU over all images (netdissect, default) or over images with the concept (present)")
     add_common(p)
     p.set_defaults(func=dissect_cmd)
@@ -76,23 +70,19 @@ def _csv_list(text: str | None, allowed: tuple[str, ...], what: str) -> list[str
 
 def evaluate(args) -> int:
     from ..data import load_dataset
-    from ..evaluate import BASELINES, evaluate_run
-    from ..explain import METHODS
+    from ..run import Run
 
-    methods = _csv_list(args.methods, METHODS, "method") or None
-    baselines = _csv_list(args.baselines, BASELINES, "baseline")
     units = parse_units(args.units)
-    conventions = ("netdissect", "present") if args.convention == "both" else (args.convention,)
+    conventions = CONVENTIONS if args.convention == "both" else (args.convention,)
+    options = EvalOptions(explain=explain_options(args), methods=tuple(_csv_list(args.methods, METHODS, "method")),
+                          baselines=tuple(_csv_list(args.baselines, BASELINES, "baseline")), conventions=conventions,
+                          iou_threshold=args.iou_threshold, dataset_concepts_in_vocabulary=not args.no_dataset_concepts,
+                          synonym_threshold=args.synonyms, image_units=args.image_units, seed=args.seed)
+    extract = extract_options(args)
+    run = Run.open(args.run)
     ds = load_dataset(args.dataset)
     ref = load_dataset(args.reference) if args.reference else None
-    ev = evaluate_run(args.run, ds, methods=methods, baselines=baselines, p=args.top_images, s=args.words_per_image,
-                      x=args.words, vocabulary=args.vocabulary, vocabulary_size=args.vocabulary_size,
-                      dataset_concepts_in_vocabulary=not args.no_dataset_concepts, iou_threshold=args.iou_threshold,
-                      conventions=conventions, synonym_threshold=args.synonyms, units=units,
-                      image_units=args.image_units, calibration=args.calibration, hubness=args.hubness,
-                      seed=args.seed, reference=ref,
-                      device=args.device, batch_size=args.batch_size, num_workers=args.workers, amp=args.amp, strict=args.strict,
-                      show_progress=progress(args))
+    ev = run.evaluate(ds, options, extract, units, reference=ref)
     for conv in conventions:
         g = ev.ground_truth[conv]
         print(f"# ground truth ({conv} convention, IoU > {g['iou_threshold']}): {g['filters_with_ground_truth']} of "
@@ -122,9 +112,7 @@ def dissect_cmd(args) -> int:
     ds = load_dataset(args.dataset)
     out = Path(args.out)
     cache_dir = Path(args.cache_dir) if args.cache_dir else out.resolve().parent / ".lavise-cache"
-    dis, _ = dissect(tm, args.layer, ds, cache_dir, iou_threshold=args.iou_threshold, convention=args.convention,
-                     device=args.device, batch_size=args.batch_size, num_workers=args.workers, amp=args.amp, strict=args.strict,
-                     show_progress=progress(args))
+    dis, _ = dissect(tm, args.layer, ds, cache_dir, args.iou_threshold, args.convention, extract_options(args))
     write_text(out, dis.csv_text())
     s = dis.summary()
     print(f"{s['interpretable']} of {s['units']} units of {dis.layer} interpretable (IoU > {s['iou_threshold']}, "

@@ -1,7 +1,8 @@
 """Dataset registry: ``load_dataset("coco:instances.json?images=DIR")``.
 
 A spec is ``KIND:ARG`` optionally followed by ``?key=value&key=value``
-options. Each loader module registers itself with ``register_dataset``.
+options. Each loader module registers its loader with ``register_dataset``;
+``list_datasets()`` names the kinds.
 """
 from __future__ import annotations
 
@@ -9,26 +10,30 @@ from typing import Callable
 from urllib.parse import parse_qsl
 
 from ..errors import DatasetError
+from ..registry import Registry
 from .base import Annotation, ConceptDataset, Sample, load_rgb
 
-_LOADERS: dict[str, Callable[[str, dict[str, str]], ConceptDataset]] = {}
+# Loader modules, imported on first use so that `import lavise` stays fast and optional parts stay optional.
+_LOADER_MODULES = ("broden", "coco", "folder", "manifest", "scenes", "vg")
+
+DATASETS: Registry[Callable[[str, dict[str, str]], ConceptDataset]] = Registry(
+    "dataset kind", DatasetError, modules=tuple(f"{__name__}.{m}" for m in _LOADER_MODULES)
+)
+
+register_dataset = DATASETS.register
+"""Decorator: ``@register_dataset(kind)`` registers ``fn(arg, options) -> ConceptDataset`` under ``kind``."""
 
 
-def register_dataset(kind: str):
-    """Decorator: register ``fn(arg, options) -> ConceptDataset`` under ``kind``."""
-
-    def deco(fn):
-        _LOADERS[kind] = fn
-        return fn
-
-    return deco
+def list_datasets() -> list[str]:
+    """The registered dataset kinds, sorted (``builtin``, ``coco``, ...)."""
+    return DATASETS.names()
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     """Split ``KIND:ARG?k=v&k2=v2`` into (kind, arg, options)."""
     if ":" not in spec:
         raise DatasetError(
-            f"dataset spec {spec!r} has no kind; write KIND:PATH with KIND one of {', '.join(sorted(_LOADERS))}"
+            f"dataset spec {spec!r} has no kind; write KIND:PATH with KIND one of {', '.join(list_datasets())}"
         )
     kind, rest = spec.split(":", 1)
     arg, _, query = rest.partition("?")
@@ -46,20 +51,18 @@ def load_dataset(spec: str, **options) -> ConceptDataset:
     Returns:
         A ``ConceptDataset``.
     """
-    _import_loaders()
     kind, arg, opts = parse_spec(spec)
     opts.update({k: str(v) for k, v in options.items()})
-    if kind not in _LOADERS:
-        raise DatasetError(f"unknown dataset kind {kind!r} in {spec!r}; use one of {', '.join(sorted(_LOADERS))}")
-    ds = _LOADERS[kind](arg, opts)
+    ds = DATASETS.get(kind, spec)(arg, opts)
     if len(ds) == 0:
         raise DatasetError(f"dataset {spec!r} has no images; check the path and the annotation file")
     return ds
 
 
 def _import_loaders() -> None:
-    # Imported lazily so that `import lavise` stays fast and optional parts stay optional.
-    from . import broden, coco, folder, manifest, scenes, vg  # noqa: F401
+    """Deprecated: import every loader module (``list_datasets()`` does it). Kept for older callers."""
+    DATASETS.names()
 
 
-__all__ = ["Annotation", "ConceptDataset", "Sample", "load_rgb", "load_dataset", "register_dataset", "parse_spec"]
+__all__ = ["Annotation", "ConceptDataset", "Sample", "load_rgb", "load_dataset", "register_dataset", "parse_spec",
+           "list_datasets", "DATASETS"]

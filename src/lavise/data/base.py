@@ -1,10 +1,10 @@
-"""The sample type every dataset loader yields, and the shared image/mask transform.
+"""The types every dataset loader produces, and ``load_rgb``, which opens any image as RGB.
 
-A dataset is a sequence of images; each image carries zero or more
-``Annotation``s (concept name + binary mask at the image's own resolution, or
-``None`` for a whole-image label). Loaders only parse files; geometry
-(resize, crop, downsampling to feature resolution) happens once, in
-``transform_sample``, so masks always follow the image through the same ops.
+A dataset (``ConceptDataset``) is a sequence of images; each image (``Sample``) carries zero or more
+``Annotation``s (concept name + binary mask at the image's own resolution, or ``None`` for a whole-image
+label). Loaders only parse files; geometry (resize, crop, downsampling to feature resolution) happens
+once, in ``transforms.Preprocess`` and ``transforms.downsample_masks``, so masks always follow the image
+through the same ops.
 """
 from __future__ import annotations
 
@@ -104,14 +104,6 @@ class ConceptDataset:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r}, {len(self)} images, {len(self.concepts)} concepts)"
-
-
-def exists(path: Path) -> bool:
-    """``path.exists()`` that is False, not an error, for names the OS rejects (too long, NUL bytes)."""
-    try:
-        return path.exists()
-    except (OSError, ValueError):
-        return False
 
 
 def _turn_upright(im: Image.Image) -> None:

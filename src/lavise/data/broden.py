@@ -20,7 +20,7 @@ from PIL import Image
 from ..errors import DatasetError
 from . import register_dataset
 from .base import Annotation, ConceptDataset
-from .coco import check_options
+from .util import check_options, spec_string
 
 PIXEL_CATEGORIES = ("object", "part", "material", "color")
 IMAGE_CATEGORIES = ("scene", "texture")
@@ -222,5 +222,5 @@ def load_broden(arg: str, options: dict[str, str]) -> BrodenDataset:
         raise DatasetError("broden spec has no folder; write broden:PATH/broden1_224")
     cats = options.get("categories")
     categories = [c.strip().lower() for c in cats.split(",") if c.strip()] if cats else None
-    spec = f"broden:{arg}" + ("?" + "&".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
-    return BrodenDataset(arg, categories=categories, split=options.get("split") or None, spec=spec)
+    return BrodenDataset(arg, categories=categories, split=options.get("split") or None,
+                         spec=spec_string("broden", arg, options))

@@ -7,7 +7,6 @@ large annotation file never holds every decoded mask in memory at once.
 """
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from pathlib import Path
@@ -17,68 +16,13 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DatasetError
+from ..io import read_json
 from . import register_dataset
-from .base import Annotation, ConceptDataset, exists
+from .base import Annotation, ConceptDataset
+from .util import box_mask, check_options, exists, spec_string
 
-_CONCEPT_PARTS = ("all", "seen", "held_out")
+CONCEPT_PARTS = ("all", "seen", "held_out")  # the values of the concepts= option
 _OPTIONS = ("images", "concepts")
-
-
-def read_json(path: Path, what: str) -> Any:
-    """Read a JSON file, turning every failure into a one-line ``DatasetError``.
-
-    Args:
-        path: the file to read.
-        what: what the file is, for the message ("COCO annotation file").
-
-    Returns:
-        The parsed JSON value.
-    """
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(f"{what} not found: {path} (check the path in the dataset spec)") from None
-    except IsADirectoryError:
-        raise DatasetError(f"{what} {path} is a directory; give the path of the .json file itself") from None
-    except json.JSONDecodeError as e:
-        raise DatasetError(
-            f"{what} {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); re-export or fix the file"
-        ) from None
-    except UnicodeDecodeError:
-        raise DatasetError(f"{what} {path} is not UTF-8 JSON; re-export it as UTF-8") from None
-    except OSError as e:
-        raise DatasetError(f"cannot read {what} {path}: {e.strerror or e}") from None
-
-
-def check_options(kind: str, options: dict[str, str], allowed: Sequence[str]) -> None:
-    """Reject misspelt spec options, which would otherwise be silently ignored."""
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise DatasetError(
-            f"unknown option(s) {', '.join(unknown)} for dataset kind {kind!r}; "
-            f"valid options: {', '.join(allowed) or 'none'}"
-        )
-
-
-def box_mask(box: Sequence[float], h: int, w: int) -> np.ndarray:
-    """Fill an ``[x, y, w, h]`` box into a bool mask, clipped to the image.
-
-    Args:
-        box: x, y, width, height in pixels; fractional edges are rounded outwards.
-        h: image height.
-        w: image width.
-
-    Returns:
-        A bool (h, w) array, all False if the box lies outside the image.
-    """
-    x, y, bw, bh = (float(v) for v in box)
-    x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
-    x1, y1 = min(w, math.ceil(x + bw)), min(h, math.ceil(y + bh))
-    m = np.zeros((h, w), dtype=bool)
-    if x1 > x0 and y1 > y0:
-        m[y0:y1, x0:x1] = True
-    return m
 
 
 def _is_num(v: Any) -> bool:
@@ -148,9 +92,9 @@ class CocoDataset(ConceptDataset):
         images = Path(images_dir) if images_dir else None
         super().__init__(images or ann_path.parent, spec or f"coco:{ann_path}")
         self.annotation_file = ann_path
-        if concepts not in _CONCEPT_PARTS:
-            raise DatasetError(f"concepts={concepts!r} is not valid for coco; use one of {', '.join(_CONCEPT_PARTS)}")
-        data = read_json(ann_path, "COCO annotation file")
+        if concepts not in CONCEPT_PARTS:
+            raise DatasetError(f"concepts={concepts!r} is not valid for coco; use one of {', '.join(CONCEPT_PARTS)}")
+        data = read_json(ann_path, DatasetError, "COCO annotation file")
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
             raise DatasetError(
                 f"{ann_path} is not a COCO instances file (expected an object with 'images', "
@@ -335,5 +279,5 @@ def load_coco(arg: str, options: dict[str, str]) -> CocoDataset:
     check_options("coco", options, _OPTIONS)
     if not arg:
         raise DatasetError("coco spec has no annotation file; write coco:PATH/instances.json?images=DIR")
-    spec = f"coco:{arg}" + ("?" + "&".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
-    return CocoDataset(arg, images_dir=options.get("images") or None, concepts=options.get("concepts", "all"), spec=spec)
+    return CocoDataset(arg, images_dir=options.get("images") or None, concepts=options.get("concepts", "all"),
+                       spec=spec_string("coco", arg, options))

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import DatasetError
 from . import register_dataset
 from .base import Annotation, ConceptDataset
-from .coco import check_options
+from .util import check_options
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 

@@ -23,7 +23,7 @@ from PIL import Image
 from ..errors import DatasetError
 from . import register_dataset
 from .base import Annotation, ConceptDataset
-from .coco import check_options
+from .util import check_options
 
 
 @dataclass(slots=True)

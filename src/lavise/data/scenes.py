@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..errors import DatasetError
 from . import register_dataset
 from .scene_categories import THEMES, UNICODE_NAMES
+from .util import check_options, spec_string
 
 if TYPE_CHECKING:
     from .coco import CocoDataset
@@ -59,7 +60,6 @@ JPEG_QUALITY = 95
 
 _SPLIT_STREAMS = {"train": 1, "test": 2}
 _OPTIONS = ("size", "seed", "split", "image_size", "themed", "concepts", "cache")
-_CONCEPT_PARTS = ("all", "seen", "held_out")
 
 
 class Category(NamedTuple):
@@ -503,14 +503,14 @@ def load_builtin(arg: str, options: dict[str, str]) -> CocoDataset:
 
     ``cache=DIR`` puts the data in ``DIR/scenes``; ``concepts`` keeps all, seen or held-out categories.
     """
-    from .coco import CocoDataset, check_options
+    from .coco import CONCEPT_PARTS, CocoDataset
 
     if arg.strip().lower() != "scenes":
         raise DatasetError(f"unknown built-in dataset {arg!r}; the only one is builtin:scenes")
     check_options("builtin", options, _OPTIONS)
     concepts = options.get("concepts", "all") or "all"
-    if concepts not in _CONCEPT_PARTS:
-        raise DatasetError(f"builtin:scenes concepts={concepts!r} is not valid; use one of {', '.join(_CONCEPT_PARTS)}")
+    if concepts not in CONCEPT_PARTS:
+        raise DatasetError(f"builtin:scenes concepts={concepts!r} is not valid; use one of {', '.join(CONCEPT_PARTS)}")
     cache = options.get("cache")
     json_path = generate_scenes(
         out_dir=Path(cache).expanduser() / "scenes" if cache else None,
@@ -520,5 +520,5 @@ def load_builtin(arg: str, options: dict[str, str]) -> CocoDataset:
         image_size=_parse_size(options["image_size"]) if options.get("image_size") else DEFAULT_IMAGE_SIZE,
         themed=_number(options, "themed", float, 0.8),
     )
-    spec = "builtin:scenes" + ("?" + "&".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
-    return CocoDataset(json_path, images_dir=json_path.parent, concepts=concepts, spec=spec)
+    return CocoDataset(json_path, images_dir=json_path.parent, concepts=concepts,
+                       spec=spec_string("builtin", "scenes", options))

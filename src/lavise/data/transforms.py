@@ -68,7 +68,8 @@ class Preprocess:
         """
         return load_rgb(path, None if masks or not self.jpeg_draft else self.resize, upright=self.exif_upright and not masks)
 
-    def _geometry(self):
+    def geometry(self) -> v2.Compose:
+        """The Resize + CenterCrop pipeline (torchvision v2) that images and ``tv_tensors.Mask`` go through."""
         return _geometry(self.resize, self.crop, self.interpolation)
 
     def __call__(self, image: Image.Image, masks: list[np.ndarray | None] | None = None, normalize: bool = True):
@@ -87,7 +88,7 @@ class Preprocess:
         finish = self.normalize if normalize else (lambda t: t.as_subclass(torch.Tensor))
         img = tv_tensors.Image(torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1))
         h, w = img.shape[-2:]
-        geometry = self._geometry()
+        geometry = self.geometry()
         if masks is None:
             return finish(geometry(img))
         stack = []

@@ -18,9 +18,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DatasetError
+from ..io import read_json
 from . import register_dataset
-from .base import Annotation, ConceptDataset, exists
-from .coco import box_mask, check_options, read_json
+from .base import Annotation, ConceptDataset
+from .util import box_mask, check_options, exists, spec_string
 
 _OPTIONS = ("images", "merge_synsets", "merge_instances", "min_images")
 # VG ships its images split over two folders; accept either layout.
@@ -93,7 +94,7 @@ class VisualGenomeDataset(ConceptDataset):
         super().__init__(images, spec or f"vg:{obj_path}")
         self.objects_file = obj_path
         self.merge_instances = merge_instances
-        data = read_json(obj_path, "Visual Genome objects file")
+        data = read_json(obj_path, DatasetError, "Visual Genome objects file")
         if not isinstance(data, list):
             raise DatasetError(
                 f"{obj_path} is not a Visual Genome objects.json (expected a list of "
@@ -226,12 +227,11 @@ def load_vg(arg: str, options: dict[str, str]) -> VisualGenomeDataset:
         min_images = int(options.get("min_images") or 0)
     except ValueError:
         raise DatasetError(f"min_images={options['min_images']!r} is not a whole number; e.g. min_images=10") from None
-    spec = f"vg:{arg}" + ("?" + "&".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
     return VisualGenomeDataset(
         arg,
         images_dir=options.get("images") or None,
         merge_synsets=_flag(options, "merge_synsets", True),
         merge_instances=_flag(options, "merge_instances", True),
         min_images=min_images,
-        spec=spec,
+        spec=spec_string("vg", arg, options),
     )

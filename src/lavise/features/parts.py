@@ -17,7 +17,6 @@ from ..runtime import exclusive_lock
 from ..stats import ActivationStats
 from .cache import CACHE_FORMAT, EVAL_MASK_SIZE
 
-
 _PART_FILES = {"features": ".f16", "index": ".i64", "maxima": ".f32", "pairs": ".i64", "masks_feat": ".f16", "masks_eval": ".u8"}
 
 

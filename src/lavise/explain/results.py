@@ -1,0 +1,91 @@
+"""Explanations as results: one ``FilterExplanation`` per filter, gathered in ``Explanations``, which saves
+itself into a run folder as JSON + CSV and records them in the manifest."""
+from __future__ import annotations
+
+import csv
+import io as _io
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from ..io import read_json, write_json, write_text
+from ..run import RunFolder
+
+
+@dataclass(frozen=True)
+class FilterExplanation:
+    """The explanation of one filter."""
+
+    unit: int
+    threshold: float
+    words: list[dict]  # [{"word", "score", "similarity"}], best first
+    images: list[dict]  # [{"image_id", "max_activation"}], most active first
+    saturated: bool = False
+    dead: bool = False
+
+    @property
+    def top_words(self) -> list[str]:
+        return [w["word"] for w in self.words]
+
+
+@dataclass(frozen=True)
+class Explanations:
+    """Explanations of every filter of one layer; ``save`` writes JSON + CSV into a run folder."""
+
+    model: str
+    layer: str
+    method: str
+    dataset: str
+    settings: dict
+    filters: list[FilterExplanation] = field(default_factory=list)
+
+    def __getitem__(self, unit: int) -> FilterExplanation:
+        """The explanation of filter number ``unit`` (not list position: with ``units`` they differ)."""
+        found = self._by_unit.get(int(unit))
+        if found is None:
+            shown = ", ".join(str(u) for u in list(self._by_unit)[:10])
+            raise KeyError(f"filter {unit} was not explained; explained filters: {shown}"
+                           f"{' …' if len(self._by_unit) > 10 else ''}")
+        return found
+
+    def __len__(self) -> int:
+        return len(self.filters)
+
+    def __iter__(self):
+        return iter(self.filters)
+
+    @cached_property
+    def _by_unit(self) -> dict[int, FilterExplanation]:
+        return {f.unit: f for f in self.filters}
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "layer": self.layer, "method": self.method, "dataset": self.dataset,
+                "settings": self.settings, "filters": [asdict(f) for f in self.filters]}
+
+    def csv_text(self) -> str:
+        buf = _io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["layer", "unit", "rank", "word", "score", "similarity"])
+        for f in self.filters:
+            for r, word in enumerate(f.words, 1):
+                w.writerow([self.layer, f.unit, r, word["word"], word["score"], word["similarity"]])
+        return buf.getvalue()
+
+    def save(self, run: str | Path, name: str = "explanations") -> Path:
+        """Write ``RUN/<name>.json`` and ``RUN/<name>.csv`` atomically and record them in the manifest."""
+        rf = RunFolder(run)
+        write_json(rf / f"{name}.json", self.to_dict())
+        write_text(rf / f"{name}.csv", self.csv_text())
+        rf.record(name, [f"{name}.json", f"{name}.csv"], method=self.method)
+        return rf / f"{name}.json"
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Explanations":
+        """Read ``explanations.json`` (a file or a run folder)."""
+        p = Path(path)
+        if p.is_dir():
+            RunFolder(p).require("explanations", "lavise explain")
+            p = p / "explanations.json"
+        d = read_json(p)
+        return cls(d["model"], d["layer"], d["method"], d["dataset"], d["settings"],
+                   [FilterExplanation(**f) for f in d["filters"]])
