@@ -48,12 +48,13 @@ def log(*a):
 # ----------------------------------------------------------------------------- helpers
 
 
-def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, batch_size=128, val_fraction=0.1, x_all=None,
-                 small_masks=0):
+def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, x_all=None, small_masks=0):
     """Train a head on the reference pairs whose concept is in ``keep`` (reuses the cached features), with
     ``lavise.train.fit_head`` and the same validation split and small-mask inputs as ``train_explainer``."""
+    from lavise.options import TrainOptions
     from lavise.train import TrainedExplainer, fit_head, training_pairs
 
+    options = TrainOptions(epochs=epochs, lr=lr, seed=seed, heads=heads, small_masks=small_masks)
     x_all = cache.masked_pooled() if x_all is None else x_all
     y_all = torch.from_numpy(cache.pairs[:, 1])
     keep_idx = [concepts.index(c) for c in keep]
@@ -61,9 +62,8 @@ def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, batch_
     remap[torch.tensor(keep_idx)] = torch.arange(len(keep_idx))
     y = remap[y_all]
     cv = torch.from_numpy(np.ascontiguousarray(vectors[keep_idx], dtype=np.float32))
-    xtr, ytr, xva, yva, g = training_pairs(cache, x_all, y, val_fraction, seed, small_masks, select=y >= 0)
-    head, history = fit_head(xtr, ytr, xva, yva, cv, heads=heads, epochs=epochs, lr=lr, batch_size=batch_size,
-                             seed=seed, generator=g)
+    xtr, ytr, xva, yva, g = training_pairs(cache, x_all, y, options.val_fraction, seed, small_masks, select=y >= 0)
+    head, history = fit_head(xtr, ytr, xva, yva, cv, options, generator=g)
     best = min(history, key=lambda r: r["val_loss"])
     return TrainedExplainer(head, list(keep), cv, {"layer": cache.meta["layer"]}, [best])
 
@@ -71,65 +71,35 @@ def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, batch_
 def first(mv, p):
     """``mv`` restricted to each filter's p most activating images (they come first): one network pass serves
     both the default and the paper's word-selection settings."""
-    U, pe = len(mv["units"]), mv["p"]
-    if p >= pe:
+    pairs = mv["pairs"]
+    if p >= pairs.p:
         return mv
-    return dict(mv, V=mv["V"].view(U, pe, -1)[:, :p].reshape(U * p, -1), rows=mv["rows"][:, :p],
-                vals=mv["vals"][:, :p], p=p)
+    U = len(pairs.units)
+    return dict(mv, V=mv["V"].view(U, pairs.p, -1)[:, :p].reshape(U * p, -1), pairs=pairs.first(p))
 
 
 def method_vectors(explainer, cache, method, p, units, dataset=None, target=None, batch_pairs=512):
-    """The explainer's output for every (filter, top image) input: the first half of ``explain_cache``,
-    computed once per method so that vocabularies and calibrations reuse it (same code path, checked below)."""
-    from lavise.explain import _head_outputs, compute_thresholds, top_images
-    from lavise.features import FeatureExtractor
+    """The explainer's output for every (filter, top image) input: ``explain_cache``'s first stages, run once per
+    method so that vocabularies and calibrations reuse them (the same public stages; checked below)."""
+    from lavise.explain import ImageRerun, compute_thresholds, head_outputs, top_pairs
+    from lavise.options import ExtractOptions
 
     thr = compute_thresholds(cache)
-    units_t = torch.as_tensor(units, dtype=torch.long)
-    rows, vals = top_images(cache, p)
-    rows, vals = rows[units_t], vals[units_t]
-    pe = rows.shape[1]
-    pair_u = units_t[:, None].expand(-1, pe).reshape(-1)
-    pair_r = rows.reshape(-1)
-    head = explainer.head.eval().folded()  # as explain_cache runs it
-    V = torch.empty(len(pair_u), head.emb_dim)
-    extractor = FeatureExtractor(target, explainer.config["layer"]) if method == "image" else None
-    if method == "image":
-        batch_pairs = 32
-
-    def sink(sel, v):
-        V[sel] = v
-
-    with torch.no_grad():
-        _head_outputs(method, head, cache, thr, batch_pairs, "cpu", False, dataset, extractor, False, pair_u, pair_r, sink)
-    return {"units": units_t, "rows": rows, "vals": vals, "V": V, "thr": thr, "p": pe}
+    pairs = top_pairs(cache, p, units)
+    rerun = ImageRerun.of(target, explainer.config["layer"], dataset) if method == "image" else None
+    V = head_outputs(explainer, cache, pairs, thr, method, ExtractOptions(show_progress=False), rerun, batch_pairs)
+    return {"pairs": pairs, "V": V, "thr": thr}
 
 
 def words_from_vectors(mv, cache, vocab, s, x, explainer=None, calibration=0.0):
-    """The second half of ``explain_cache``: top-s words per input (optionally calibrated), ranked by votes."""
-    from lavise.explain import _rank_words
+    """``explain_cache``'s last stages: top-s words per input (optionally calibrated), ranked by votes."""
+    from lavise.explain import calibration_penalty, rank_words, top_words, vocabulary_tensor
 
-    vt = torch.from_numpy(np.ascontiguousarray(vocab.vectors, dtype=np.float32))
+    vt = vocabulary_tensor(vocab)
     s = min(s, len(vt))
-    pen = None
-    if calibration:
-        seen = set(explainer.concepts)
-        pen = torch.tensor([calibration if w in seen else 0.0 for w in vocab.words])
-    V = mv["V"]
-    idx = torch.empty(len(V), s, dtype=torch.long)
-    sim = torch.empty(len(V), s)
-    for i in range(0, len(V), 2048):
-        sims = V[i:i + 2048] @ vt.T
-        if pen is None:
-            a, b = sims.topk(s, dim=1)
-        else:
-            b = (sims - pen).topk(s, dim=1).indices
-            a = sims.gather(1, b)
-        sim[i:i + 2048], idx[i:i + 2048] = a, b
-    U, pe = len(mv["units"]), mv["p"]
-    fx = _rank_words(mv["units"], mv["rows"], mv["vals"], idx.view(U, pe, s), sim.view(U, pe, s), vocab, mv["thr"],
-                     cache, x)
-    return fx
+    pen = calibration_penalty(vocab, explainer.concepts, calibration) if calibration else None
+    idx, sim = top_words(mv["V"], vt, s, pen)
+    return rank_words(mv["pairs"], idx, sim, vocab, mv["thr"], cache, x)
 
 
 def full_lists(fx, d):
@@ -226,6 +196,7 @@ def run_seed(args, seed, model, emb):
     from lavise.evaluate import netdissect_lists, random_words, score_row
     from lavise.explain import explain_cache
     from lavise.features import extract_features
+    from lavise.options import ExplainOptions, ExtractOptions, TrainOptions
     from lavise.train import train_explainer
 
     t0 = time.time()
@@ -237,15 +208,16 @@ def run_seed(args, seed, model, emb):
                         + ("" if args.embeddings == "glove-6b-50d" else f"-{args.embeddings.replace(':', '_').replace('/', '_')}"))
     run_dir = base.with_name(base.name + ("" if args.heads == 1 else f"-h{args.heads}")  # heads share one cache
                              + (f"-sm{args.small_masks}" if args.small_masks else ""))
-    trained = train_explainer(model, ref, emb, out=run_dir, epochs=args.epochs, lr=args.lr, seed=seed,
-                              heads=args.heads, small_masks=args.small_masks, cache_dir=base / "cache", show_progress=False)
+    quiet = ExtractOptions(show_progress=False)
+    trained = train_explainer(model, ref, emb, out=run_dir, cache_dir=base / "cache", extract=quiet,
+                              options=TrainOptions(epochs=args.epochs, lr=args.lr, seed=seed, heads=args.heads,
+                                                   small_masks=args.small_masks))
     best = trained.config["train"]["best_epoch"]
     log(f"[seed {seed}] trained on {len(trained.concepts)} seen concepts, best epoch {best}, "
         f"val top-1 {trained.history[best - 1].get('val_top1', float('nan')):.3f} ({time.time() - t0:.0f} s)")
     tcache = extract_features(model, model.default_layer, tgt, args.work / f"cache-target-{args.target_size}",
-                              concepts=list(tgt.concepts), show_progress=False)
-    rcache = extract_features(model, model.default_layer, ref, base / "cache", concepts=list(trained.concepts),
-                              show_progress=False)
+                              list(tgt.concepts), quiet)
+    rcache = extract_features(model, model.default_layer, ref, base / "cache", list(trained.concepts), quiet)
     gt = compute_ground_truth(tcache)
     rgt = compute_ground_truth(rcache)
     log(f"[seed {seed}] ground truth: {gt.summary()} ({time.time() - t0:.0f} s)")
@@ -275,7 +247,8 @@ def run_seed(args, seed, model, emb):
         log(f"[seed {seed}] {m} inputs for {len(scored)} filters ({time.time() - t0:.0f} s)")
     if seed == args.seeds[0]:  # the shared-vector shortcut equals explain_cache
         for _, p, s in settings():
-            chk = explain_cache(trained, tcache, vocabs["names"], args.methods[0], p, s, K, scored[:20], show_progress=False)
+            chk = explain_cache(trained, tcache, vocabs["names"], ExplainOptions(method=args.methods[0], p=p, s=s, x=K),
+                                scored[:20], quiet)
             mv = method_vectors(trained, tcache, args.methods[0], p, scored[:20])  # same batching: bit-identical
             assert [f.words for f in chk] == [f.words for f in words_from_vectors(mv, tcache, vocabs["names"], s, K)]
     for vname, vocab in vocabs.items():
@@ -291,8 +264,8 @@ def run_seed(args, seed, model, emb):
                                                                           gamma), d)
         lists["netdissect"] = netdissect_lists(rgt)
         lists["random"] = random_words(vocab.words, d, K, seed)
-        rows = [score_row(n, l, gt, conv, KS, None, held_out, 10) for conv in ("netdissect", "present")
-                for n, l in lists.items()]
+        rows = [score_row(n, lst, gt, conv, KS, None, held_out, 10) for conv in ("netdissect", "present")
+                for n, lst in lists.items()]
         if vname == "nouns":
             rows.append(random_mean_row(vocab.words, d, K, gt, held_out, seed))
         res["tables"][vname] = rows
@@ -303,7 +276,7 @@ def run_seed(args, seed, model, emb):
             for tag, p, s in settings():
                 sub["image" + tag] = full_lists(words_from_vectors(first(mvi, p), tcache, vocab, s, K), d)
             sub["netdissect"], sub["random"] = lists["netdissect"], lists["random"]
-            res["subset"][vname] = [score_row(n, l, gt, "netdissect", KS, img_units, held_out, 10) for n, l in sub.items()]
+            res["subset"][vname] = [score_row(n, lst, gt, "netdissect", KS, img_units, held_out, 10) for n, lst in sub.items()]
             log(f"[seed {seed}] image masking on {len(img_units)} filters ({time.time() - t0:.0f} s)")
     # novel concepts vs seen fraction (Figure 7): train on a fraction of the seen categories
     cvecs = trained.concept_vectors.numpy()
@@ -516,12 +489,13 @@ def user_mode(args, cmd):
     """Score an existing run on a named dataset: all methods, NetDissect and random words."""
     from lavise.data import load_dataset
     from lavise.evaluate import evaluate_run
+    from lavise.options import EvalOptions
 
     if not (args.run and args.dataset):
         raise SystemExit("user mode needs both --run RUN and --dataset SPEC")
     ds = load_dataset(args.dataset)
-    ev = evaluate_run(args.run, ds, methods=args.methods + list(args.subset_methods), image_units=args.image_units,
-                      show_progress=True)
+    options = EvalOptions(methods=tuple(args.methods + list(args.subset_methods)), image_units=args.image_units)
+    ev = evaluate_run(args.run, ds, options)
     text = "\n\n".join([f"# Explanation quality on {args.dataset}", f"Command: `{cmd}`",
                         *[f"## {conv} convention\n\n```\n{ev.table(conv, COLUMNS)}\n```" for conv in ev.ground_truth],
                         f"Versions: {json.dumps(versions())}"])

@@ -29,18 +29,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-
 from lavise.data import load_dataset  # noqa: E402
 from lavise.data.base import load_rgb  # noqa: E402
-from lavise.defaults import (DEFAULT_METHOD, HEADS, HUBNESS, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES,  # noqa: E402
-                             WORDS_PER_IMAGE)
+from lavise.defaults import DEFAULT_METHOD, HEADS, HUBNESS, PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.explain import explain_cache  # noqa: E402
 from lavise.explainer import ExplainerHead, hinge_rank_loss  # noqa: E402
 from lavise.features import FeatureExtractor, extract_features  # noqa: E402
 from lavise.models import TargetModel, load_model  # noqa: E402
+from lavise.options import ExplainOptions, ExtractOptions  # noqa: E402
 from lavise.train import TrainedExplainer  # noqa: E402
+from record import save  # noqa: E402
 
 
 def _sync(device: str) -> None:
@@ -61,7 +60,8 @@ def _prepared_forward(tm, ex, device: str, amp: bool, cfg: dict, n_inputs: int =
         with torch.autocast(device_type=device.split(":")[0], enabled=amp):
             ex(x)
 
-    forward(inputs[0]); forward(inputs[-1])  # warm-up (cuDNN picks its kernels here)
+    forward(inputs[0])  # warm-up (cuDNN picks its kernels here)
+    forward(inputs[-1])
     _sync(device)
     return forward, inputs
 
@@ -147,7 +147,7 @@ def stand_in(tm, layer) -> TargetModel:
                        f"stand-in-{d}x{h}x{w}-{tm.weights_digest}")
 
 
-def own_work(tm, layer, ref, concepts, tmp: Path, n: int, dev: str, amp: bool, ext_opts: dict) -> dict:
+def own_work(tm, layer, ref, concepts, tmp: Path, n: int, dev: str, amp: bool, ext_opts: ExtractOptions) -> dict:
     """Milliseconds per image of extraction with the stand-in network, minus its own bare forward pass.
 
     That difference is what extraction adds to any forward pass (loading, decoding, masks, normalising,
@@ -160,7 +160,7 @@ def own_work(tm, layer, ref, concepts, tmp: Path, n: int, dev: str, amp: bool, e
     t_ext = float("inf")
     for rep in range(3):
         t = time.perf_counter()
-        c = extract_features(si, "feat", ref, tmp / f"standin{rep}", concepts=concepts, **ext_opts)
+        c = extract_features(si, "feat", ref, tmp / f"standin{rep}", concepts, ext_opts)
         t_ext = min(t_ext, (time.perf_counter() - t) / len(c))
         shutil.rmtree(tmp / f"standin{rep}", ignore_errors=True)
     return {"standin_extract_ms": t_ext * 1e3, "standin_forward_ms": t_fwd * 1e3, "own_ms": (t_ext - t_fwd) * 1e3}
@@ -200,7 +200,7 @@ def _measure(args, dev: str, tmp: Path) -> None:
     ref = load_dataset(f"builtin:scenes?size={n}&seed=0&split=train")
     emb = load_embeddings("glove-6b-50d")
     _, concepts, _ = emb.encode(ref.concepts)
-    ext_opts = dict(device=dev, amp=args.amp, batch_size=args.batch_size, num_workers=args.workers, show_progress=False)
+    ext_opts = ExtractOptions(device=dev, amp=args.amp, batch_size=args.batch_size, workers=args.workers, show_progress=False)
     # best of --repeats full extractions into fresh caches, as the bare forward pass is timed best of 3
     # each run is paired with a bare pass over as many images just before it, timed the same way, so that
     # a machine whose speed drifts (shared CPUs) compares like with like within a round
@@ -208,7 +208,7 @@ def _measure(args, dev: str, tmp: Path) -> None:
     for rep in range(args.repeats):
         t_bare = bare_pass(tm, layer, n, dev, args.amp, cfg)
         t = time.perf_counter()
-        c = extract_features(tm, layer, ref, tmp / f"c{rep}", concepts=concepts, **ext_opts)
+        c = extract_features(tm, layer, ref, tmp / f"c{rep}", concepts, ext_opts)
         t_run = time.perf_counter() - t
         t_extract = min(t_extract, t_run)
         paired.append(t_bare / t_run)
@@ -248,10 +248,16 @@ def _measure(args, dev: str, tmp: Path) -> None:
             if len(inputs[i:i + 128]) < 2:  # BatchNorm needs two samples (as lavise.train skips such a batch)
                 continue
             loss = hinge_rank_loss(head(inputs[i:i + 128]), y[i:i + 128], cv)
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
 
     epoch(x[:256])  # warm-up
-    _sync(dev); t = time.perf_counter(); epoch(x); _sync(dev); t_cached = time.perf_counter() - t
+    _sync(dev)
+    t = time.perf_counter()
+    epoch(x)
+    _sync(dev)
+    t_cached = time.perf_counter() - t
     # the alternative: every epoch runs the backbone again on every reference image (no cache)
     ex = FeatureExtractor(tm, layer)
     tm.module.to(dev)
@@ -275,7 +281,7 @@ def _measure(args, dev: str, tmp: Path) -> None:
     print("3. explain all filters vs target extraction", flush=True)
     target = load_dataset(f"builtin:scenes?size={n}&seed=0&split=test")
     t = time.perf_counter()
-    tcache = extract_features(tm, layer, target, tmp / "c0", **ext_opts)
+    tcache = extract_features(tm, layer, target, tmp / "c0", None, ext_opts)
     t_textract = time.perf_counter() - t
     cfg_head = head.config()
     head, cv = head.cpu(), cv.cpu()
@@ -286,7 +292,7 @@ def _measure(args, dev: str, tmp: Path) -> None:
                               ("attention", PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, 0.0),
                               (DEFAULT_METHOD, TOP_IMAGES, WORDS_PER_IMAGE, HUBNESS)):
         t = time.perf_counter()
-        explain_cache(trained, tcache, vocab, method, p, s, device=dev, show_progress=False, amp=args.amp, hubness=hub)
+        explain_cache(trained, tcache, vocab, ExplainOptions(method=method, p=p, s=s, hubness=hub), extract=ext_opts)
         _sync(dev)
         t_explain = time.perf_counter() - t
         rows.append((f"explain all {cache.shape[0]} filters ({method}, p={p}, s={s}{f', --hubness {hub}' if hub else ''}) "
@@ -312,11 +318,11 @@ def _measure(args, dev: str, tmp: Path) -> None:
         times = {}
         for nproc in (1, 2):
             out = tmp / f"dist{nproc}"
-            code = ("import time, torch.distributed as dist, os; from lavise.cli import _init_distributed; "
-                    "_init_distributed('cpu'); from lavise.models import load_model; from lavise.data import load_dataset; "
+            code = ("import time, torch.distributed as dist, os; from lavise.runtime import init_distributed; "
+                    "init_distributed('cpu'); from lavise.models import load_model; from lavise.data import load_dataset; "
                     "from lavise.features import extract_features; tm = load_model(%r); "
                     "ds = load_dataset('builtin:scenes?size=%d&seed=2&split=test'); t = time.perf_counter(); "
-                    "extract_features(tm, %r, ds, %r, show_progress=False); "
+                    "from lavise.options import ExtractOptions; extract_features(tm, %r, ds, %r, None, ExtractOptions(show_progress=False)); "
                     "print('TIME', time.perf_counter() - t) if os.environ.get('RANK', '0') == '0' else None"
                     ) % (tm.spec, n, layer, str(out))
             launcher = [sys.executable, "-c", code] if nproc == 1 else [

@@ -1,13 +1,13 @@
 """What ``--amp`` (bfloat16 autocast of the explainer head on a CPU) costs in explanation quality, and saves in time.
 
     python bench/quality.py --concepts all && python bench/quality.py   # once: heads and caches
-    python bench/amp_quality.py                                          # seeds 0 1 2, both modes
+    python experiments/amp_quality.py                                          # seeds 0 1 2, both modes
 
 On a CPU with AMX or AVX512-BF16 the head's matrix products run several times faster in bfloat16, but its
 outputs move by about 1e-3, so near-tied words may swap. This explains every filter with lavise's defaults
 in float32 and under ``amp``, times both (the better of two runs each, alternating) and reports, per seed, how
 many filters' top-10 words changed and the paired change in P@1 and R@10 (NetDissect's convention).
-Results: bench/results/amp-quality.md.
+Results: experiments/results/amp-quality.md.
 """
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODES, explain_lists, header, mean_sd, quality_seed, score, write_lines  # noqa: E402
-
+from common import MODES, explain_lists, explain_options, header, mean_sd, quality_seed, quiet, score, write_lines  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.models import load_model  # noqa: E402
 
@@ -43,7 +42,7 @@ def one_seed(seed: int, mode: str, model, emb) -> dict:
         for _ in range(2):
             for label, amp in PRECISIONS.items():
                 t = time.perf_counter()
-                lists = explain_lists(q, m, amp=amp)
+                lists = explain_lists(q, explain_options(m), quiet(amp=amp))
                 runs[label].append((time.perf_counter() - t, lists))
         ref = runs[next(iter(PRECISIONS))][0][1]
         for label, rr in runs.items():

@@ -1,14 +1,14 @@
 """How far the seen / held-out split lets R@10 and P@1 go: the ceilings, and where each method's score comes from.
 
     python bench/quality.py --concepts all && python bench/quality.py   # once: heads and caches
-    python bench/ceilings.py                                             # seeds 0 1 2
+    python experiments/ceilings.py                                             # seeds 0 1 2
 
 In the default split the explainer is trained on 70% of the categories, but every filter's ground truth
 (NetDissect's convention) holds seen and held-out concepts alike. Per seed and method this splits each
 filter's R@10 into the part recalled from seen concepts and the part from held-out ones, and P@1 into filters
 whose ground truth has a seen concept and those whose ground truth is held out only. It then states what
 the targets (R@10 >= 0.75, P@1 >= 0.5) would require of the held-out part. The heads trained on every
-category are scored on the same filters for comparison. Results: bench/results/seen-split-ceilings.md.
+category are scored on the same filters for comparison. Results: experiments/results/seen-split-ceilings.md.
 """
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import explain_lists, header, mean_sd, quality_seed, write_lines  # noqa: E402
-
+from common import explain_lists, explain_options, header, mean_sd, quality_seed, write_lines  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.models import load_model  # noqa: E402
 
@@ -69,7 +68,7 @@ def main() -> None:
         truth = q["gt"].labels("netdissect")
         for mode, qq in (("seen", q), ("all", q_all)):
             for m in METHODS:
-                r = split_scores(explain_lists(qq, m), truth, seen)
+                r = split_scores(explain_lists(qq, explain_options(m)), truth, seen)
                 rows.setdefault(f"{m}|{mode}", []).append(r)
                 print(f"[seed {seed}] {m} ({mode}): " + ", ".join(f"{k} {v:.3f}" for k, v in r.items() if k != "filters"),
                       flush=True)

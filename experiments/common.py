@@ -1,43 +1,22 @@
-"""Shared helpers for benchmark scripts: machine description and result files."""
+"""Shared helpers of the experiments: result files (``bench/record.py``'s, kept in experiments/results) and the
+quality benchmark's trained heads, caches and scoring reused by the variant scripts."""
 from __future__ import annotations
 
-import json
-import os
-import platform
-import shlex
 import sys
-import time
 from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))  # bench/record.py, and bench/quality.py / speed.py for the scripts that reuse them
+
+import record  # noqa: E402
+from record import machine  # noqa: E402,F401
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def machine() -> dict:
-    import torch
-
-    info = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "python": sys.version.split()[0], "torch": torch.__version__}
-    try:
-        info["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 def save(name: str, table_md: str, data: dict) -> Path:
-    """Write ``bench/results/<name>-<timestamp>.md`` and ``.json`` with the command, machine and versions."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    cmd = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
-    from lavise.run import versions
-
-    meta = {"command": cmd, "machine": machine(), "versions": versions(), "time": stamp}
-    md = f"# {name} ({stamp})\n\nCommand: `{cmd}`\n\nMachine: {json.dumps(meta['machine'])}\n\n{table_md}\n"
-    (RESULTS / f"{name}-{stamp}.md").write_text(md)
-    (RESULTS / f"{name}-{stamp}.json").write_text(json.dumps({**meta, **data}, indent=1))
-    return RESULTS / f"{name}-{stamp}.md"
+    """``record.save`` into experiments/results."""
+    return record.save(name, table_md, data, RESULTS)
 
 
 # ----------------------------------------------------------------------------- variants on the quality runs
@@ -58,19 +37,34 @@ def quality_seed(seed: int, mode: str, model, emb, run: Path | None = None) -> d
 
     tgt = load_dataset(f"builtin:scenes?size=1000&seed={seed}&split=test&cache={WORK}")
     trained = TrainedExplainer.load(run or WORK / f"seed{seed}-b4000{'-all' if mode == 'all' else ''}-h{HEADS}")
-    cache = extract_features(model, model.default_layer, tgt, WORK / "cache-target-1000", concepts=list(tgt.concepts),
-                             show_progress=False)
+    cache = extract_features(model, model.default_layer, tgt, WORK / "cache-target-1000", list(tgt.concepts), quiet())
     names = list(dict.fromkeys(list(trained.concepts) + list(tgt.concepts)))
     return {"trained": trained, "cache": cache, "gt": compute_ground_truth(cache),
             "vocab": emb.vocabulary("nouns", concepts=names, size=10000),
             "held_out": list(tgt.meta["held_out"]) if mode == "seen" else None}
 
 
-def explain_lists(q: dict, method: str, **explain_kw) -> list[list[str]]:
-    """Every filter's top 20 words from ``explain_cache`` (lavise's defaults unless ``explain_kw`` says otherwise)."""
+def quiet(**changes):
+    """``ExtractOptions`` with lavise's defaults and no progress bars (``changes``: e.g. ``amp=True``)."""
+    from lavise.options import ExtractOptions
+
+    return ExtractOptions(show_progress=False, **changes)
+
+
+def explain_options(method: str, **changes):
+    """``ExplainOptions`` of ``method`` with lavise's defaults (p, s, no penalties) and 20 words per filter, so that
+    R@20 can be scored; ``changes`` (e.g. ``hubness=0.25``) override them."""
+    from lavise.options import ExplainOptions
+
+    return ExplainOptions(method=method, x=20).replace(**changes)
+
+
+def explain_lists(q: dict, options, extract=None, thresholds=None) -> list[list[str]]:
+    """Every filter's words from ``explain_cache`` with ``options`` (see ``explain_options``), ``extract``
+    (default ``quiet()``) and ``thresholds`` (default the cache's T_u, ``compute_thresholds``)."""
     from lavise.explain import explain_cache
 
-    fx = explain_cache(q["trained"], q["cache"], q["vocab"], method, x=20, show_progress=False, **explain_kw)
+    fx = explain_cache(q["trained"], q["cache"], q["vocab"], options, extract=extract or quiet(), thresholds=thresholds)
     lists = [[] for _ in range(q["cache"].shape[0])]
     for f in fx:
         lists[f.unit] = f.top_words
@@ -84,9 +78,9 @@ def score(q: dict, name: str, lists: list[list[str]]) -> dict:
     return score_row(name, lists, q["gt"], "netdissect", (1, 5, 10, 20), None, q["held_out"], 10)
 
 
-def explain_and_score(q: dict, method: str, name: str, **explain_kw) -> dict:
-    """Every filter explained (``explain_lists``) and scored (``score``)."""
-    return score(q, name, explain_lists(q, method, **explain_kw))
+def explain_and_score(q: dict, name: str, options, extract=None, thresholds=None) -> dict:
+    """Every filter explained (``explain_lists``) and scored (``score``) as row ``name``."""
+    return score(q, name, explain_lists(q, options, extract, thresholds))
 
 
 def header(title: str, script: str, what: str, seeds: list[int] | None = None,
@@ -96,7 +90,7 @@ def header(title: str, script: str, what: str, seeds: list[int] | None = None,
     from lavise.defaults import HEADS
 
     seeds = seeds if seeds is not None else [int(s) for s in sys.argv[1:]] or [0, 1, 2]
-    return [f"# {title}", "", f"Command: `python bench/{script}{''.join(' ' + a for a in sys.argv[1:])}`", "",
+    return [f"# {title}", "", f"Command: `python experiments/{script}{''.join(' ' + a for a in sys.argv[1:])}`", "",
             f"{heads} ({HEADS} members), seeds {seeds}; every filter explained with lavise's defaults "
             f"(p=50, s=1, default vocabulary){what}; NetDissect's convention. Mean ± SD over seeds.", ""]
 
@@ -110,7 +104,7 @@ def mean_sd(values) -> str:
 
 
 def write_lines(name: str, lines: list[str]) -> Path:
-    """Write ``bench/results/<name>.md`` (a fixed name: the variants scripts rerun on the same runs) and print it."""
+    """Write ``experiments/results/<name>.md`` (a fixed name: the variants scripts rerun on the same runs) and print it."""
     out = RESULTS / f"{name}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,6 +1,6 @@
 """Reduced JPEG decoding (``Preprocess.jpeg_draft``) on large photos: what it saves and what it changes.
 
-    python bench/decode.py [--images 96] [--sizes 640x480,1024x768,4000x3000] [--rounds 2]
+    python experiments/decode.py [--images 96] [--sizes 640x480,1024x768,4000x3000] [--rounds 2]
 
 For each photo size, a folder of JPEGs (quality 90) cut from the real photos that ship with scikit-image and
 scikit-learn: random crops resized to the size, with a little grain so that files weigh about what a
@@ -29,21 +29,22 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-from speed import bare_forward, bare_pass  # noqa: E402
-
+from common import save  # noqa: E402  # importing common puts bench/ on sys.path, for speed
 from lavise.data.folder import FolderDataset  # noqa: E402
 from lavise.explain import top_images  # noqa: E402
 from lavise.features import extract_features  # noqa: E402
 from lavise.models import load_model  # noqa: E402
+from lavise.options import ExtractOptions  # noqa: E402
+from speed import bare_forward, bare_pass  # noqa: E402
 
 GRAIN = 4.0  # grey levels (s.d.) of Gaussian grain added after resizing
+QUIET = ExtractOptions(show_progress=False)  # lavise's defaults, no progress bar
 
 
 def source_photos() -> list[np.ndarray]:
     """The RGB photographs shipped with scikit-image and scikit-learn (no download)."""
-    import sklearn.datasets
     import skimage
+    import sklearn.datasets
 
     root = Path(skimage.__file__).parent / "data"
     names = ["astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png",
@@ -156,7 +157,7 @@ def _measure(args, tmp: Path) -> None:
             for r in range(args.rounds):
                 t_bare = bare_pass(tm, layer, len(ds), "cpu", False, cfg)
                 t = time.perf_counter()
-                caches[name] = extract_features(model, layer, ds, tmp / f"c-{spec}-{name}-{r}", show_progress=False)
+                caches[name] = extract_features(model, layer, ds, tmp / f"c-{spec}-{name}-{r}", options=QUIET)
                 t_ext = time.perf_counter() - t
                 ratios.append(t_bare / t_ext)
                 ips.append(len(ds) / t_ext)
@@ -166,7 +167,7 @@ def _measure(args, tmp: Path) -> None:
         p = min(args.top, len(ds))
         cos, overlap = agreement(caches["full"], caches["draft"], p)
         control = extract_features(off_tm, layer, resaved(folder, tmp / f"q85-{spec}"), tmp / f"c-{spec}-q85",
-                                   show_progress=False)
+                                   options=QUIET)
         ccos, coverlap = agreement(caches["full"], control, p)
         res.update(cosine_mean=float(cos.mean()), cosine_min=float(cos.min()), top_overlap=overlap, top=p,
                    q85_cosine_mean=float(ccos.mean()), q85_cosine_min=float(ccos.min()), q85_top_overlap=coverlap)

@@ -1,14 +1,14 @@
 """Explanation quality against the number of reference scenes the explainer is trained on.
 
-    python bench/reference_size.py                          # seed 0, seen split, 2,000 to 16,000 scenes
-    python bench/reference_size.py --seeds 0 1 --sizes 4000 8000 --concepts all
-    python bench/reference_size.py --seeds 0 1 2 --sizes 4000 8000 --concepts all --methods attention activation
+    python experiments/reference_size.py                          # seed 0, seen split, 2,000 to 16,000 scenes
+    python experiments/reference_size.py --seeds 0 1 --sizes 4000 8000 --concepts all
+    python experiments/reference_size.py --seeds 0 1 2 --sizes 4000 8000 --concepts all --methods attention activation
 
 Per size, the explainer (lavise's default head) is trained on ``builtin:scenes?split=train`` of that size
 (the seen categories, or all with ``--concepts all``) exactly as bench/quality.py trains it, and every filter
 is explained on the same 1,000 test scenes and scored like bench/quality.py (masked-attention or the
 ``--methods`` named, lavise's defaults, NetDissect's convention), without and with ``--hubness``. Heads and caches are kept in
-runs/bench (the 4,000-scene ones are quality.py's). Results: bench/results/reference-size-<concepts>-s<seeds>.md
+runs/bench (the 4,000-scene ones are quality.py's). Results: experiments/results/reference-size-<concepts>-s<seeds>.md
 (with other methods: ...-s<seeds>-<methods>.md).
 """
 from __future__ import annotations
@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import WORK, explain_and_score, header, mean_sd, quality_seed, write_lines  # noqa: E402
-
+from common import WORK, explain_and_score, explain_options, header, mean_sd, quality_seed, quiet, write_lines  # noqa: E402
 from lavise.data import load_dataset  # noqa: E402
 from lavise.defaults import DEFAULT_METHOD, HEADS, HUBNESS  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.models import load_model  # noqa: E402
+from lavise.options import TrainOptions  # noqa: E402
 from lavise.train import TrainedExplainer, train_explainer  # noqa: E402
 
 COLS = ("val top-1", "P@1", "R@5", "R@10", "R@20", "held-out found")
@@ -37,7 +37,8 @@ def trained_run(seed: int, size: int, concepts: str, model, emb) -> Path:
     run = base.with_name(base.name + f"-h{HEADS}")
     if not (run / "explainer.safetensors").is_file():
         ref = load_dataset(f"builtin:scenes?size={size}&seed={seed}&split=train&concepts={concepts}&cache={WORK}")
-        train_explainer(model, ref, emb, out=run, seed=seed, heads=HEADS, cache_dir=base / "cache", show_progress=False)
+        train_explainer(model, ref, emb, out=run, options=TrainOptions(seed=seed, heads=HEADS), extract=quiet(),
+                        cache_dir=base / "cache")
     return run
 
 
@@ -61,7 +62,7 @@ def main() -> None:
             trained = q["trained"]
             best = trained.config["train"]["best_epoch"]
             for method, hub in ((m, h) for m in args.methods for h in (0.0, HUBNESS)):
-                r = explain_and_score(q, method, method, hubness=hub)
+                r = explain_and_score(q, method, explain_options(method, hubness=hub))
                 r["val top-1"] = trained.history[best - 1].get("val_top1", float("nan"))
                 r["held-out found"] = r.get("novel_discovered", float("nan"))
                 rows.setdefault((method, size, hub), []).append(r)

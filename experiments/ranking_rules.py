@@ -1,12 +1,12 @@
 """Word-ranking rules compared on the quality benchmark's caches (seen split, one seed).
 
     python bench/quality.py --seeds 1          # once: trains the head and extracts the caches
-    python bench/ranking_rules.py 1
+    python experiments/ranking_rules.py 1
 
 Each rule turns the top-s words of each of a filter's top-p images into one ranking: lavise's default
 counts votes (ties: mean similarity); the others weigh votes by similarity, by image rank or by word rank.
 Scored like bench/quality.py: masked-attention inputs, default vocabulary, NetDissect's convention.
-Results: bench/results/ranking-rules-seed<N>.md.
+Results: experiments/results/ranking-rules-seed<N>.md.
 """
 from __future__ import annotations
 
@@ -14,19 +14,19 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import method_vectors  # noqa: E402
-
+from common import quiet  # noqa: E402  # importing common puts bench/ on sys.path, for quality
 from lavise.data import load_dataset  # noqa: E402
 from lavise.dissect import compute_ground_truth  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.evaluate import score_row  # noqa: E402
+from lavise.explain import vocabulary_tensor  # noqa: E402
 from lavise.features import extract_features  # noqa: E402
 from lavise.models import load_model  # noqa: E402
 from lavise.train import TrainedExplainer  # noqa: E402
+from quality import method_vectors  # noqa: E402
 
 WORK = Path(__file__).resolve().parents[1] / "runs" / "bench"
 RULES = {  # name: (p, s, weight of one vote given image rank r, word rank k, similarity)
@@ -46,22 +46,23 @@ def main() -> None:
     model, emb = load_model("efficientnet-lite0"), load_embeddings("glove-6b-50d")
     tgt = load_dataset(f"builtin:scenes?size=1000&seed={seed}&split=test&cache={WORK}")
     trained = TrainedExplainer.load(WORK / f"seed{seed}-b4000")
-    tcache = extract_features(model, model.default_layer, tgt, WORK / "cache-target-1000", concepts=list(tgt.concepts),
-                              show_progress=False)
+    tcache = extract_features(model, model.default_layer, tgt, WORK / "cache-target-1000", list(tgt.concepts), quiet())
     gt = compute_ground_truth(tcache)
     truth = gt.labels("netdissect")
     names = list(dict.fromkeys(list(trained.concepts) + list(tgt.concepts)))
     vocab = emb.vocabulary("nouns", concepts=names, size=10000)
     scored = [u for u in range(tcache.shape[0]) if truth[u]]
     mv = method_vectors(trained, tcache, "masked-attention", max(p for p, _, _ in RULES.values()), scored)
+    vt = vocabulary_tensor(vocab)
     sims, idx = [], []
     for i in range(0, len(mv["V"]), 2048):  # the top 5 words of every (filter, image) input
-        a, b = (mv["V"][i:i + 2048] @ torch.from_numpy(np.ascontiguousarray(vocab.vectors, np.float32)).T).topk(5, dim=1)
+        a, b = (mv["V"][i:i + 2048] @ vt.T).topk(5, dim=1)
         sims.append(a)
         idx.append(b)
-    sims = torch.cat(sims).view(len(scored), mv["p"], 5)
-    idx = torch.cat(idx).view(len(scored), mv["p"], 5)
-    lines = [f"# Word-ranking rules, seed {seed}", "", f"Command: `python bench/ranking_rules.py {seed}`", "",
+    pe = mv["pairs"].p
+    sims = torch.cat(sims).view(len(scored), pe, 5)
+    idx = torch.cat(idx).view(len(scored), pe, 5)
+    lines = [f"# Word-ranking rules, seed {seed}", "", f"Command: `python experiments/ranking_rules.py {seed}`", "",
              "| rule | P@1 | R@5 | R@10 | held-out concepts found |", "|---|---|---|---|---|"]
     for name, (p, s, weight) in RULES.items():
         lists = [[] for _ in range(tcache.shape[0])]

@@ -1,6 +1,6 @@
 """Speed of ``lavise.explain.hub_scores`` (the ``--hubness`` pass) against the running top-k it replaced.
 
-    python bench/hub_scores.py [--outputs 64000] [--words 10376]
+    python experiments/hub_scores.py [--outputs 64000] [--words 10376]
 
 Random unit vectors in GloVe's 50 dimensions stand in for the explainer outputs (1,280 filters x 50 images
 by default) and the default vocabulary. Both ways give the same r_w (checked); the time is best of 3.
@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
-
 from lavise.explain import HUB_NEIGHBOURS, hub_scores  # noqa: E402
 
 

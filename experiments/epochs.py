@@ -1,12 +1,12 @@
 """Training length: the default 30 epochs against training until validation stops improving (``--patience``).
 
     python bench/quality.py --concepts all && python bench/quality.py   # once: heads and caches
-    python bench/epochs.py [--seeds 0 1 2] [--epochs 200] [--patience 10]
+    python experiments/epochs.py [--seeds 0 1 2] [--epochs 200] [--patience 10]
 
 The quality benchmark's heads (30 epochs, the epoch of least validation loss kept) against heads trained on
 the same caches, split and seeds for at most ``--epochs`` epochs, stopping once ``--patience`` epochs in a row
 bring no new least validation loss. Every filter is explained with ``explain_cache`` and lavise's defaults and
-scored like bench/quality.py. Results: bench/results/epochs.md.
+scored like bench/quality.py. Results: experiments/results/epochs.md.
 """
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODES, WORK, explain_and_score, header, quality_seed, variants_section, write_lines  # noqa: E402
-
+from common import MODES, WORK, explain_and_score, explain_options, header, quality_seed, quiet, variants_section, write_lines  # noqa: E402
 from lavise.data import load_dataset  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.features import extract_features  # noqa: E402
 from lavise.models import load_model  # noqa: E402
+from lavise.options import TrainOptions  # noqa: E402
 from lavise.train import train_explainer  # noqa: E402
 
 METHODS = ("masked-attention", "activation", "attention")
@@ -31,11 +31,11 @@ def one_seed(seed: int, mode: str, model, emb, epochs: int, patience: int) -> tu
     q = quality_seed(seed, mode, model, emb)
     ref = load_dataset(f"builtin:scenes?size=4000&seed={seed}&split=train&concepts={mode}&cache={WORK}")
     cache_dir = WORK / (f"seed{seed}-b4000" + ("-all" if mode == "all" else "")) / "cache"
-    extract_features(model, model.default_layer, ref, cache_dir, concepts=list(q["trained"].concepts),
-                     show_progress=False)  # the reference cache, untimed (as train_explainer keys it)
+    extract_features(model, model.default_layer, ref, cache_dir, list(q["trained"].concepts),
+                     quiet())  # the reference cache, untimed (as train_explainer keys it)
     t = time.perf_counter()
-    long = train_explainer(model, ref, emb, seed=seed, epochs=epochs, patience=patience, cache_dir=cache_dir,
-                           show_progress=False)
+    long = train_explainer(model, ref, emb, options=TrainOptions(epochs=epochs, patience=patience, seed=seed),
+                           extract=quiet(), cache_dir=cache_dir)
     info = {"seconds": time.perf_counter() - t, "epochs_run": long.config["train"]["epochs_run"],
             "best_epoch": long.config["train"]["best_epoch"], "base_best_epoch": q["trained"].config["train"]["best_epoch"],
             "base_epochs": q["trained"].config["train"]["epochs"]}
@@ -43,7 +43,7 @@ def one_seed(seed: int, mode: str, model, emb, epochs: int, patience: int) -> tu
     rows = []
     for suffix, ex in (("", q["trained"]), (f" +patience {patience}", long)):
         for m in METHODS:
-            rows.append(explain_and_score(dict(q, trained=ex), m, m + suffix))
+            rows.append(explain_and_score(dict(q, trained=ex), m + suffix, explain_options(m)))
             print(f"[{mode} seed {seed}] {rows[-1]['name']}: P@1 {rows[-1]['P@1']:.3f} R@10 {rows[-1]['R@10']:.3f}",
                   flush=True)
     return rows, info

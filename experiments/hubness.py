@@ -1,12 +1,12 @@
 """The hub-word correction (``--hubness``) scored on the quality benchmark's trained runs.
 
     python bench/quality.py --concepts all && python bench/quality.py   # once: heads and caches
-    python bench/hubness.py                                              # seeds 0 1 2, both modes
+    python experiments/hubness.py                                              # seeds 0 1 2, both modes
 
 Every filter is explained with ``explain_cache`` (as ``lavise explain`` does, so one r_w comes from all
 1,280 filters' inputs) without and with the correction, and scored like bench/quality.py: default
 vocabulary, NetDissect's convention, held-out concepts found in the top 10 words. The uncorrected rows
-reproduce quality.py's. Results: bench/results/hubness.md.
+reproduce quality.py's. Results: experiments/results/hubness.md.
 """
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODES, explain_and_score, header, mean_sd, quality_seed, write_lines  # noqa: E402
-from quality import paired  # noqa: E402
-
+from common import MODES, explain_and_score, explain_options, header, mean_sd, quality_seed, write_lines  # noqa: E402
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.models import load_model  # noqa: E402
+
+# bench/ is on sys.path once common is imported
+from quality import paired  # noqa: E402
 
 METHODS = ("masked-attention", "activation", "attention")
 LAMBDAS = (0.0, 0.25, 0.5)
@@ -30,7 +31,7 @@ def one_seed(seed: int, mode: str, model, emb) -> list[dict]:
     for m in METHODS:
         for lam in LAMBDAS:
             name = m + ("" if lam == 0 else f" +hubness {lam}")
-            row = explain_and_score(q, m, name, hubness=lam)
+            row = explain_and_score(q, name, explain_options(m, hubness=lam))
             rows.append(row)
             print(f"[{mode} seed {seed}] {name}: P@1 {row['P@1']:.3f} R@10 {row['R@10']:.3f}"
                   + (f" held-out found {row['novel_discovered']}" if q["held_out"] else ""), flush=True)
