@@ -341,7 +341,5 @@ def compare_groups(
             weights must be those the explainer was trained on.
         cache_dir: feature caches (default ``RUN/cache``, shared with ``lavise explain``).
     """
-    opened = Run.open(run, target=target, cache_dir=cache_dir)
-    if target is not None:
-        opened.check_target(target)  # a model given with other weights fails now, even when no extraction is needed
-    return compare_run(opened, images, groups, only, one_vs_rest, options, extract, out)
+    return compare_run(Run.open(run, target=target, cache_dir=cache_dir), images, groups, only, one_vs_rest, options,
+                       extract, out)
