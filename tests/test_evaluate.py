@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import bilinear_weights
 from lavise.cli import main
 from lavise.dissect import Dissection, compute_ground_truth
 from lavise.evaluate import evaluate_run, format_table, novel_scores, random_words, score_lists, synonym_scores
@@ -358,3 +359,33 @@ def test_evaluating_with_other_weights_is_refused(run, tiny_model, other_weights
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lavise: error:") and "differ from those" in err[0], err
     assert not (copy / "evaluation.json").exists()
+
+
+def test_a_filter_capped_on_one_cell_finds_the_concept_under_it():
+    """ReLU6-like filter 0 reaches its cap (6) on one interior cell per image, exactly over a planted 'ball';
+    T_u is then its maximum (saturated). Thresholding the upsampled map gave it an empty mask and no ground
+    truth; upsampling its binary mask gives the cell, and IoU with the ball computed by hand from the bilinear
+    weights. Filter 1, ordinary, keeps NetDissect's rule."""
+    rng = np.random.default_rng(0)
+    n, h = 6, 7
+    f = rng.uniform(0, 2, size=(n, 2, h, h)).astype(np.float32)
+    cells = [(3, 3), (2, 4), (4, 2), (3, 1), (1, 3), (5, 5)]
+    pairs, masks = [], []
+    for r, (i, j) in enumerate(cells):
+        f[r, 0, i, j] = 6.0
+        pairs.append((r, 0))
+        masks.append(_box(8 * i, 8 * i + 8, 8 * j, 8 * j + 8))
+    cache = _cache(f, pairs, masks, ["ball"])
+    thr = Thresholds.from_stats(cache.stats)
+    assert thr.inclusive[0] and thr.values[0] == 6.0 and not thr.inclusive[1]
+    gt = compute_ground_truth(cache, batch_images=4)
+    W = bilinear_weights(7, S)
+    inter = union = 0
+    for (i, j) in cells:
+        act = np.array([[W[a][i] * W[b][j] >= 0.5 for b in range(S)] for a in range(S)])
+        ball = _box(8 * i, 8 * i + 8, 8 * j, 8 * j + 8)
+        inter += (act & ball).sum()
+        union += (act | ball).sum()
+    assert gt.iou()[0, 0] == pytest.approx(inter / union)
+    assert inter / union > 0.5 and gt.labels()[0] == ["ball"]
+

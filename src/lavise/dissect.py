@@ -153,8 +153,9 @@ def compute_ground_truth(cache: FeatureCache, thresholds: Thresholds | None = No
         act = torch.zeros(0, S * S)
         if len(qb):
             f = torch.from_numpy(np.asarray(cache.features[r0:r1], dtype=np.float32))
-            up = torch.matmul(torch.matmul(ih, f[qb, qu]), iw.T)  # (Q, S, S): bilinear upsampling as two matmuls
-            act = thr.masks(up, units=qu).flatten(1).float()  # (Q, S²)
+            # bilinear upsampling as two matmuls; saturated filters upsample their binary mask (Thresholds)
+            act = thr.upsampled_masks(f[qb, qu], qu, lambda x: torch.matmul(torch.matmul(ih, x), iw.T))
+            act = act.flatten(1).float()  # (Q, S²)
             area[qb, qu] = act.sum(1).double()
         act_area += area.sum(0)
         p0, p1 = starts[r0], starts[r1]

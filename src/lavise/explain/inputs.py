@@ -177,8 +177,9 @@ class ImageRerun:
         for u, r in zip(units.tolist(), rows.tolist()):
             x = pre(pre.load(self.dataset[int(cache.dataset_index[r])].path))  # as the target cache decoded it
             a = torch.from_numpy(np.array(cache.features[r, u], dtype=np.float32))
-            up = F.interpolate(a[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-            keep = thresholds.masks(up[None], units=torch.tensor([u]))[0]
+            size = x.shape[-2:]
+            keep = thresholds.upsampled_masks(a[None], torch.tensor([u]), lambda m: F.interpolate(
+                m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0])[0]
             xs.append(x * keep)  # 0 after normalisation = the mean colour
         f = self.extractor(torch.stack(xs).to(device)).float().cpu()
         return f.mean((2, 3))
