@@ -32,12 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lavise.defaults import HEADS, SMALL_MASKS
+from lavise.defaults import DEFAULT_METHOD, HEADS, SMALL_MASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 KS = (1, 5, 10, 20)
-COLUMNS = ("filters", "P@1", "P@5", "P@10", "P@20", "R@1", "R@5", "R@10", "R@20", "F1@10")
+COLUMNS = ("filters", "P@1", "P@5", "P@10", "P@20", "R@1", "R@5", "R@10", "R@20", "F1@10", "exact_P@1", "exact_R@10",
+           "AUPRC", "AUPRC_random")
 NOVEL_COLUMNS = ("novel_available", "novel_discovered", "novel_filters", "novel_R@10", "novel_R@20", "R@10", "P@1")
 
 
@@ -78,14 +79,15 @@ def first(mv, p):
     return dict(mv, V=mv["V"].view(U, pairs.p, -1)[:, :p].reshape(U * p, -1), pairs=pairs.first(p))
 
 
-def method_vectors(explainer, cache, method, p, units, dataset=None, target=None, batch_pairs=512):
+def method_vectors(explainer, cache, method, p, units, dataset=None, target=None, batch_pairs=512, rows=None):
     """The explainer's output for every (filter, top image) input: ``explain_cache``'s first stages, run once per
-    method so that vocabularies and calibrations reuse them (the same public stages; checked below)."""
+    method so that vocabularies and calibrations reuse them (the same public stages; checked below). ``rows``:
+    the cache rows top images may come from (the explain half)."""
     from lavise.explain import ImageRerun, compute_thresholds, head_outputs, top_pairs
     from lavise.options import ExtractOptions
 
     thr = compute_thresholds(cache)
-    pairs = top_pairs(cache, p, units)
+    pairs = top_pairs(cache, p, units, rows)
     rerun = ImageRerun.of(target, explainer.config["layer"], dataset) if method == "image" else None
     V = head_outputs(explainer, cache, pairs, thr, method, ExtractOptions(show_progress=False), rerun, batch_pairs)
     return {"pairs": pairs, "V": V, "thr": thr}
@@ -137,16 +139,17 @@ def gamma_from_vectors(mv, explainer, vocab, pool, max_pairs=8000, seed=0):
 
 RANDOM_DRAWS = 200
 RANDOM_MEAN = f"random, mean of {RANDOM_DRAWS} draws"
+NAMES_MEAN = f"control: random concept names, mean of {RANDOM_DRAWS} draws"
 
 
-def random_mean_row(words, d, k, gt, held_out, seed, draws=RANDOM_DRAWS, **info) -> dict:
+def random_mean_row(words, d, k, gt, held_out, seed, draws=RANDOM_DRAWS, name=RANDOM_MEAN, **info) -> dict:
     """The random-words baseline's expected scores (NetDissect convention): one draw discovers a held-out
     concept so rarely that a single draw says little; the mean over many draws is the chance level."""
     from lavise.evaluate import random_words, score_row
 
-    rows = [score_row(RANDOM_MEAN, random_words(words, d, k, seed * 100_003 + r), gt, "netdissect", KS, None, held_out, 10)
+    rows = [score_row(name, random_words(words, d, k, seed * 100_003 + r), gt, "netdissect", KS, None, held_out, 10)
             for r in range(draws)]
-    out = {"name": RANDOM_MEAN, "convention": "netdissect", **info}
+    out = {"name": name, "convention": "netdissect", **info}
     for key, v in rows[0].items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and key not in info:
             out[key] = float(np.mean([r[key] for r in rows]))
@@ -193,8 +196,18 @@ def settings():
 def run_seed(args, seed, model, emb):
     from lavise.data import load_dataset
     from lavise.dissect import compute_ground_truth
-    from lavise.evaluate import netdissect_lists, random_words, score_row
-    from lavise.explain import explain_cache
+    from lavise.evaluate import (
+        constant_words,
+        grounded_scores,
+        lemma,
+        netdissect_lists,
+        random_words,
+        ranked_by_iou,
+        score_row,
+        shuffled_lists,
+        split_rows,
+    )
+    from lavise.explain import compute_thresholds, explain_cache
     from lavise.features import extract_features
     from lavise.options import ExplainOptions, ExtractOptions, TrainOptions
     from lavise.train import train_explainer
@@ -218,7 +231,11 @@ def run_seed(args, seed, model, emb):
     tcache = extract_features(model, model.default_layer, tgt, args.work / f"cache-target-{args.target_size}",
                               list(tgt.concepts), quiet)
     rcache = extract_features(model, model.default_layer, ref, base / "cache", list(trained.concepts), quiet)
-    gt = compute_ground_truth(tcache)
+    # held-out scoring: explanations from one half of the target scenes, ground truth from the other
+    ex_rows, sc_rows = split_rows(len(tcache), seed) if args.split == "halves" else (None, None)
+    thr = compute_thresholds(tcache)  # label-free, from every target scene
+    gt = compute_ground_truth(tcache, thr, rows=sc_rows)
+    gt_a = compute_ground_truth(tcache, thr, rows=ex_rows) if ex_rows is not None else None
     rgt = compute_ground_truth(rcache)
     log(f"[seed {seed}] ground truth: {gt.summary()} ({time.time() - t0:.0f} s)")
     d = tcache.shape[0]
@@ -243,13 +260,13 @@ def run_seed(args, seed, model, emb):
     P = max(p for _, p, _ in settings())
     mvs = {}
     for m in args.methods:
-        mvs[m] = method_vectors(trained, tcache, m, P, scored)
+        mvs[m] = method_vectors(trained, tcache, m, P, scored, rows=ex_rows)
         log(f"[seed {seed}] {m} inputs for {len(scored)} filters ({time.time() - t0:.0f} s)")
     if seed == args.seeds[0]:  # the shared-vector shortcut equals explain_cache
         for _, p, s in settings():
             chk = explain_cache(trained, tcache, vocabs["names"], ExplainOptions(method=args.methods[0], p=p, s=s, x=K),
-                                scored[:20], quiet)
-            mv = method_vectors(trained, tcache, args.methods[0], p, scored[:20])  # same batching: bit-identical
+                                scored[:20], quiet, rows=ex_rows)
+            mv = method_vectors(trained, tcache, args.methods[0], p, scored[:20], rows=ex_rows)  # bit-identical
             assert [f.words for f in chk] == [f.words for f in words_from_vectors(mv, tcache, vocabs["names"], s, K)]
     for vname, vocab in vocabs.items():
         lists = {m + tag: full_lists(words_from_vectors(first(mvs[m], p), tcache, vocab, s, K), d)
@@ -264,15 +281,26 @@ def run_seed(args, seed, model, emb):
                                                                           gamma), d)
         lists["netdissect"] = netdissect_lists(rgt)
         lists["random"] = random_words(vocab.words, d, K, seed)
+        lists["control: constant"] = constant_words(dict(zip(rgt.concepts, rgt.images_with.tolist())), d, K)
+        shuffle = DEFAULT_METHOD if DEFAULT_METHOD in args.methods else args.methods[0]
+        lists["control: shuffled"] = shuffled_lists(lists[shuffle], scored, seed)
+        if gt_a is not None:
+            lists["ceiling: ground truth of the explain half"] = gt_a.labels("netdissect")
+            lists["ceiling: NetDissect on the explain half"] = ranked_by_iou(gt_a, K)
         rows = [score_row(n, lst, gt, conv, KS, None, held_out, 10) for conv in ("netdissect", "present")
                 for n, lst in lists.items()]
+        for r in rows:
+            if r["convention"] == "netdissect":
+                r.update(grounded_scores(lists[r["name"]], tcache, lemma, rows=sc_rows, seed=seed))
         if vname == "nouns":
             rows.append(random_mean_row(vocab.words, d, K, gt, held_out, seed))
+            rows.append(random_mean_row(list(tgt.concepts), d, K, gt, held_out, seed, name=NAMES_MEAN))
         res["tables"][vname] = rows
         log(f"[seed {seed}] vocabulary {vname} ({len(vocab.words)} words), gamma {res['gamma'][vname]} ({time.time() - t0:.0f} s)")
         if vname == "nouns" and "image" in args.subset_methods and args.image_units:
-            mvi = method_vectors(trained, tcache, "image", P, img_units, tgt, model)
-            sub = {n: lists[n] for n in lists if not n.endswith("calibrated") and n not in ("netdissect", "random")}
+            mvi = method_vectors(trained, tcache, "image", P, img_units, tgt, model, rows=ex_rows)
+            sub = {n: lists[n] for n in lists if not n.endswith("calibrated") and n not in ("netdissect", "random")
+                   and not n.startswith(("control", "ceiling"))}
             for tag, p, s in settings():
                 sub["image" + tag] = full_lists(words_from_vectors(first(mvi, p), tcache, vocab, s, K), d)
             sub["netdissect"], sub["random"] = lists["netdissect"], lists["random"]
@@ -289,7 +317,7 @@ def run_seed(args, seed, model, emb):
         ex = trained if frac >= 1 else train_subset(rcache, list(trained.concepts), cvecs, keep, args.epochs, args.lr, seed,
                                                                  args.heads, small_masks=args.small_masks)
         for m in args.novel_methods:
-            mv = mvs[m] if frac >= 1 else method_vectors(ex, tcache, m, P, scored)
+            mv = mvs[m] if frac >= 1 else method_vectors(ex, tcache, m, P, scored, rows=ex_rows)
             gamma = gamma_from_vectors(mv, ex, vocab, names, seed=seed)[0]
             for g in (0.0, gamma):
                 lst = full_lists(words_from_vectors(first(mv, p), tcache, vocab, s, K, ex, g), d)
@@ -301,6 +329,8 @@ def run_seed(args, seed, model, emb):
         res["novel"].append(row)
         res["novel"].append(random_mean_row(vocab.words, d, K, gt, held_out, seed, seen_fraction=len(keep) / n_all,
                                             seen_concepts=len(keep), gamma=0.0))
+        res["novel"].append(random_mean_row(list(tgt.concepts), d, K, gt, held_out, seed, name=NAMES_MEAN,
+                                            seen_fraction=len(keep) / n_all, seen_concepts=len(keep), gamma=0.0))
         log(f"[seed {seed}] novel concepts with {len(keep)} seen categories ({time.time() - t0:.0f} s)")
     res["seconds"] = time.time() - t0
     return res
@@ -332,7 +362,13 @@ def render(all_res, args, cmd):
              f"{f', trained also on {args.small_masks} small-mask inputs per pair' if args.small_masks else ''}; epochs {args.epochs}, lr {args.lr}. Rows without a suffix use lavise's "
              f"word-selection defaults (p={settings()[0][1]} top images, s={settings()[0][2]} word per image); rows marked "
              f"`{settings()[1][0].strip()}` use the paper code's. "
-             f"Figures are mean ± sample SD over seeds.", ""]
+             f"Figures are mean ± sample SD over seeds. "
+             + ("Held-out scoring: each seed's target scenes are split in two seeded halves; explanations come from "
+                "one half and are scored against the ground truth of the other (T_u from all target scenes). "
+                if args.split == "halves" else "Explanations and ground truth come from the same target scenes. ")
+             + "Words match concepts by lemmas (exact_ columns: exact match); AUPRC: how well each filter's maximum "
+               "activation separates score-half images with the concept its top word names from images without it "
+               "(AUPRC_random: the same for random concepts).", ""]
     gt = all_res[0]["gt"]
     for conv in ("netdissect", "present"):
         fw = [r["gt"][conv]["filters_with_ground_truth"] for r in all_res]
@@ -384,7 +420,8 @@ def render(all_res, args, cmd):
     fr = sorted({r["seen_concepts"] for r in all_res[0]["novel"]})
     nrows = []
     for k in fr:
-        for name in [n for m in args.novel_methods for n in (m, m + " +calibrated")] + ["random", RANDOM_MEAN]:
+        for name in [n for m in args.novel_methods for n in (m, m + " +calibrated")] + ["random", RANDOM_MEAN,
+                                                                                          NAMES_MEAN]:
             per = [[r for r in res["novel"] if r["seen_concepts"] == k and r["name"] == name] for res in all_res]
             if not all(per):
                 continue
@@ -448,6 +485,9 @@ def main(argv=None):
                     help="reference categories: seen (default; held-out ones test discovery) or all (no held-out "
                          "categories: what the method reaches when every ground-truth concept was trained)")
     ap.add_argument("--name", default=None, help="results name (default builtin, or builtin-all with --concepts all)")
+    ap.add_argument("--split", choices=["halves", "none"], default="halves",
+                    help="halves (default): explanations from one seeded half of the target scenes, ground truth from "
+                         "the other; none: the same scenes on both sides (the paper's protocol)")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
     ap.add_argument("--run", help="user mode: an existing run folder to evaluate")
     ap.add_argument("--dataset", help="user mode: the dataset spec to evaluate on")

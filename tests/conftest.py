@@ -19,6 +19,19 @@ TINY_WORDS = {  # 4-d vectors, far apart so a tiny head can learn them
 COLOURS = {"cat": (230, 30, 30), "dog": (30, 230, 30), "car": (30, 30, 230)}
 
 
+def bilinear_weights(n_in: int, n_out: int) -> list[list[float]]:
+    """1-D bilinear weights (align_corners=False), written out by hand for tests: output i samples
+    x = (i + 0.5) n_in / n_out - 0.5, clamped at the borders, and mixes the two nearest input cells."""
+    rows = []
+    for i in range(n_out):
+        x = min(max((i + 0.5) * n_in / n_out - 0.5, 0.0), n_in - 1)
+        lo, w = int(x), [0.0] * n_in
+        w[lo] += 1 - (x - lo)
+        w[min(lo + 1, n_in - 1)] += x - lo
+        rows.append(w)
+    return rows
+
+
 class TinyNet(nn.Module):
     def __init__(self):
         super().__init__()

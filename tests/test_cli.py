@@ -53,3 +53,14 @@ def test_weights_load_safely_and_mismatch_is_reported(tmp_path, tiny_spec, capsy
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     assert main(["layers", tiny_spec, "--weights", str(tmp_path / "bad.pt")]) == 2
     assert "cannot read weights" in capsys.readouterr().err
+
+
+def test_help_lists_the_registered_dataset_kinds(capsys):
+    """The epilog comes from the dataset registry, so a new loader shows up in --help by registering."""
+    from lavise.cli import build_parser
+    from lavise.data import list_datasets
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Datasets: " + ", ".join(list_datasets()) in out

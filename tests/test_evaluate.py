@@ -7,11 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import bilinear_weights
 from lavise.cli import main
-from lavise.dissect import Dissection, compute_ground_truth
+from lavise.dissect import Dissection, GroundTruth, compute_ground_truth
+from lavise.errors import LaviseError
 from lavise.evaluate import evaluate_run, format_table, novel_scores, random_words, score_lists, synonym_scores
+from lavise.evaluate.baselines import constant_words, names_random_words, shuffled_lists
+from lavise.evaluate.metrics import MATCHES, lemma, score_row
 from lavise.features import FeatureCache
-from lavise.options import EvalOptions, ExplainOptions, ExtractOptions, TrainOptions
+from lavise.options import MATCHING, EvalOptions, ExplainOptions, ExtractOptions, TrainOptions
 from lavise.stats import ActivationStats, Thresholds
 
 X = ExtractOptions(workers=0, show_progress=False)
@@ -185,6 +189,133 @@ def test_random_words_and_table():
     assert "0.250±0.010" in t and t.splitlines()[0].split()[0] == "method"
 
 
+# Lemmatised matching (issue 19): "cherries" is "cherry", "Traffic_Lights" is "traffic light". Every test below
+# fails on the code before it: matching was exact only and these names did not exist.
+PLURALS = [["cherries", "Traffic_Lights", "dog"], []]
+SINGULARS = [["cherry", "traffic light"], []]
+
+
+def test_lemma_key_folds_case_underscores_and_plural_nouns():
+    assert lemma("Traffic_Lights") == "traffic light" and lemma("  cherries ") == "cherry"
+    assert lemma("geese") == "goose" and lemma("grass") == "grass" and lemma("") == ""
+    assert MATCHES["exact"]("Traffic_Lights") == "traffic lights"
+    assert tuple(MATCHES) == MATCHING  # the option's choices are the metric's keys
+
+
+def test_lemmatised_match_by_hand():
+    # filter 0, top 2 under lemma: cherry, traffic light -> 2 hits of 2 words, 2 of 2 concepts;
+    # exact: "cherries", "traffic lights" -> 0 hits. Filter 1 has no ground truth: not scored.
+    lem = score_lists(PLURALS, SINGULARS, ks=(1, 2))
+    assert lem["filters"] == 1
+    assert lem["P@2"] == 1.0 and lem["R@2"] == 1.0 and lem["F1@2"] == 1.0  # F1 = 2*2/(2+2)
+    assert lem["P@1"] == 1.0 and lem["R@1"] == 0.5  # top 1: cherry, 1 of 2 concepts
+    ex = score_lists(PLURALS, SINGULARS, ks=(1, 2), match="exact")
+    assert ex["filters"] == 1 and ex["P@2"] == 0 and ex["R@2"] == 0 and ex["P@1"] == 0
+    # two surface forms of one lemma count once: "cherry", "cherries" is 1 hit in a top 2 (P@2 = 1/2)
+    assert score_lists([["cherry", "cherries"]], [["cherry"]], ks=(2,))["P@2"] == 0.5
+    with pytest.raises(ValueError, match="unknown match 'stem'"):
+        score_lists(PLURALS, SINGULARS, match="stem")
+
+
+def _tiny_gt():
+    """2 filters, concepts cherry / traffic light / dog (netdissect IoU = I / (A + M - I)).
+
+    filter 0: A = 100; cherry and traffic light I = 50, M = 100 -> IoU 50/150 = 1/3 > 0.04; dog I = 0.
+    filter 1: A = 100, no intersection: no ground truth.
+    """
+    inter = np.array([[50, 50, 0], [0, 0, 0]], float)
+    act = np.array([100, 100], float)
+    return GroundTruth(["cherry", "traffic light", "dog"], inter, act, np.array([100, 100, 100], float),
+                       np.repeat(act[:, None], 3, 1), images=4, images_with=np.array([2, 2, 2]))
+
+
+class _OrthogonalEmbeddings:
+    """Every phrase its own unit vector: cosine 0 between different phrases, so only equal keys match."""
+
+    def encode(self, phrases):
+        return np.eye(len(phrases)), list(phrases), []
+
+
+def test_score_row_reports_lemma_headline_and_exact_columns():
+    gt = _tiny_gt()
+    assert gt.labels() == [["cherry", "traffic light"], []]
+    row = score_row("m", PLURALS, gt, "netdissect", ks=(1, 2), synonyms=(_OrthogonalEmbeddings(), 0.99))
+    assert row["match"] == "lemma" and row["filters"] == 1
+    assert row["P@2"] == 1.0 and row["R@2"] == 1.0 and row["F1@2"] == 1.0  # as in test_lemmatised_match_by_hand
+    assert row["exact_P@2"] == 0 and row["exact_R@2"] == 0 and row["exact_F1@2"] == 0
+    assert row["P@1"] == 1.0 and row["exact_P@1"] == 0 and "exact_filters" not in row
+    # synonym columns: equality under the lemma key (cosine 0 otherwise): same values as the headline
+    assert row["syn_P@2"] == 1.0 and row["syn_R@2"] == 1.0
+    strict = score_row("m", PLURALS, gt, "netdissect", ks=(1, 2), match="exact")
+    assert strict["match"] == "exact" and strict["P@2"] == 0 and strict["R@2"] == 0
+    assert not [k for k in strict if k.startswith("exact_")]  # the headline is already exact
+    with pytest.raises(ValueError, match="unknown match"):
+        score_row("m", PLURALS, gt, "netdissect", (1, 2), None, None, 10, None, 0.9)  # a threshold is no match
+
+
+def test_novel_concepts_are_counted_under_the_lemma_key():
+    preds = [["cherries", "dog"], ["owls"]]
+    truth = [["cherry", "dog"], ["owl"]]
+    r = novel_scores(preds, truth, novel=["cherry", "owl"], x=1, ks=(1,))
+    # top-1 keys: cherry (f0), owl (f1), both novel and in their filter's truth
+    assert r["novel_discovered"] == 2 and r["novel_discoveries"] == 2
+    assert r["novel_discovered_names"] == ["cherry", "owl"]
+    assert r["novel_R@1"] == 1.0 and r["novel_P@1"] == 1.0
+    # not novel: f0 dog (1 of 2), f1 none -> ceiling R (0.5 + 0) / 2, P@1 ceiling 1 / 2
+    assert r["ceiling_R"] == 0.25 and r["ceiling_P@1"] == 0.5
+    ex = novel_scores(preds, truth, novel=["cherry", "owl"], x=1, ks=(1,), match="exact")
+    assert ex["novel_discovered"] == 0 and ex["novel_R@1"] == 0 and ex["novel_available"] == 2
+    # the novel set is keyed too: a plural novel name meets a singular ground-truth concept
+    assert novel_scores(preds, truth, novel=["Cherries"], x=1, ks=(1,))["novel_discovered_names"] == ["cherries"]
+
+
+def test_constant_words_are_the_most_frequent_concepts_ties_by_name():
+    # counts b 3, a 3, c 1: a and b tie at 3 -> by name a, b; c is third and cut by n = 2
+    w = constant_words({"b": 3, "a": 3, "c": 1}, 4, 2)
+    assert w == [["a", "b"]] * 4
+    w[0].append("x")
+    assert w[1] == ["a", "b"]  # separate lists
+    assert constant_words({"b": 3, "a": 3, "c": 1}, 2, 10) == [["a", "b", "c"]] * 2
+    assert constant_words({"a": 1}, 0, 2) == []
+
+
+def test_names_random_words_draw_only_concept_names():
+    names = ["cat", "dog", "owl", "yak", "emu", "cat"]  # a repeated name counts once
+    w = names_random_words(names, 30, 3, seed=1)
+    assert len(w) == 30 and all(len(x) == 3 and len(set(x)) == 3 and set(x) <= set(names) for x in w)
+    assert w == names_random_words(names, 30, 3, seed=1)
+    assert w != names_random_words(names, 30, 3, seed=2)
+    assert {c for x in w for c in x} == set(names)  # 90 draws over 5 names: each one drawn
+    assert all(sorted(x) == ["cat", "dog", "emu", "owl", "yak"] for x in names_random_words(names, 3, 9))
+
+
+def test_shuffled_lists_are_a_derangement_of_the_listed_filters():
+    preds = [[f"w{u}", f"v{u}"] for u in range(6)]
+    units = [0, 2, 3, 4, 5]  # filter 1 is not listed
+    seen = set()
+    for seed in range(20):
+        out = shuffled_lists(preds, units, seed)
+        assert len(out) == 6 and out[1] == []
+        assert sorted(map(tuple, (out[u] for u in units))) == sorted(map(tuple, (preds[u] for u in units)))
+        assert all(out[u] != preds[u] for u in units)  # no fixed point
+        seen.add(tuple(out[u][0] for u in units))
+    assert len(seen) > 1 and shuffled_lists(preds, units, 7) == shuffled_lists(preds, units, 7)
+    assert shuffled_lists(preds, [1, 4], 0) == [[], preds[4], [], [], preds[1], []]  # two filters: swapped
+    assert shuffled_lists(preds, [3], 0) == [[], [], [], preds[3], [], []]  # one filter keeps its own
+    assert shuffled_lists(preds, [], 0) == [[]] * 6
+
+
+@pytest.mark.parametrize("kw, flag", [({"match": "stem"}, "--match"), ({"controls": ("nope",)}, "--controls"),
+                                      ({"controls": "constant"}, "--controls")])
+def test_eval_options_check_match_and_controls(kw, flag):
+    with pytest.raises(LaviseError) as e:
+        EvalOptions(**kw)
+    assert flag in str(e.value) and "\n" not in str(e.value)
+    o = EvalOptions()
+    assert o.match == "lemma" and o.controls == ("constant", "names", "shuffled")
+    assert EvalOptions(match="exact", controls=("random-init",)).controls == ("random-init",)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_model, squares, tiny_glove):
     from lavise.embeddings import load_embeddings
@@ -202,9 +333,10 @@ def run(tmp_path_factory, tiny_model, squares, tiny_glove):
 
 
 def test_evaluate_run_compares_methods_and_baselines(run, tiny_model, squares):
+    # every image on both sides, no controls: the paper's protocol, where NetDissect on its own data is its own truth
     options = EvalOptions(explain=ExplainOptions(vocabulary="concepts", p=5, s=2, x=3),
                           methods=("attention", "activation", "original", "image"), image_units=3,
-                          synonym_threshold=0.9)
+                          synonym_threshold=0.9, split="none", controls=())
     ev = evaluate_run(run, squares, options, X, reference=squares, target=tiny_model)
     names = [r["name"] for r in ev.rows if r["convention"] == "netdissect"]
     assert names == ["attention", "activation", "original", "image", "netdissect", "random"]
@@ -358,3 +490,122 @@ def test_evaluating_with_other_weights_is_refused(run, tiny_model, other_weights
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lavise: error:") and "differ from those" in err[0], err
     assert not (copy / "evaluation.json").exists()
+
+
+def test_a_filter_capped_on_one_cell_finds_the_concept_under_it():
+    """ReLU6-like filter 0 reaches its cap (6) on one interior cell per image, exactly over a planted 'ball';
+    T_u is then its maximum (saturated). Thresholding the upsampled map gave it an empty mask and no ground
+    truth; upsampling its binary mask gives the cell, and IoU with the ball computed by hand from the bilinear
+    weights. Filter 1, ordinary, keeps NetDissect's rule."""
+    rng = np.random.default_rng(0)
+    n, h = 6, 7
+    f = rng.uniform(0, 2, size=(n, 2, h, h)).astype(np.float32)
+    cells = [(3, 3), (2, 4), (4, 2), (3, 1), (1, 3), (5, 5)]
+    pairs, masks = [], []
+    for r, (i, j) in enumerate(cells):
+        f[r, 0, i, j] = 6.0
+        pairs.append((r, 0))
+        masks.append(_box(8 * i, 8 * i + 8, 8 * j, 8 * j + 8))
+    cache = _cache(f, pairs, masks, ["ball"])
+    thr = Thresholds.from_stats(cache.stats)
+    assert thr.inclusive[0] and thr.values[0] == 6.0 and not thr.inclusive[1]
+    gt = compute_ground_truth(cache, batch_images=4)
+    W = bilinear_weights(7, S)
+    inter = union = 0
+    for (i, j) in cells:
+        act = np.array([[W[a][i] * W[b][j] >= 0.5 for b in range(S)] for a in range(S)])
+        ball = _box(8 * i, 8 * i + 8, 8 * j, 8 * j + 8)
+        inter += (act & ball).sum()
+        union += (act | ball).sum()
+    assert gt.iou()[0, 0] == pytest.approx(inter / union)
+    assert inter / union > 0.5 and gt.labels()[0] == ["ball"]
+
+
+
+def test_split_rows_are_two_disjoint_seeded_halves():
+    from lavise.evaluate.core import split_rows
+
+    a, b = split_rows(7, seed=3)
+    assert len(a) == 4 and len(b) == 3  # the explain half takes the odd row
+    assert sorted(np.concatenate([a, b]).tolist()) == list(range(7)) and not set(a) & set(b)
+    assert (np.diff(a) > 0).all() and (np.diff(b) > 0).all()
+    assert [x.tolist() for x in split_rows(7, 3)] == [a.tolist(), b.tolist()]
+    assert [x.tolist() for x in split_rows(7, 4)] != [a.tolist(), b.tolist()]
+
+
+def test_ground_truth_of_some_rows_equals_that_of_a_cache_of_those_rows(hand):
+    """Rows 0 and 2 of the hand fixture: the same counts as a cache holding only those two images."""
+    cache, thr = hand
+    part = compute_ground_truth(cache, thr, rows=np.array([0, 2]))
+    f = np.asarray(cache.features, dtype=np.float32)[[0, 2]]
+    masks = [_box(0, 10, 0, 20), _box(40, 50, 40, 50)]
+    alone = compute_ground_truth(_cache(f, [(0, 0), (1, 0)], masks, ["cat", "dog"]), thr)
+    assert part.images == alone.images == 2
+    np.testing.assert_allclose(part.iou(), alone.iou())
+    np.testing.assert_allclose(part.iou("present"), alone.iou("present"))
+    # filter 0 on images 0 and 2: |A|=100, cat I=100, |M|=300 -> 100/300; dog absent from both images
+    assert part.iou()[0, 0] == pytest.approx(100 / 300) and part.iou()[0, 1] == 0
+
+
+def test_ranked_by_iou_lists_concepts_with_positive_iou_best_first(hand):
+    from lavise.evaluate.core import ranked_by_iou
+
+    cache, thr = hand
+    gt = compute_ground_truth(cache, thr)
+    # filter 0: cat 100/350 > dog 50/200; filter 1: cat only (dog 0); filter 2 dead
+    assert ranked_by_iou(gt, 5) == [["cat", "dog"], ["cat"], []]
+    assert ranked_by_iou(gt, 1) == [["cat"], ["cat"], []]
+
+
+def test_explanations_on_the_explain_half_use_only_its_images(run, tiny_model, squares):
+    from lavise.embeddings import load_embeddings
+    from lavise.evaluate.core import split_rows
+    from lavise.explain import explain_cache
+    from lavise.features import extract_features
+    from lavise.train import TrainedExplainer
+
+    ex = TrainedExplainer.load(run)
+    vocab = load_embeddings(ex.config["embeddings"]).vocabulary("concepts", concepts=ex.concepts)
+    cache = extract_features(tiny_model, "block2", squares, run / "cache", list(squares.concepts), X)
+    half, other = split_rows(len(cache), 0)
+    fx = explain_cache(ex, cache, vocab, ExplainOptions(p=5, s=1, x=3), extract=X, rows=half)
+    allowed = {cache.image_ids[int(r)] for r in half}
+    used = {i["image_id"] for f in fx for i in f.images}
+    assert used and used <= allowed
+    assert all(len(f.images) == 5 for f in fx)
+
+
+def test_held_out_evaluation_has_controls_and_ceilings(run, tiny_model, squares):
+    options = EvalOptions(explain=ExplainOptions(vocabulary="concepts", p=5, s=2, x=3), methods=("attention",))
+    ev = evaluate_run(run, squares, options, X, reference=squares, target=tiny_model, save=False)
+    rows = [r for r in ev.rows if r["convention"] == "netdissect"]
+    assert [(r["name"], r["kind"]) for r in rows] == [
+        ("attention", "method"), ("netdissect", "baseline"), ("random", "baseline"), ("constant", "control"),
+        ("names", "control"), ("shuffled", "control"), ("ceiling: ground truth of the explain half", "ceiling"),
+        ("ceiling: NetDissect on the explain half", "ceiling")]
+    s = ev.settings
+    assert s["split"] == "halves" and s["explain_images"] + s["score_images"] == len(squares) == 24
+    assert not set(s["explain_image_ids"]) & set(s["score_image_ids"])
+    assert ev.ground_truth["netdissect"]["images"] == s["score_images"]
+    for r in rows:
+        assert 0 <= r["AUPRC"] <= 1 and "exact_P@1" in r and r["match"] == "lemma"
+    constant = next(r for r in rows if r["name"] == "constant")
+    per = {f["unit"]: f["words"]["constant"] for f in ev.filters}
+    assert len({tuple(w) for w in per.values()}) == 1  # the same list for every filter
+    assert constant["filters"] == rows[0]["filters"]
+
+
+def test_random_init_control_runs_the_pipeline_on_a_reinitialised_copy(run, tiny_model, squares):
+    from lavise.evaluate.core import random_init_copy
+    from lavise.run import Run
+
+    r = Run.open(run, target=tiny_model)
+    rnd = random_init_copy(r, seed=0)
+    assert rnd.weights_digest != tiny_model.weights_digest and rnd.default_layer == r.layer
+    assert random_init_copy(r, seed=0).weights_digest == rnd.weights_digest  # seeded
+    options = EvalOptions(explain=ExplainOptions(vocabulary="concepts", p=5, s=1, x=3), methods=("attention",),
+                          baselines=(), controls=("random-init",), conventions=("netdissect",))
+    ev = evaluate_run(run, squares, options, X, reference=squares, target=tiny_model, save=False)
+    row = next(x for x in ev.rows if x["name"] == "random-init")
+    assert row["kind"] == "control" and "random init" in row["source"] and 0 <= row["R@10"] <= 1
+    assert tiny_model.weights_digest == r.target.weights_digest  # the run's own model is untouched

@@ -19,7 +19,8 @@ NON_DEFAULT = [
                    calibration=0.5),
     EvalOptions(explain=ExplainOptions(method="original", p=3, vocabulary="common", hubness=0.5),
                 methods=("attention", "image"), baselines=("random",), conventions=("present",), iou_threshold=0.1,
-                ks=(1, 3), dataset_concepts_in_vocabulary=False, synonym_threshold=0.8, image_units=4, seed=2),
+                ks=(1, 3), dataset_concepts_in_vocabulary=False, synonym_threshold=0.8, image_units=4, seed=2,
+                match="exact", controls=("shuffled", "random-init")),
     CompareOptions(correction="holm", alpha=0.01, rank_by="statistic", top=3, examples=0),
 ]
 

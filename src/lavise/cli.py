@@ -14,8 +14,20 @@ from . import defaults as D
 from .errors import LaviseError
 from .options import METHODS, ExplainOptions, ExtractOptions
 
-EPILOG = ("Datasets: coco:ANN.json[?images=DIR] vg:OBJECTS.json broden:DIR folder:DIR manifest:FILE.jsonl "
-          "builtin:scenes[?size=N&seed=S&split=train|test]")
+# Filled in only when help is shown (``_Parser.format_help``), so that running a command does not import the
+# dataset loaders just to describe them.
+EPILOG = "Datasets: {datasets} (KIND:PATH[?key=value&...]; e.g. coco:ANN.json?images=DIR, builtin:scenes?size=N&seed=S)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog lists the registered dataset kinds (``lavise.data.list_datasets``)."""
+
+    def format_help(self) -> str:
+        if self.epilog and "{datasets}" in self.epilog:
+            from .data import list_datasets
+
+            self.epilog = self.epilog.replace("{datasets}", ", ".join(list_datasets()))
+        return super().format_help()
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -73,9 +85,8 @@ def explain_options(args: argparse.Namespace, method: str | None = None) -> Expl
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lavise`` parser; every module in ``lavise.commands`` adds its subcommands."""
-    ap = argparse.ArgumentParser(prog="lavise", description="Explain, in words, what each filter of a CNN layer learned.",
-                                 epilog=EPILOG)
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ap = _Parser(prog="lavise", description="Explain, in words, what each filter of a CNN layer learned.", epilog=EPILOG)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for mod in _command_modules():
         mod.register(sub)
     return ap

@@ -99,7 +99,8 @@ class GroundTruth:
 
 
 def compute_ground_truth(cache: FeatureCache, thresholds: Thresholds | None = None, iou_threshold: float = IOU_THRESHOLD,
-                         batch_images: int = 32, show_progress: bool = False) -> GroundTruth:
+                         batch_images: int = 32, show_progress: bool = False,
+                         rows: np.ndarray | None = None) -> GroundTruth:
     """Accumulate IoU counts of every filter with every concept of a cached, annotated dataset.
 
     Args:
@@ -108,6 +109,7 @@ def compute_ground_truth(cache: FeatureCache, thresholds: Thresholds | None = No
         iou_threshold: IoU above which a concept is in a filter's ground truth.
         batch_images: images per vectorised step.
         show_progress: progress bar.
+        rows: the cache rows (ascending) to accumulate over (default all): ground truth of part of the images.
 
     Returns:
         ``GroundTruth``.
@@ -116,11 +118,17 @@ def compute_ground_truth(cache: FeatureCache, thresholds: Thresholds | None = No
         raise DatasetError("the evaluated dataset has no concept masks; ground truth needs a dataset with "
                            "annotations (coco:, broden:, vg:, manifest: or builtin:scenes)")
     thr = thresholds or Thresholds.from_stats(cache.stats)
-    n, d = len(cache), cache.shape[0]
+    rows = np.arange(len(cache)) if rows is None else np.asarray(rows, dtype=np.int64)
+    n, d = len(rows), cache.shape[0]
     C = len(cache.concepts)
     S = EVAL_MASK_SIZE
     pairs = np.asarray(cache.pairs, dtype=np.int64)
     masks = cache.masks_eval.reshape(len(pairs), S * S)
+    # pairs of the chosen rows, their rows renumbered 0..n-1 in the order of ``rows``
+    pos = np.full(len(cache), -1, dtype=np.int64)
+    pos[rows] = np.arange(n)
+    keep = pos[pairs[:, 0]] >= 0
+    pairs, masks = np.stack([pos[pairs[keep, 0]], pairs[keep, 1]], 1).reshape(-1, 2), masks[keep]
     # merge duplicate (image, concept) pairs so each appears once
     key = pairs[:, 0] * max(C, 1) + pairs[:, 1]
     uniq, inv = np.unique(key, return_inverse=True)
@@ -147,14 +155,15 @@ def compute_ground_truth(cache: FeatureCache, thresholds: Thresholds | None = No
         B = r1 - r0
         # Bilinear values are convex combinations of the 4 nearest cells, so a map whose maximum does not pass
         # T_u (same rule as the masks) has an empty upsampled mask: only "qualified" maps are upsampled.
-        qual = torch.from_numpy(thr.qualified(np.asarray(cache.maxima[r0:r1])))
+        qual = torch.from_numpy(thr.qualified(np.asarray(cache.maxima[rows[r0:r1]])))
         qb, qu = qual.nonzero(as_tuple=True)
         area = torch.zeros(B, d, dtype=torch.float64)
         act = torch.zeros(0, S * S)
         if len(qb):
-            f = torch.from_numpy(np.asarray(cache.features[r0:r1], dtype=np.float32))
-            up = torch.matmul(torch.matmul(ih, f[qb, qu]), iw.T)  # (Q, S, S): bilinear upsampling as two matmuls
-            act = thr.masks(up, units=qu).flatten(1).float()  # (Q, S²)
+            f = torch.from_numpy(np.asarray(cache.features[rows[r0:r1]])).float()  # torch's half->float is fast
+            # bilinear upsampling as two matmuls; saturated filters upsample their binary mask (Thresholds)
+            act = thr.upsampled_masks(f[qb, qu], qu, lambda x: torch.matmul(torch.matmul(ih, x), iw.T))
+            act = act.flatten(1).float()  # (Q, S²)
             area[qb, qu] = act.sum(1).double()
         act_area += area.sum(0)
         p0, p1 = starts[r0], starts[r1]

@@ -19,6 +19,11 @@ from .errors import LaviseError
 # "masked-attention" is not in the paper: filter attention restricted to the filter's own activation mask.
 METHODS = ("attention", "masked-attention", "activation", "image", "original")
 BASELINES = ("netdissect", "random")
+# Controls: a constant list (most frequent concepts), random concept names of the evaluated dataset, the
+# explanations shuffled across filters, and the explainer run on a randomly initialised backbone.
+CONTROLS = ("constant", "names", "shuffled", "random-init")
+MATCHING = ("lemma", "exact")
+SPLITS = ("halves", "none")  # evaluation images: explain on one half, score on the other; or all for both  # how words meet concepts: nouns lemmatised (the headline), or exact names
 CONVENTIONS = ("netdissect", "present")
 CORRECTIONS = ("bh", "holm", "none")
 RANK_BY = ("difference", "statistic")
@@ -196,13 +201,19 @@ class EvalOptions(_Options):
             words are computed to ``max(ks)``).
         methods: input methods to compute and score (empty: the run's saved explanations, else the default).
         baselines: any of ``BASELINES``.
+        controls: any of ``CONTROLS``.
         conventions: ground-truth conventions to report, any of ``CONVENTIONS``.
         iou_threshold: ground-truth IoU threshold.
         ks: cut-offs of P@k / R@k.
         dataset_concepts_in_vocabulary: the evaluated dataset's concept names are candidate words too.
         synonym_threshold: cosine of the synonym-aware match (None: not computed).
+        match: the headline match of words with concepts, one of ``MATCHING`` (exact matches are reported
+            beside a lemma headline).
         image_units: score the slow ``image`` method on a seeded sample of this many filters.
-        seed: seed of the random baseline and of that sample.
+        seed: seed of the random baseline, of the controls' draws, of that sample and of the halves.
+        split: ``halves`` (default): explanations come from a seeded half of the evaluated images and are scored
+            against the ground truth of the other half, never from the images they were drawn from; ``none``:
+            every image on both sides (the paper's protocol, optimistic).
     """
 
     explain: ExplainOptions = field(default_factory=ExplainOptions)
@@ -215,12 +226,23 @@ class EvalOptions(_Options):
     synonym_threshold: float | None = None
     image_units: int | None = None
     seed: int = 0
+    match: str = "lemma"
+    controls: tuple[str, ...] = ("constant", "names", "shuffled")
+    split: str = "halves"
 
     def __post_init__(self) -> None:
+        _one_of("--split", self.split, SPLITS)  # "unknown --split ..."
         for m in self.methods:
             _one_of("method", m, METHODS)
         for b in self.baselines:
             _one_of("baseline", b, BASELINES)
+        if isinstance(self.controls, str):
+            raise LaviseError(f"--controls must be a list of names, not the string {self.controls!r}")
+        for c in self.controls:
+            if c not in CONTROLS:
+                raise LaviseError(f"unknown control {c!r} in --controls; use any of {', '.join(CONTROLS)}")
+        if self.match not in MATCHING:
+            raise LaviseError(f"--match must be one of {', '.join(MATCHING)}, not {self.match!r}")
         for c in self.conventions:
             _one_of("convention", c, CONVENTIONS)
         if not self.conventions:

@@ -58,14 +58,15 @@ def region_masks(maps: torch.Tensor, units: torch.Tensor, thresholds: Thresholds
         maps: (B, h, w) activation maps of filter ``units[b]``.
         units: (B,) filter indices.
         thresholds: T_u.
-        crop: the model's crop size: maps are upsampled (bilinear) to it and thresholded there.
+        crop: the model's crop size: maps are upsampled (bilinear) to it and thresholded there
+            (``Thresholds.upsampled_masks``: saturated filters upsample their binary mask).
         size: thumbnail size; the crop-size mask is area-averaged to it (>= 0.5 is inside).
 
     Returns:
         (B, size, size) bool.
     """
-    up = F.interpolate(maps[:, None].float(), size=(crop, crop), mode="bilinear", align_corners=False)[:, 0]
-    m = thresholds.masks(up, units=units)
+    m = thresholds.upsampled_masks(maps.float(), units, lambda x: F.interpolate(
+        x[:, None], size=(crop, crop), mode="bilinear", align_corners=False)[:, 0])
     if size != crop:
         m = F.interpolate(m[:, None].float(), size=(size, size), mode="area")[:, 0] >= 0.5
     return m

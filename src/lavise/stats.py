@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -232,6 +233,30 @@ class Thresholds:
             shape = (-1, 1, 1)
         t, inc, dead = t.view(shape), inc.view(shape), dead.view(shape)
         return torch.where(inc, acts >= t, acts > t) & ~dead
+
+    def upsampled_masks(self, maps: torch.Tensor, units: torch.Tensor,
+                        upsample: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Binary masks of (B, h, w) maps at the resolution ``upsample`` gives, for filters ``units`` (B,).
+
+        An unsaturated filter thresholds its upsampled map (NetDissect's rule). A saturated filter (T_u equals
+        its maximum, e.g. ReLU6 capped at 6) cannot: bilinear values reach the cap only inside 2×2 blocks of
+        capped cells, so one capped cell, the common case, would give an empty mask. Its binary mask at feature
+        resolution is upsampled instead, keeping the pixels at or above one half.
+
+        Args:
+            maps: (B, h, w) activation maps.
+            units: (B,) the filter of each map.
+            upsample: maps (B, h, w) float to (B, H, W), e.g. bilinear interpolation.
+
+        Returns:
+            (B, H, W) bool masks.
+        """
+        out = self.masks(upsample(maps), units=units)
+        sat = torch.as_tensor(self.inclusive, device=maps.device)[units]
+        if bool(sat.any()):
+            low = self.masks(maps[sat], units=units[sat]).to(maps.dtype)
+            out[sat] = upsample(low) >= 0.5
+        return out
 
     def qualified(self, maxima: np.ndarray) -> np.ndarray:
         """Which images qualify for each filter (max activation above T_u, same rule as ``masks``): (N, d) bool."""

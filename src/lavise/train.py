@@ -215,8 +215,7 @@ def train_explainer(
         "embeddings": emb.name, "embeddings_fingerprint": emb.fingerprint(), "concepts": concepts,
         "missing_concepts": missing, "skipped_images": cache.meta.get("skipped", []),
         "head": head.config(),
-        "train": {"epochs": o.epochs, "lr": o.lr, "batch_size": o.batch_size, "val_fraction": o.val_fraction,
-                  "seed": o.seed, "small_masks": o.small_masks, "patience": o.patience, "epochs_run": len(history),
+        "train": {**o.to_dict(), "epochs_run": len(history),
                   "pairs_train": len(xtr), "pairs_val": len(xva), "best_epoch": _best_epoch(history)},
         "versions": versions(),
     }

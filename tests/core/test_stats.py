@@ -1,6 +1,9 @@
 import numpy as np
+import pytest
 import torch
 
+from conftest import bilinear_weights
+from lavise import stats as S
 from lavise.stats import ActivationStats, Thresholds
 
 
@@ -143,3 +146,41 @@ def test_qualified_images_by_hand_inclusive_thresholds_and_dead_filters():
     assert masks.numpy().tolist() == q.tolist()
     # float64 maxima (and a RowFile-like array) are read as float32, like the cached maxima
     assert thr.qualified(maxima.astype(np.float64)).tolist() == q.tolist()
+
+
+
+@pytest.mark.parametrize("cell", [(3, 3), (0, 4), (6, 6)])  # interior, edge, corner
+def test_one_capped_cell_gives_a_mask_about_one_cell_large(cell):
+    """A saturated filter (T_u = its maximum, 6) capped on one cell of a 7x7 map: thresholding the bilinear
+    upsampled map keeps nothing (no pixel samples the cell with weight 1), so the mask comes from upsampling the
+    binary cell indicator and keeping weights >= 1/2. Expected pixels counted by hand from the weights."""
+    import torch.nn.functional as F
+
+    maps = torch.ones(1, 7, 7)
+    maps[0, cell[0], cell[1]] = 6.0
+    thr = S.Thresholds(np.array([6.0], np.float32), np.array([True]), np.array([False]))
+    up = lambda x: F.interpolate(x[:, None], size=(56, 56), mode="bilinear", align_corners=False)[:, 0]  # noqa: E731
+    W = bilinear_weights(7, 56)
+    # the defect: the upsampled map reaches the cap only where a pixel samples the cell alone, i.e. in the clamped
+    # border strips: nowhere for an interior or edge cell, a 4x4 patch for a corner cell
+    old = sum(W[i][cell[0]] * W[j][cell[1]] == 1.0 for i in range(56) for j in range(56))
+    assert int(thr.masks(up(maps), units=torch.tensor([0])).sum()) == old == (16 if cell == (6, 6) else 0)
+    want = sum(W[i][cell[0]] * W[j][cell[1]] >= 0.5 for i in range(56) for j in range(56))
+    got = thr.upsampled_masks(maps, torch.tensor([0]), up)
+    assert int(got.sum()) == want and want >= 40  # about one 8x8 cell
+    ii, jj = got[0].nonzero(as_tuple=True)
+    assert ii.float().mean().item() == pytest.approx(cell[0] * 8 + 3.5, abs=2.5)  # centred on the cell
+    assert jj.float().mean().item() == pytest.approx(cell[1] * 8 + 3.5, abs=2.5)
+
+
+def test_unsaturated_filters_still_threshold_the_upsampled_map():
+    """NetDissect's rule for ordinary filters: the upsampled map against T_u, unchanged."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(3, 7, 7, generator=g) * 5
+    thr = S.Thresholds(np.array([3.0, 4.0, 2.5], np.float32), np.array([False, False, True]), np.array([False] * 3))
+    up = lambda x: F.interpolate(x[:, None], size=(56, 56), mode="bilinear", align_corners=False)[:, 0]  # noqa: E731
+    units = torch.tensor([0, 1, 0])
+    got = thr.upsampled_masks(maps, units, up)
+    assert torch.equal(got, thr.masks(up(maps), units=units))  # no saturated filter among units 0 and 1

@@ -6,7 +6,11 @@ from pathlib import Path
 from .. import defaults as D
 from ..cli import EPILOG, add_common, add_explain_options, explain_options, extract_options, parse_units
 from ..errors import LaviseError
-from ..options import BASELINES, CONVENTIONS, METHODS, EvalOptions
+from ..options import BASELINES, CONTROLS, CONVENTIONS, MATCHING, METHODS, SPLITS, EvalOptions
+
+# one table: methods, baselines, controls and ceilings (each row's kind), headline and exact match, grounded AUPRC
+TABLE_COLUMNS = ("kind", "filters", "P@1", "P@5", "R@1", "R@5", "R@10", "R@20", "F1@10", "exact_P@1", "exact_R@10",
+                 "AUPRC", "AUPRC_random")
 
 
 def register(sub) -> None:
@@ -20,7 +24,18 @@ def register(sub) -> None:
     p.add_argument("--baselines", default="netdissect,random",
                    help="comma-separated baselines: netdissect (labels from the run's reference set), random; "
                         "'none' for neither (default both)")
-    p.add_argument("--reference", help="dataset for the NetDissect baseline (default: the run's reference set)")
+    p.add_argument("--controls", default=",".join(EvalOptions().controls),
+                   help=f"comma-separated controls ({','.join(CONTROLS)}; 'none' for none; default "
+                        f"{','.join(EvalOptions().controls)}; random-init trains and explains a randomly initialised "
+                        "copy of the model: slow)")
+    p.add_argument("--split", default=EvalOptions().split, choices=SPLITS,
+                   help="halves (default): explain on one seeded half of the images, score on the other; "
+                        "none: all images on both sides (the paper's protocol, optimistic)")
+    p.add_argument("--match", default=EvalOptions().match, choices=MATCHING,
+                   help="how words match concepts: lemma (default: 'cherries' matches 'cherry'; exact matches are "
+                        "reported beside it) or exact")
+    p.add_argument("--reference", help="dataset for the NetDissect baseline and the constant control "
+                                       "(default: the run's reference set)")
     add_explain_options(p, method=False)
     p.add_argument("--no-dataset-concepts", action="store_true",
                    help="do not add the evaluated dataset's concept names to the vocabulary")
@@ -34,7 +49,8 @@ def register(sub) -> None:
     p.add_argument("--image-units", type=int, default=None,
                    help="score the slow 'image' method on a random sample of this many filters")
     p.add_argument("--units", help="comma-separated filter indices (default all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random baseline (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the halves, the random baseline and the controls (default 0)")
     add_common(p)
     p.set_defaults(func=evaluate)
 
@@ -77,7 +93,9 @@ def evaluate(args) -> int:
     options = EvalOptions(explain=explain_options(args), methods=tuple(_csv_list(args.methods, METHODS, "method")),
                           baselines=tuple(_csv_list(args.baselines, BASELINES, "baseline")), conventions=conventions,
                           iou_threshold=args.iou_threshold, dataset_concepts_in_vocabulary=not args.no_dataset_concepts,
-                          synonym_threshold=args.synonyms, image_units=args.image_units, seed=args.seed)
+                          synonym_threshold=args.synonyms, image_units=args.image_units, seed=args.seed,
+                          controls=tuple(_csv_list(args.controls, CONTROLS, "control")), split=args.split,
+                          match=args.match)
     extract = extract_options(args)
     run = Run.open(args.run)
     ds = load_dataset(args.dataset)
@@ -85,10 +103,13 @@ def evaluate(args) -> int:
     ev = run.evaluate(ds, options, extract, units, reference=ref)
     for conv in conventions:
         g = ev.ground_truth[conv]
+        halves = (f"explanations from {ev.settings['explain_images']} images, ground truth from the other "
+                  f"{ev.settings['score_images']}" if ev.settings["split"] == "halves" else
+                  "explanations and ground truth from the same images")
         print(f"# ground truth ({conv} convention, IoU > {g['iou_threshold']}): {g['filters_with_ground_truth']} of "
               f"{g['filters']} filters, {g['concepts_per_filter']} concepts each, {g['distinct_concepts']} distinct "
-              f"concepts, {g['images']} images of {args.dataset}")
-        print(ev.table(conv))
+              f"concepts; {halves} of {args.dataset}; {ev.settings['match']} match")
+        print(ev.table(conv, TABLE_COLUMNS))
         novel = [r for r in ev.rows if r["convention"] == conv and "novel_discovered" in r]
         if novel:
             print(f"# novel concepts ({len(ev.settings['novel_concepts'])} not seen in training; naming none of them, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -108,7 +109,7 @@ def explain_cache(
     extract: ExtractOptions = ExtractOptions(),
     rerun: ImageRerun | None = None,
     thresholds: Thresholds | None = None,
-    batch_pairs: int | None = None,
+    rows: np.ndarray | None = None,
 ) -> list[FilterExplanation]:
     """Explain filters from an already extracted target cache.
 
@@ -126,7 +127,8 @@ def explain_cache(
         extract: ``device``, ``amp`` (the head under autocast; near-tied words may swap) and ``show_progress``.
         rerun: the network and target images, for the ``image`` method.
         thresholds: T_u (default ``compute_thresholds(cache)``).
-        batch_pairs: (filter, image) pairs per chunk (default ``default_batch_pairs``).
+        rows: the cache rows a filter's top images may come from (default all; evaluation on held-out images
+            explains from one half and scores on the other).
 
     Returns:
         One ``FilterExplanation`` per explained filter.
@@ -141,7 +143,7 @@ def explain_cache(
         raise EmbeddingError(f"vocabulary vectors are {vocab.vectors.shape[1]}-d but the explainer was trained with "
                              f"{explainer.head.emb_dim}-d embeddings; use the embeddings named in the run's config.json")
     thr = compute_thresholds(cache) if thresholds is None else thresholds
-    every = top_pairs(cache, options.p)
+    every = top_pairs(cache, options.p, rows=rows)
     pairs = every if units is None else every.select(units)
     vocab_t = vocabulary_tensor(vocab, device)
     s = min(options.s, vocab_t.shape[0])
@@ -149,7 +151,7 @@ def explain_cache(
     n = len(pairs.pair_units)
     top_idx, top_sim = torch.empty(n, s, dtype=torch.long), torch.empty(n, s)
     common = dict(explainer=explainer, cache=cache, thresholds=thr, method=options.method, extract=extract,
-               rerun=rerun, batch_pairs=batch_pairs)
+                  rerun=rerun)
     if not options.hubness:  # words chunk by chunk, as the outputs come
         def words(sel: torch.Tensor, v: torch.Tensor) -> None:
             top_idx[sel], top_sim[sel] = top_words(v, vocab_t, s, penalty)
@@ -164,7 +166,7 @@ def explain_cache(
         penalty = hub if penalty is None else penalty + hub
         if from_all:  # the explained filters' pairs among all of them
             out = out.view(d, pairs.p, -1)[pairs.units.to(device)].reshape(n, -1)
-        step = batch_pairs or default_batch_pairs(cache.shape, device)
+        step = default_batch_pairs(cache.shape, device)
         for start in range(0, n, step):
             sl = slice(start, start + step)
             top_idx[sl], top_sim[sl] = top_words(out[sl], vocab_t, s, penalty)

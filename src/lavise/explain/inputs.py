@@ -64,32 +64,36 @@ class TopPairs:
         return self if p >= self.p else TopPairs(self.units, self.rows[:, :p], self.vals[:, :p])
 
 
-def top_pairs(cache: FeatureCache, p: int, units: list[int] | torch.Tensor | None = None) -> TopPairs:
-    """Each filter's (or each of ``units``') top-p images on the cached set (see ``top_images``)."""
-    rows, vals = top_images(cache, p)
-    every = TopPairs(torch.arange(cache.shape[0]), rows, vals)
+def top_pairs(cache: FeatureCache, p: int, units: list[int] | torch.Tensor | None = None,
+              rows: np.ndarray | None = None) -> TopPairs:
+    """Each filter's (or each of ``units``') top-p images on the cached set, or among ``rows`` (see ``top_images``)."""
+    top, vals = top_images(cache, p, rows)
+    every = TopPairs(torch.arange(cache.shape[0]), top, vals)
     return every if units is None else every.select(units)
 
 
-def top_images(cache: FeatureCache, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+def top_images(cache: FeatureCache, p: int, rows: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The p rows with the largest max activation per filter: (d, p) rows and values, most active first.
 
     Ties are broken by the map's mean activation, then dataset order. Uses the streaming statistics when
-    they kept enough images, else one chunked pass over the cache; memory is O(d·p) either way.
+    they kept enough images (and every row may be chosen), else one chunked pass over the cache (or over
+    ``rows``, ascending cache rows, when only those may be chosen); memory is O(d·p) either way.
     """
-    p = min(p, len(cache))
-    if p <= cache.stats.keep_images:
+    p = min(p, len(cache) if rows is None else len(rows))
+    if rows is None and p <= cache.stats.keep_images:
         idx, val = cache.stats.top_images(p)
     else:  # one more streaming pass over the cached maps (max, then mean, as the statistics rank them)
+        todo = np.arange(len(cache)) if rows is None else np.asarray(rows, dtype=np.int64)
         acc = ActivationStats(cache.shape[0], 1, keep_images=p)
-        for start in range(0, len(cache), 256):
-            f = cache.read(np.arange(start, min(start + 256, len(cache))))
-            ix = torch.from_numpy(np.asarray(cache.dataset_index[start:start + 256], dtype=np.int64))
+        for start in range(0, len(todo), 256):
+            chunk = todo[start:start + 256]
+            f = cache.read(chunk)
+            ix = torch.from_numpy(np.asarray(cache.dataset_index[chunk], dtype=np.int64))
             acc.add_images(torch.cat([acc.img_val, f.amax((2, 3)).T], 1), torch.cat([acc.img_mean, f.mean((2, 3)).T], 1),
-                             torch.cat([acc.img_idx, ix[None].expand(f.shape[1], -1)], 1))
+                           torch.cat([acc.img_idx, ix[None].expand(f.shape[1], -1)], 1))
         idx, val = acc.top_images(p)
-    rows = cache.rows_of(idx.reshape(-1)).reshape(idx.shape)
-    return torch.from_numpy(rows).long(), torch.from_numpy(np.ascontiguousarray(val))
+    found = cache.rows_of(idx.reshape(-1)).reshape(idx.shape)
+    return torch.from_numpy(found).long(), torch.from_numpy(np.ascontiguousarray(val))
 
 
 def filter_inputs(method: str, feats: torch.Tensor, units: torch.Tensor, thresholds: Thresholds,
@@ -177,8 +181,9 @@ class ImageRerun:
         for u, r in zip(units.tolist(), rows.tolist()):
             x = pre(pre.load(self.dataset[int(cache.dataset_index[r])].path))  # as the target cache decoded it
             a = torch.from_numpy(np.array(cache.features[r, u], dtype=np.float32))
-            up = F.interpolate(a[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-            keep = thresholds.masks(up[None], units=torch.tensor([u]))[0]
+            size = x.shape[-2:]
+            keep = thresholds.upsampled_masks(a[None], torch.tensor([u]), lambda m: F.interpolate(
+                m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0])[0]
             xs.append(x * keep)  # 0 after normalisation = the mean colour
         f = self.extractor(torch.stack(xs).to(device)).float().cpu()
         return f.mean((2, 3))
