@@ -144,7 +144,7 @@ def compute_ground_truth(cache: FeatureCache, thresholds: Thresholds | None = No
     S = cache.eval_size
     if batch_images is None:  # the upsampled maps of a batch take B·d·S² floats: keep that as at 56 x 56
         batch_images = max(1, 32 * EVAL_MASK_SIZE ** 2 // (S * S))
-    cat_names = sorted(set(categories), key=list(categories).index) if categories is not None else []
+    cat_names = list(dict.fromkeys(categories)) if categories is not None else []  # in order of first use
     if categories is not None and len(categories) != C:
         raise ValueError(f"{len(categories)} categories given for {C} concepts")
     cat_of = torch.tensor([cat_names.index(c) for c in categories] if categories is not None else [], dtype=torch.int64)

@@ -193,8 +193,9 @@ class BrodenDataset(ConceptDataset):
         for cat in self.categories:
             path = self.root / f"c_{cat}.csv"
             if path.is_file():
-                df = _read_csv(path, ["number", "coverage"])
-                coverage[cat] = {int(float(n)): float(c or 0) for n, c in zip(df["number"], df["coverage"])}
+                df = _read_csv(path, ["number"])
+                if "coverage" in df.columns:  # without it, label.csv's counts stand in (below)
+                    coverage[cat] = {int(float(n)): float(c or 0) for n, c in zip(df["number"], df["coverage"])}
         out: dict[str, str] = {}
         for number, name in self.names.items():
             scores = [(coverage[c].get(number, 0.0) if c in coverage else label_categories.get(number, {}).get(c, 0.0), i)
