@@ -2,13 +2,18 @@
 
 For filter u and concept c, the activation map A_u of every image is upsampled
 (bilinear) from the feature resolution to the evaluation masks' resolution
-(``features.EVAL_MASK_SIZE``) and binarised with the filter's threshold T_u of
-the evaluated dataset (``Thresholds.masks``: the same saturation/dead rule as
-everywhere else). Intersection and union are then *accumulated over all images*:
+(``features.EVAL_MASK_SIZE``, or the cache's own ``eval_size``) and binarised with
+the filter's threshold T_u of the evaluated dataset (``Thresholds.masks``: the same
+saturation/dead rule as everywhere else). Intersection and union are then
+*accumulated over all images*:
 
     netdissect convention   IoU(u,c) = Σ_x |A_u ∩ M_c| / Σ_x |A_u ∪ M_c|, over ALL images x
                             (M_c is empty where c is absent, so A_u's area there counts in the union)
     present convention      the same sums over the images that contain c only (looser; always labelled)
+    netdissect-lite         NetDissect-Lite's rule (``tally_units_cat`` in its feature_operation.py): A_u's
+                            area in image x counts in the union of c only when, in x, A_u overlaps a label
+                            of c's category (any label of it; an image-level label overlaps any non-empty
+                            A_u). Needs each concept's category (``compute_ground_truth(categories=...)``).
 
 A concept belongs to filter u's ground truth when its IoU exceeds the threshold
 (0.04, NetDissect's). Everything is vectorised: per batch of images one upsample,
@@ -17,13 +22,15 @@ one threshold and one batched matmul of the (B, d, S²) maps with each image's
 
 ``dissect`` is NetDissect: each filter labelled by its best-IoU concept,
 interpretable when that IoU exceeds the threshold; ``Dissection.csv_text`` gives
-the per-unit (unit, concept, IoU) table NetDissect-Lite users expect.
+the per-unit (unit, concept, IoU) table; with the ``netdissect-lite`` convention
+(``netdissect_lite.py``) the input, the masks' resolution and the categories are
+NetDissect-Lite's too, and ``netdissect_lite.tally_csv_text`` writes its tally.csv.
 """
 from __future__ import annotations
 
 import csv
 import io as _io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +40,7 @@ import torch.nn.functional as F
 from .defaults import IOU_THRESHOLD
 from .errors import DatasetError
 from .features import EVAL_MASK_SIZE, FeatureCache
-from .options import CONVENTIONS, ExtractOptions
+from .options import DISSECT_CONVENTIONS, ExtractOptions
 from .stats import Thresholds
 
 
@@ -51,6 +58,9 @@ class GroundTruth:
         images_with: (C,) number of images containing c.
         threshold: IoU threshold for membership.
         dead: (d,) filters that select nothing (their IoU is 0).
+        categories: category names (NetDissect-Lite's convention; empty when not computed).
+        concept_category: (C,) index into ``categories`` of each concept.
+        act_area_category: (d, K) Σ |A_u| over the images where A_u overlaps a label of category k.
     """
 
     concepts: list[str]
@@ -62,19 +72,27 @@ class GroundTruth:
     images_with: np.ndarray
     threshold: float = IOU_THRESHOLD
     dead: np.ndarray | None = None
+    categories: list[str] = field(default_factory=list)
+    concept_category: np.ndarray | None = None
+    act_area_category: np.ndarray | None = None
 
     @property
     def num_filters(self) -> int:
         return self.intersection.shape[0]
 
     def iou(self, convention: str = "netdissect") -> np.ndarray:
-        """(d, C) IoU under ``convention`` (``netdissect``: over all images; ``present``: images with c)."""
+        """(d, C) IoU under ``convention`` (``netdissect``: over all images; ``present``: images with c;
+        ``netdissect-lite``: images where the filter overlaps a label of c's category)."""
         if convention == "netdissect":
             union = self.act_area[:, None] + self.mask_area[None, :] - self.intersection
         elif convention == "present":
             union = self.act_area_present + self.mask_area[None, :] - self.intersection
+        elif convention == "netdissect-lite":
+            if self.act_area_category is None or self.concept_category is None:
+                raise ValueError("this ground truth has no per-category areas; compute it with categories=")
+            union = self.act_area_category[:, self.concept_category] + self.mask_area[None, :] - self.intersection
         else:
-            raise ValueError(f"unknown convention {convention!r}; use one of {CONVENTIONS}")
+            raise ValueError(f"unknown convention {convention!r}; use one of {DISSECT_CONVENTIONS}")
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.where(union > 0, self.intersection / np.maximum(union, 1e-12), 0.0)
         return out
@@ -99,17 +117,19 @@ class GroundTruth:
 
 
 def compute_ground_truth(cache: FeatureCache, thresholds: Thresholds | None = None, iou_threshold: float = IOU_THRESHOLD,
-                         batch_images: int = 32, show_progress: bool = False,
-                         rows: np.ndarray | None = None) -> GroundTruth:
+                         batch_images: int | None = None, show_progress: bool = False,
+                         rows: np.ndarray | None = None, categories: list[str] | None = None) -> GroundTruth:
     """Accumulate IoU counts of every filter with every concept of a cached, annotated dataset.
 
     Args:
         cache: a ``FeatureCache`` extracted with ``concepts=[...]`` (it has pairs and evaluation masks).
         thresholds: T_u (default: from the cache's own statistics, i.e. the evaluated dataset).
         iou_threshold: IoU above which a concept is in a filter's ground truth.
-        batch_images: images per vectorised step.
+        batch_images: images per vectorised step (default 32 at 56 x 56 masks, fewer for larger masks).
         show_progress: progress bar.
         rows: the cache rows (ascending) to accumulate over (default all): ground truth of part of the images.
+        categories: the category of each of ``cache.concepts``; given, the per-category areas of
+            NetDissect-Lite's convention are accumulated too.
 
     Returns:
         ``GroundTruth``.
@@ -121,7 +141,14 @@ def compute_ground_truth(cache: FeatureCache, thresholds: Thresholds | None = No
     rows = np.arange(len(cache)) if rows is None else np.asarray(rows, dtype=np.int64)
     n, d = len(rows), cache.shape[0]
     C = len(cache.concepts)
-    S = EVAL_MASK_SIZE
+    S = cache.eval_size
+    if batch_images is None:  # the upsampled maps of a batch take B·d·S² floats: keep that as at 56 x 56
+        batch_images = max(1, 32 * EVAL_MASK_SIZE ** 2 // (S * S))
+    cat_names = list(dict.fromkeys(categories)) if categories is not None else []  # in order of first use
+    if categories is not None and len(categories) != C:
+        raise ValueError(f"{len(categories)} categories given for {C} concepts")
+    cat_of = torch.tensor([cat_names.index(c) for c in categories] if categories is not None else [], dtype=torch.int64)
+    K = len(cat_names)
     pairs = np.asarray(cache.pairs, dtype=np.int64)
     masks = cache.masks_eval.reshape(len(pairs), S * S)
     # pairs of the chosen rows, their rows renumbered 0..n-1 in the order of ``rows``
@@ -142,6 +169,7 @@ def compute_ground_truth(cache: FeatureCache, thresholds: Thresholds | None = No
     inter = torch.zeros(d, C, dtype=torch.float64)
     act_present = torch.zeros(d, C, dtype=torch.float64)
     act_area = torch.zeros(d, dtype=torch.float64)
+    act_cat = torch.zeros(d, K, dtype=torch.float64)
     mask_area = torch.zeros(C, dtype=torch.float64).index_add_(
         0, torch.from_numpy(pairs[:, 1]), mask_t.sum(1).double())
     images_with = np.bincount(pairs[:, 1], minlength=C)
@@ -188,8 +216,15 @@ def compute_ground_truth(cache: FeatureCache, thresholds: Thresholds | None = No
         qi, si = valid.nonzero(as_tuple=True)
         conc = pc[first[qb[qi]] + si]
         inter.index_put_((qu[qi], conc), iq[qi, si].double(), accumulate=True)
+        if K:
+            # NetDissect-Lite: a map's area joins category k's union when it overlaps some label of k in its image
+            touch = torch.zeros(len(qb), K, dtype=torch.bool)
+            hit = iq[qi, si] > 0
+            touch[qi[hit], cat_of[conc[hit]]] = True
+            act_cat.index_add_(0, qu, touch.double() * area[qb, qu][:, None])
     return GroundTruth(list(cache.concepts), inter.numpy(), act_area.numpy(), mask_area.numpy(), act_present.numpy(),
-                       n, images_with, iou_threshold, np.asarray(thr.dead, bool))
+                       n, images_with, iou_threshold, np.asarray(thr.dead, bool), cat_names,
+                       cat_of.numpy() if categories is not None else None, act_cat.numpy() if categories is not None else None)
 
 
 def interpolation_matrix(n_in: int, n_out: int) -> torch.Tensor:
@@ -253,20 +288,38 @@ def dissect(target, layer: str | None, dataset, cache_dir: str | Path, iou_thres
     Args:
         target: a ``TargetModel``.
         layer: dotted layer name (default: the model's default layer).
-        dataset: a dataset with concept masks.
+        dataset: a dataset with concept masks (for ``netdissect-lite``, a Broden folder loaded with
+            ``netdissect_lite.load_lite_dataset``).
         cache_dir: feature cache folder.
         iou_threshold: a unit is interpretable when its best IoU exceeds this (0.04).
-        convention: ``netdissect`` (all images) or ``present`` (images with the concept only).
+        convention: ``netdissect`` (all images), ``present`` (images with the concept only) or
+            ``netdissect-lite`` (NetDissect-Lite's union rule, whole-image input, masks at the labels'
+            resolution; see ``netdissect_lite.py``).
         extract: how the backbone runs.
 
     Returns:
-        (``Dissection``, the ``GroundTruth`` it was computed from).
+        (``Dissection``, the ``GroundTruth`` it was computed from; with ``netdissect-lite`` it has the
+        per-category areas that ``netdissect_lite.tally_csv_text`` needs).
     """
     from .features import extract_features
 
+    if convention not in DISSECT_CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; use one of {DISSECT_CONVENTIONS}")
     layer = layer or target.default_layer
     if not dataset.concepts:
         raise DatasetError(f"{dataset.spec} has no concepts; NetDissect needs a dataset with concept masks")
-    cache = extract_features(target, layer, dataset, cache_dir, list(dataset.concepts), extract)
-    gt = compute_ground_truth(cache, iou_threshold=iou_threshold, show_progress=extract.show_progress)
+    concepts = list(dataset.concepts)
+    if convention == "netdissect-lite":
+        from dataclasses import replace
+
+        from . import netdissect_lite as lite
+
+        target = replace(target, preprocess=lite.lite_preprocess(target.preprocess))
+        size = lite.lite_eval_size(dataset, target.preprocess)
+        cache = extract_features(target, layer, dataset, cache_dir, concepts, extract, eval_size=size)
+        gt = compute_ground_truth(cache, iou_threshold=iou_threshold, show_progress=extract.show_progress,
+                                  categories=lite.concept_categories(dataset, list(cache.concepts)))
+    else:
+        cache = extract_features(target, layer, dataset, cache_dir, concepts, extract)
+        gt = compute_ground_truth(cache, iou_threshold=iou_threshold, show_progress=extract.show_progress)
     return Dissection.from_ground_truth(gt, layer, convention), gt

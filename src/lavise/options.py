@@ -25,6 +25,8 @@ CONTROLS = ("constant", "names", "shuffled", "random-init")
 MATCHING = ("lemma", "exact")
 SPLITS = ("halves", "none")  # evaluation images: explain on one half, score on the other; or all for both  # how words meet concepts: nouns lemmatised (the headline), or exact names
 CONVENTIONS = ("netdissect", "present")
+# `lavise dissect` also offers NetDissect-Lite's definitions (its union rule, input, mask size, categories, tally.csv)
+DISSECT_CONVENTIONS = (*CONVENTIONS, "netdissect-lite")
 CORRECTIONS = ("bh", "holm", "none")
 RANK_BY = ("difference", "statistic")
 VOCABULARIES = ("nouns", "common", "concepts")  # or a FILE with one word per line

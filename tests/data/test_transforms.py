@@ -95,7 +95,7 @@ def test_mask_gather_equals_the_v2_transform(hw, resize, crop):
                              tv_tensors.Mask(torch.from_numpy(full).to(torch.uint8)))
     assert torch.equal(first, want.bool()) and torch.equal(again, want.bool())
     # a crop larger than the resized image pads: the transform itself must then be used
-    assert (_mask_index(resize, crop, "bilinear", h, w) is None) == (crop > resize)
+    assert (_mask_index(resize, crop, "bilinear", "crop", h, w) is None) == (crop > resize)
 
 
 def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:

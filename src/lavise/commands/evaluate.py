@@ -6,7 +6,7 @@ from pathlib import Path
 from .. import defaults as D
 from ..cli import EPILOG, add_common, add_explain_options, explain_options, extract_options, parse_units
 from ..errors import LaviseError
-from ..options import BASELINES, CONTROLS, CONVENTIONS, MATCHING, METHODS, SPLITS, EvalOptions
+from ..options import BASELINES, CONTROLS, CONVENTIONS, DISSECT_CONVENTIONS, MATCHING, METHODS, SPLITS, EvalOptions
 
 # one table: methods, baselines, controls and ceilings (each row's kind), headline and exact match, grounded AUPRC
 TABLE_COLUMNS = ("kind", "filters", "P@1", "P@5", "R@1", "R@5", "R@10", "R@20", "F1@10", "exact_P@1", "exact_R@10",
@@ -64,8 +64,12 @@ def register(sub) -> None:
     p.add_argument("--cache-dir", help="feature cache folder (default: beside the CSV, in .lavise-cache)")
     p.add_argument("--iou-threshold", type=float, default=D.IOU_THRESHOLD,
                    help=f"interpretable when IoU > this (default {D.IOU_THRESHOLD})")
-    p.add_argument("--convention", default="netdissect", choices=CONVENTIONS,
-                   help="IoU over all images (netdissect, default) or over images with the concept (present)")
+    p.add_argument("--convention", default="netdissect", choices=DISSECT_CONVENTIONS,
+                   help="lavise's IoU over all images (netdissect, default) or over images with the concept "
+                        "(present); netdissect-lite: NetDissect-Lite's definitions as a drop-in (a unit's area counts "
+                        "in a category's union only in images where it overlaps a label of that category; the whole "
+                        "image with its mean and scale, no crop; IoU at the labels' resolution, 112 for Broden; "
+                        "categories object,part,scene,texture,color; also writes its tally.csv beside --out)")
     add_common(p)
     p.set_defaults(func=dissect_cmd)
 
@@ -129,15 +133,27 @@ def dissect_cmd(args) -> int:
     from ..io import write_text
     from ..models import load_model
 
+    lite = args.convention == "netdissect-lite"
     tm = load_model(args.model, args.weights)
-    ds = load_dataset(args.dataset)
+    if lite:
+        from ..netdissect_lite import load_lite_dataset
+
+        ds = load_lite_dataset(args.dataset)
+    else:
+        ds = load_dataset(args.dataset)
     out = Path(args.out)
     cache_dir = Path(args.cache_dir) if args.cache_dir else out.resolve().parent / ".lavise-cache"
-    dis, _ = dissect(tm, args.layer, ds, cache_dir, args.iou_threshold, args.convention, extract_options(args))
+    dis, gt = dissect(tm, args.layer, ds, cache_dir, args.iou_threshold, args.convention, extract_options(args))
     write_text(out, dis.csv_text())
     s = dis.summary()
     print(f"{s['interpretable']} of {s['units']} units of {dis.layer} interpretable (IoU > {s['iou_threshold']}, "
           f"{s['convention']} convention), {s['distinct_concepts']} distinct concepts; wrote {out.resolve()}")
+    if lite:
+        from ..netdissect_lite import category_order, tally_csv_text
+
+        tally = out.resolve().parent / "tally.csv"  # NetDissect-Lite's name, which its report and tools read
+        write_text(tally, tally_csv_text(gt, category_order(ds, gt)))
+        print(f"wrote NetDissect-Lite's tally at {tally}")
     for r in sorted(dis.rows(), key=lambda r: -r["iou"])[:8]:
         print(f"  unit {r['unit']:4d}: {r['concept']} (IoU {r['iou']:.3f})")
     return 0

@@ -58,6 +58,7 @@ class ConceptDataset:
 
     kind: str = "base"
     has_masks: bool = True  # False: labels are whole-image only
+    segmentation_size: int | None = None  # side of square label images, where a format stores them apart (Broden)
 
     def __init__(self, root: Path, spec: str):
         self.root = Path(root)
@@ -70,6 +71,10 @@ class ConceptDataset:
 
     def annotations(self, i: int) -> list[Annotation]:
         return []
+
+    def concept_categories(self) -> dict[str, str]:
+        """Concept name -> its category, for datasets that group concepts (Broden); empty: one group."""
+        return {}
 
     def __getitem__(self, i: int) -> Sample:
         image_id, path, group = self.items[i]

@@ -1,10 +1,17 @@
-"""Broden loader: ``broden:DIR?categories=object,part,material,scene,texture``.
+"""Broden loader: ``broden:DIR?categories=object,part,material,scene,texture&style=lavise``.
 
 ``DIR/index.csv`` lists the images (``DIR/images/<image>``) and, per category
 column, ';'-separated label PNGs (pixel code = R + 256 * G, 0 = no label) or,
 for scene and texture, ';'-separated label numbers for the whole image.
 ``DIR/label.csv`` maps numbers to names. Label PNGs may be smaller than the
 image; they are upsampled with nearest neighbour to the image's size.
+
+``style=netdissect-lite`` reads the folder as NetDissect-Lite's loader does: its
+default categories (object, part, scene, texture, color) in category.csv's order,
+Broden's names as written ("street-s"), and only the images labelled in at least one
+chosen category. In either style each concept has a primary category: the chosen
+category in which its label covers most (c_<category>.csv's coverage, or label.csv's
+counts without those files), as NetDissect-Lite assigns it.
 """
 from __future__ import annotations
 
@@ -25,7 +32,9 @@ from .util import check_options, spec_string
 PIXEL_CATEGORIES = ("object", "part", "material", "color")
 IMAGE_CATEGORIES = ("scene", "texture")
 DEFAULT_CATEGORIES = ("object", "part", "material", "scene", "texture")
-_OPTIONS = ("categories", "split")
+NETDISSECT_LITE_CATEGORIES = ("object", "part", "scene", "texture", "color")  # NetDissect-Lite's settings.py
+STYLES = ("lavise", "netdissect-lite")
+_OPTIONS = ("categories", "split", "style")
 _SUFFIX = re.compile(r"-[a-z]$")  # Broden tags some names with their category: "black-c", "street-s"
 
 
@@ -54,6 +63,15 @@ def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
     return df
 
 
+def _category_count(text: str) -> tuple[str, float]:
+    """``"object(2231)"`` -> ("object", 2231.0); a bare ``"object"`` counts 1."""
+    name, _, rest = text.strip().partition("(")
+    try:
+        return name.strip(), float(rest.rstrip(")")) if rest else 1.0
+    except ValueError:
+        return name.strip(), 1.0
+
+
 def _cells(value: str) -> list[str]:
     return [v.strip() for v in str(value).split(";") if v.strip()]
 
@@ -64,6 +82,8 @@ class BrodenDataset(ConceptDataset):
     Attributes:
         categories: the index.csv columns read, in order.
         names: label number -> concept name.
+        style: ``lavise`` or ``netdissect-lite`` (see the module docstring).
+        segmentation_size: the label images' side (index.csv's sh = sw), if every row gives the same.
     """
 
     kind = "broden"
@@ -74,15 +94,23 @@ class BrodenDataset(ConceptDataset):
         categories: Sequence[str] | None = None,
         split: str | None = None,
         spec: str | None = None,
+        style: str = "lavise",
     ):
         root = Path(root)
         super().__init__(root, spec or f"broden:{root}")
+        if style not in STYLES:
+            raise DatasetError(f"unknown Broden style {style!r}; use one of {', '.join(STYLES)}")
+        self.style = style
+        lite = style == "netdissect-lite"
         if not root.is_dir():
             raise DatasetError(f"Broden folder not found: {root} (give the folder that holds index.csv)")
         index = _read_csv(root / "index.csv", ["image"])
         labels = _read_csv(root / "label.csv", ["number", "name"])
         if categories is None:
-            categories = [c for c in DEFAULT_CATEGORIES if c in index.columns]
+            categories = [c for c in (NETDISSECT_LITE_CATEGORIES if lite else DEFAULT_CATEGORIES) if c in index.columns]
+        if lite and (root / "category.csv").is_file():  # NetDissect-Lite orders categories as category.csv lists them
+            listed = _read_csv(root / "category.csv", ["name"])["name"].str.strip().tolist()
+            categories = sorted(categories, key=lambda c: listed.index(c) if c in listed else len(listed))
         bad = [c for c in categories if c not in PIXEL_CATEGORIES + IMAGE_CATEGORIES]
         if bad:
             raise DatasetError(
@@ -99,7 +127,7 @@ class BrodenDataset(ConceptDataset):
             index = index[index["split"] == split]
 
         self.names: dict[int, str] = {}
-        label_categories: dict[int, set[str]] = {}
+        label_categories: dict[int, dict[str, float]] = {}  # number -> {category: count from label.csv}
         for row in labels.itertuples(index=False):
             try:
                 number = int(row.number)
@@ -107,16 +135,21 @@ class BrodenDataset(ConceptDataset):
                 raise DatasetError(f"{root / 'label.csv'}: number {row.number!r} is not an integer") from None
             if number == 0:
                 continue
-            self.names[number] = broden_name(row.name)
+            self.names[number] = row.name.strip() if lite else broden_name(row.name)
             cats = getattr(row, "category", "") or ""
-            label_categories[number] = {c.split("(")[0].strip() for c in cats.split(";") if c.strip()}
+            label_categories[number] = dict(_category_count(c) for c in cats.split(";") if c.strip())
 
         self._rows: list[dict[str, list[str]]] = []
         self._sizes: list[tuple[int, int] | None] = []
         concepts: set[str] = set()
         unknown = 0
+        self.segmentation_size: int | None = None
+        seg_sizes: set[tuple[str, str]] = set()
         for n, row in enumerate(index.to_dict("records")):
             cells = {c: _cells(row[c]) for c in self.categories}
+            if lite and not any(cells.values()):  # NetDissect-Lite's loader keeps only images with some label
+                continue
+            seg_sizes.add((str(row.get("sh", "")).strip(), str(row.get("sw", "")).strip()))
             for c in IMAGE_CATEGORIES:
                 if c in cells:
                     try:
@@ -134,16 +167,46 @@ class BrodenDataset(ConceptDataset):
                 self._sizes.append((int(float(row["ih"])), int(float(row["iw"]))))
             except (KeyError, ValueError):
                 self._sizes.append(None)
+        if len(seg_sizes) == 1:
+            sh, sw = next(iter(seg_sizes))
+            if sh.isdigit() and sh == sw:
+                self.segmentation_size = int(sh)
         if unknown:
             warnings.warn(f"{root / 'index.csv'}: {unknown} scene/texture labels are not in label.csv; skipped", stacklevel=2)
         # Pixel labels live in PNGs; reading them all here would be slow, so trust label.csv's
         # category column (e.g. "object(2231);part(4)") and, if it is absent, list every label.
         pixel = [c for c in self.categories if c in PIXEL_CATEGORIES]
         for number, cats in label_categories.items():
-            if pixel and (not cats or cats & set(pixel)):
+            if pixel and (not cats or set(cats) & set(pixel)):
                 concepts.add(self.names[number])
         self.concepts = sorted(c for c in concepts if c)
+        self._primary = self._primary_categories(label_categories)
         self._warned_unknown = False
+
+    def _primary_categories(self, label_categories: dict[int, dict[str, float]]) -> dict[str, str]:
+        """Concept name -> the chosen category where its label covers most (NetDissect-Lite's primary category).
+
+        Coverage comes from c_<category>.csv (NetDissect-Lite's source); without that file, label.csv's count for
+        the category stands in. Ties go to the later category, as NetDissect-Lite's ``max`` over (coverage, index).
+        """
+        coverage: dict[str, dict[int, float]] = {}
+        for cat in self.categories:
+            path = self.root / f"c_{cat}.csv"
+            if path.is_file():
+                df = _read_csv(path, ["number"])
+                if "coverage" in df.columns:  # without it, label.csv's counts stand in (below)
+                    coverage[cat] = {int(float(n)): float(c or 0) for n, c in zip(df["number"], df["coverage"])}
+        out: dict[str, str] = {}
+        for number, name in self.names.items():
+            scores = [(coverage[c].get(number, 0.0) if c in coverage else label_categories.get(number, {}).get(c, 0.0), i)
+                      for i, c in enumerate(self.categories)]
+            if max(scores)[0] > 0:
+                out.setdefault(name, self.categories[max(scores)[1]])
+        return out
+
+    def concept_categories(self) -> dict[str, str]:
+        """Concept name -> its primary category (see ``_primary_categories``)."""
+        return {c: self._primary[c] for c in self.concepts if c in self._primary}
 
     def _image_size(self, i: int) -> tuple[int, int]:
         if self._sizes[i] is None:
@@ -216,11 +279,11 @@ class BrodenDataset(ConceptDataset):
 
 @register_dataset("broden")
 def load_broden(arg: str, options: dict[str, str]) -> BrodenDataset:
-    """Spec ``broden:DIR?categories=object,part,material,scene,texture&split=train``."""
+    """Spec ``broden:DIR?categories=object,part,material,scene,texture&split=train&style=lavise``."""
     check_options("broden", options, _OPTIONS)
     if not arg:
         raise DatasetError("broden spec has no folder; write broden:PATH/broden1_224")
     cats = options.get("categories")
     categories = [c.strip().lower() for c in cats.split(",") if c.strip()] if cats else None
     return BrodenDataset(arg, categories=categories, split=options.get("split") or None,
-                         spec=spec_string("broden", arg, options))
+                         spec=spec_string("broden", arg, options), style=options.get("style") or "lavise")

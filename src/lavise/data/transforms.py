@@ -1,7 +1,8 @@
 """Geometry shared by images and masks: one transform, so masks stay aligned.
 
 The image and every mask go through the same torchvision v2 Resize + CenterCrop
-(masks as ``tv_tensors.Mask``, which v2 resizes with nearest neighbour), then
+(masks as ``tv_tensors.Mask``, which v2 resizes with nearest neighbour), or with
+``fit="stretch"`` one Resize of the whole image to the input size (no crop), then
 masks are area-averaged to the feature map's resolution.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .base import load_rgb
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+FITS = ("crop", "stretch")  # shorter side resized then centre-cropped; or the whole image resized to crop x crop
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class Preprocess:
     ``exif_upright``: the same images are turned upright as their EXIF orientation tag says, so a phone
     photo stored sideways is explained as it is seen. Images with masks load as stored, since their masks
     are drawn on the stored pixels. Also part of every cache key.
+
+    ``fit``: ``crop`` (default) resizes the shorter side to ``resize`` and centre-crops ``crop``; ``stretch``
+    resizes the whole image to ``crop`` x ``crop`` (no pixel lost, aspect ratio not kept), as NetDissect-Lite
+    feeds Broden's square images whole. ``resize`` is then unused.
     """
 
     resize: int = 256
@@ -43,9 +49,17 @@ class Preprocess:
     interpolation: str = "bilinear"
     jpeg_draft: bool = True
     exif_upright: bool = True
+    fit: str = "crop"
+
+    def __post_init__(self) -> None:
+        if self.fit not in FITS:
+            raise ValueError(f"unknown fit {self.fit!r}; use one of {', '.join(FITS)}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["fit"] == "crop":  # left out at its default, so the cache keys and configs of earlier runs still match
+            del d["fit"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
@@ -54,6 +68,7 @@ class Preprocess:
             interpolation=d.get("interpolation", "bilinear"),
             jpeg_draft=bool(d.get("jpeg_draft", False)),  # runs saved before the option decoded in full
             exif_upright=bool(d.get("exif_upright", False)),  # ... and loaded the stored pixels
+            fit=d.get("fit", "crop"),
         )
 
     def load(self, path, masks: bool = False) -> Image.Image:
@@ -66,11 +81,13 @@ class Preprocess:
         Returns:
             RGB PIL image, reduced at decode time where ``jpeg_draft`` allows, upright where ``exif_upright`` does.
         """
-        return load_rgb(path, None if masks or not self.jpeg_draft else self.resize, upright=self.exif_upright and not masks)
+        side = self.crop if self.fit == "stretch" else self.resize  # the least side the resize starts from
+        return load_rgb(path, None if masks or not self.jpeg_draft else side, upright=self.exif_upright and not masks)
 
     def geometry(self) -> v2.Compose:
-        """The Resize + CenterCrop pipeline (torchvision v2) that images and ``tv_tensors.Mask`` go through."""
-        return _geometry(self.resize, self.crop, self.interpolation)
+        """The Resize + CenterCrop pipeline (or the whole-image Resize of ``fit="stretch"``, torchvision v2) that
+        images and ``tv_tensors.Mask`` go through."""
+        return _geometry(self.resize, self.crop, self.interpolation, self.fit)
 
     def __call__(self, image: Image.Image, masks: list[np.ndarray | None] | None = None, normalize: bool = True):
         """Transform an image and (optionally) its masks with the same geometry.
@@ -100,7 +117,7 @@ class Preprocess:
                     raise ValueError(f"mask shape {m.shape} does not match image size {(h, w)}")
                 stack.append(m.astype(bool, copy=False))
         mk = np.stack(stack) if stack else np.zeros((0, h, w), dtype=bool)
-        index = _repeated_size_index(self.resize, self.crop, self.interpolation, h, w)
+        index = _repeated_size_index(self.resize, self.crop, self.interpolation, self.fit, h, w)
         if index is not None:  # nearest resize + crop is a gather: one indexing pass, no upsampled copy
             return finish(geometry(img)), torch.from_numpy(mk[:, index[0]][:, :, index[1]])  # two takes: 8x faster than one 2-D take
         x, mk = geometry(img, tv_tensors.Mask(torch.from_numpy(mk).to(torch.uint8)))
@@ -122,20 +139,22 @@ class Preprocess:
 
 
 @lru_cache(maxsize=16)
-def _geometry(resize: int, crop: int, interpolation: str) -> v2.Compose:
+def _geometry(resize: int, crop: int, interpolation: str, fit: str = "crop") -> v2.Compose:
     """The Resize + CenterCrop pipeline, built once per setting (building it costs as much as a small resize)."""
     interp = v2.InterpolationMode(interpolation)
+    if fit == "stretch":  # an image already crop x crop passes unchanged (torchvision skips a same-size resize)
+        return v2.Compose([v2.Resize((crop, crop), interpolation=interp, antialias=True)])
     return v2.Compose([v2.Resize(resize, interpolation=interp, antialias=True), v2.CenterCrop(crop)])
 
 
 _SIZES_SEEN: Counter = Counter()
 
 
-def _repeated_size_index(resize: int, crop: int, interpolation: str, h: int, w: int):
+def _repeated_size_index(resize: int, crop: int, interpolation: str, fit: str, h: int, w: int):
     """``_mask_index`` for an image size met before, else None: finding the index costs a transform of the
     full-size canvas, which only pays off when the size comes back (as in most datasets; not in a folder of
     photos of all sizes)."""
-    key = (resize, crop, interpolation, h, w)
+    key = (resize, crop, interpolation, fit, h, w)
     if len(_SIZES_SEEN) > 100_000:
         _SIZES_SEEN.clear()
     _SIZES_SEEN[key] += 1
@@ -143,7 +162,8 @@ def _repeated_size_index(resize: int, crop: int, interpolation: str, h: int, w: 
 
 
 @lru_cache(maxsize=256)
-def _mask_index(resize: int, crop: int, interpolation: str, h: int, w: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _mask_index(resize: int, crop: int, interpolation: str, fit: str, h: int,
+                w: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Source row and column of every output pixel of a mask under the geometry, or None where the crop pads.
 
     Found by sending index ramps through the very transform masks go through (nearest neighbour), so the
@@ -151,7 +171,7 @@ def _mask_index(resize: int, crop: int, interpolation: str, h: int, w: int) -> t
     """
     ramps = torch.stack([torch.arange(1, h + 1, dtype=torch.float32)[:, None].expand(h, w),
                          torch.arange(1, w + 1, dtype=torch.float32)[None, :].expand(h, w)])
-    out = _geometry(resize, crop, interpolation)(tv_tensors.Mask(ramps.contiguous())).as_subclass(torch.Tensor)
+    out = _geometry(resize, crop, interpolation, fit)(tv_tensors.Mask(ramps.contiguous())).as_subclass(torch.Tensor)
     rows, cols = out[0, :, 0], out[1, 0, :]
     if (rows == 0).any() or (cols == 0).any() or not (out[0] == rows[:, None]).all() or not (out[1] == cols[None]).all():
         return None  # padded, or not separable: use the transform itself

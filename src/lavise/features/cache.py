@@ -23,7 +23,7 @@ from ..stats import ActivationStats
 from .rowfile import RowFile
 
 CACHE_FORMAT = 3
-EVAL_MASK_SIZE = 56  # masks for IoU evaluation: 1/4 of a 224 crop
+EVAL_MASK_SIZE = 56  # masks for IoU evaluation: 1/4 of a 224 crop (NetDissect-Lite's mode keeps its labels' size)
 
 
 @dataclass
@@ -41,6 +41,13 @@ class FeatureCache:
     pairs: np.ndarray | None = None  # (P, 2) int64: (row, concept index)
     masks_feat: np.ndarray | None = None  # (P, h, w) float16 fraction of each cell covered
     masks_eval: np.ndarray | None = None  # (P, S, S) bool
+
+    @property
+    def eval_size(self) -> int:
+        """S, the side of the evaluation masks (``EVAL_MASK_SIZE`` unless the cache was made with another)."""
+        if self.masks_eval is not None:
+            return int(self.masks_eval.shape[-1])
+        return int(self.meta.get("eval_mask", EVAL_MASK_SIZE))
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -67,7 +74,7 @@ class FeatureCache:
         stats = ActivationStats.from_state({k.removeprefix("stats_"): v for k, v in arrays.items() if k.startswith("stats_")})
         cache = cls(path, meta, feats, maxima, meta["image_ids"], arrays["dataset_index"], stats, meta.get("concepts", []))
         if "pairs" in arrays:
-            s = EVAL_MASK_SIZE
+            s = int(meta.get("eval_mask", EVAL_MASK_SIZE))  # caches written before the setting hold 56 x 56
             cache.pairs = arrays["pairs"]
             cache.masks_feat = arrays["masks_feat"]
             cache.masks_eval = np.unpackbits(arrays["masks_eval"], axis=1, count=s * s).reshape(-1, s, s).astype(bool)
@@ -101,7 +108,7 @@ class FeatureCache:
 
 
 def cache_key(model_digest: str, preprocess: dict, layer: str, dataset: ConceptDataset, concepts: list[str] | None,
-              amp: bool = False) -> str:
+              amp: bool = False, eval_size: int = EVAL_MASK_SIZE) -> str:
     """Digest of everything that determines a cache's content.
 
     Args:
@@ -111,13 +118,14 @@ def cache_key(model_digest: str, preprocess: dict, layer: str, dataset: ConceptD
         dataset: the dataset (its fingerprint is used).
         concepts: concept names kept with masks (None for a target set).
         amp: mixed-precision maps, cached apart.
+        eval_size: side of the evaluation masks kept for reference sets.
 
     Returns:
         A 20-character hex key, the cache's folder name.
     """
     parts = {"format": CACHE_FORMAT, "model": model_digest, "layer": layer,
              "preprocess": preprocess, "dataset": dataset.fingerprint(),
-             "concepts": concepts, "eval_mask": EVAL_MASK_SIZE}
+             "concepts": concepts, "eval_mask": int(eval_size)}
     if amp:  # mixed-precision maps differ slightly: never served for a full-precision request (or back)
         parts["amp"] = True
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]

@@ -20,7 +20,7 @@ from ..models import TargetModel
 from ..options import ExtractOptions
 from ..runtime import barrier, check_device, default_batch_size, default_workers, distributed
 from ..stats import ActivationStats
-from .cache import FeatureCache, cache_key
+from .cache import EVAL_MASK_SIZE, FeatureCache, cache_key
 from .extractor import FeatureExtractor
 from .loader import ImageLoader, collate
 from .parts import PartWriter, merge_parts
@@ -35,6 +35,7 @@ def extract_features(
     cache_dir: str | Path,
     concepts: list[str] | None = None,
     options: ExtractOptions = ExtractOptions(),
+    eval_size: int = EVAL_MASK_SIZE,
 ) -> FeatureCache:
     """Compute (or reuse, or resume) the cached features of ``dataset`` at ``layer``.
 
@@ -46,21 +47,22 @@ def extract_features(
         concepts: concept names to keep masks for (reference sets); None for a target set.
         options: device, batch size (part of a resumable run's identity), workers, mixed precision
             (cached apart), strictness about unreadable images, progress bar.
+        eval_size: side S of the (S, S) evaluation masks kept for a reference set (part of the cache key).
 
     Returns:
         The ``FeatureCache``; unreadable images are skipped and listed in ``meta["skipped"]``.
     """
     check_device(options.device)
-    key = cache_key(target.weights_digest, target.preprocess.to_dict(), layer, dataset, concepts, options.amp)
+    key = cache_key(target.weights_digest, target.preprocess.to_dict(), layer, dataset, concepts, options.amp, eval_size)
     final = Path(cache_dir) / key
     if not (final / "meta.json").is_file():
-        _extract(target, layer, dataset, final, concepts, options)
+        _extract(target, layer, dataset, final, concepts, options, eval_size)
     barrier()
     return FeatureCache.open(final)
 
 
 def _extract(target: TargetModel, layer: str, dataset: ConceptDataset, final: Path, concepts: list[str] | None,
-             options: ExtractOptions) -> None:
+             options: ExtractOptions, eval_size: int) -> None:
     device, amp = options.device, options.amp
     batch_size = options.batch_size or default_batch_size(device)
     num_workers = default_workers(device) if options.workers is None else options.workers
@@ -72,11 +74,11 @@ def _extract(target: TargetModel, layer: str, dataset: ConceptDataset, final: Pa
     concept_index = {c: i for i, c in enumerate(concepts)} if concepts is not None else None
     partial = final.with_name(f".{final.name}.partial")
     signature = {"world": world, "batch_size": batch_size, "n": n, "shape": [d, h, w], "amp": amp}
-    part = PartWriter(partial / f"rank{rank}", signature, d, h, w, ActivationStats(d, n * h * w))
+    part = PartWriter(partial / f"rank{rank}", signature, d, h, w, ActivationStats(d, n * h * w), eval_size)
     batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)][rank::world]
     todo = batches[part.progress["batches"]:]
     loader = torch.utils.data.DataLoader(
-        ImageLoader(dataset, target.preprocess, concept_index, (h, w)), batch_sampler=todo, num_workers=num_workers,
+        ImageLoader(dataset, target.preprocess, concept_index, (h, w), eval_size), batch_sampler=todo, num_workers=num_workers,
         collate_fn=collate, pin_memory=device.startswith("cuda"), prefetch_factor=4 if num_workers else None)
     # channels-last was faster for every convnet measured in bench/speed.py, on 2 CPU cores and on an H200
     module.to(memory_format=torch.channels_last)
@@ -100,7 +102,7 @@ def _extract(target: TargetModel, layer: str, dataset: ConceptDataset, final: Pa
     barrier()
     if rank == 0:
         info = {"layer": layer, "model": target.spec, "model_digest": target.weights_digest,
-                "preprocess": target.preprocess.to_dict()}
+                "preprocess": target.preprocess.to_dict(), "eval_mask": int(eval_size)}
         merge_parts(partial, final, world, (d, h, w), info, dataset, concepts)
 
 

@@ -14,8 +14,10 @@ from .cache import EVAL_MASK_SIZE
 class ImageLoader(torch.utils.data.Dataset):
     """Loads one image (+ masks) and applies the model's preprocessing, in a DataLoader worker."""
 
-    def __init__(self, ds: ConceptDataset, pre: Preprocess, concept_index: dict[str, int] | None, feat_hw: tuple[int, int]):
+    def __init__(self, ds: ConceptDataset, pre: Preprocess, concept_index: dict[str, int] | None, feat_hw: tuple[int, int],
+                 eval_size: int = EVAL_MASK_SIZE):
         self.ds, self.pre, self.concept_index, self.feat_hw = ds, pre, concept_index, feat_hw
+        self.eval_size = eval_size
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -30,7 +32,7 @@ class ImageLoader(torch.utils.data.Dataset):
             x, mk = self.pre(img, [a.mask for a in anns], normalize=False)
         except (DatasetError, ValueError) as e:
             return {"index": i, "error": str(e)}
-        s = EVAL_MASK_SIZE
+        s = self.eval_size
         frac = downsample_masks(mk, (s, s))
         keep = frac.flatten(1).amax(1) > 0  # a mask left empty by the crop covers no cell
         frac = frac[keep]

@@ -23,11 +23,12 @@ _PART_FILES = {"features": ".f16", "index": ".i64", "maxima": ".f32", "pairs": "
 class PartWriter:
     """One rank's rows, appended to flat binary files; ``commit`` makes a resumable checkpoint."""
 
-    def __init__(self, folder: Path, signature: dict, d: int, h: int, w: int, stats: ActivationStats):
+    def __init__(self, folder: Path, signature: dict, d: int, h: int, w: int, stats: ActivationStats,
+                 eval_size: int = EVAL_MASK_SIZE):
         self.folder, self.signature = folder, signature
         folder.mkdir(parents=True, exist_ok=True)
         self._lock = exclusive_lock(folder / "lock", f"the feature cache {folder}")
-        s = EVAL_MASK_SIZE
+        s = eval_size
         self.row_bytes = {"features": d * h * w * 2, "index": 8, "maxima": d * 4}
         self.pair_bytes = {"pairs": 16, "masks_feat": h * w * 2, "masks_eval": (s * s + 7) // 8}
         self.progress = {"batches": 0, "rows": 0, "pairs": 0, "skipped": [], "dropped": 0}
@@ -91,9 +92,11 @@ def _read(path: Path, dtype, shape_tail: tuple[int, ...]) -> np.ndarray:
 
 def merge_parts(partial: Path, final: Path, world: int, shape: tuple[int, int, int], info: dict,
                 dataset: ConceptDataset, concepts: list[str] | None) -> None:
-    """Merge the ranks' parts, in dataset order, into the final cache folder (renamed into place last)."""
+    """Merge the ranks' parts, in dataset order, into the final cache folder (renamed into place last).
+
+    ``info`` goes into meta.json; its ``eval_mask`` is the side of the evaluation masks (56 if absent)."""
     d, h, w = shape
-    s = EVAL_MASK_SIZE
+    s = int(info.get("eval_mask", EVAL_MASK_SIZE))
     parts = [partial / f"rank{r}" for r in range(world)]
     index = [np.array(_read(p / "index.i64", np.int64, ())) for p in parts]
     progress = [read_json(p / "progress.json")["progress"] for p in parts]
