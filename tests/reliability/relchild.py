@@ -25,13 +25,13 @@ import torch  # noqa: F401 - preloaded by the forkserver
 import lavise.cli  # noqa: F401
 import lavise.explain  # noqa: F401
 import lavise.train  # noqa: F401
-from lavise.data import _import_loaders
+from lavise.data import list_datasets
 
 
 def _warm_up() -> None:
     """Import and initialise once in the forkserver what every command needs (single-threaded, fork-safe)."""
     torch.set_num_threads(1)
-    _import_loaders()
+    list_datasets()  # imports every loader module
     import lavise.commands.core  # noqa: F401
 
     head = lavise.explainer.ExplainerHead(16, 4)

@@ -59,10 +59,5 @@ def load_dataset(spec: str, **options) -> ConceptDataset:
     return ds
 
 
-def _import_loaders() -> None:
-    """Deprecated: import every loader module (``list_datasets()`` does it). Kept for older callers."""
-    DATASETS.names()
-
-
 __all__ = ["Annotation", "ConceptDataset", "Sample", "load_rgb", "load_dataset", "register_dataset", "parse_spec",
            "list_datasets", "DATASETS"]

@@ -53,10 +53,8 @@ class _Setting:
     """What every row of one evaluation is scored with."""
 
     gt: GroundTruth
-    score_rows: np.ndarray | None
     explain_rows: np.ndarray | None
     thresholds: Thresholds
-    novel: list[str]
 
 
 def ranked_by_iou(gt: GroundTruth, k: int) -> list[list[str]]:
@@ -110,7 +108,7 @@ def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(
     key = match_key(o.match)
     seen = {key(c) for c in explainer.concepts}
     novel = sorted({c for c in dataset.concepts if key(c) not in seen})
-    st = _Setting(gt, sc_rows, ex_rows, thr, novel)
+    st = _Setting(gt, ex_rows, thr)
     d = cache.shape[0]
     eval_units = list(range(d)) if units is None else list(units)
     vocab = run.vocabulary(o.explain, list(dataset.concepts) if o.dataset_concepts_in_vocabulary else [])
