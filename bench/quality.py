@@ -1,88 +1,145 @@
-"""Explanation-quality benchmark: the paper's Table 2 (and Figure 7) on the built-in scenes or a user's dataset.
+"""Explanation-quality benchmark: the paper's Table 2 on the built-in scenes, under a validation / test discipline.
 
-Built-in benchmark (default)::
+Two roles, never mixed (seeds >= 100 are validation draws, the others test draws; each role refuses the other's)::
 
-    python bench/quality.py                      # 3 seeds, EfficientNet-Lite0 `_head_act`, 4,000 reference + 1,000 target scenes per seed, GloVe-6B-50d
-    python bench/quality.py --seeds 0 --quick    # one small seed, for a smoke test
+    python bench/quality.py --role validation    # seeds 100-102: every variant of each default, one factor at a time
+    python bench/quality.py                      # --role test, seeds 0-4: the defaults, every control, both ceilings
+    python bench/quality.py --seeds 0 --quick    # a small smoke test
 
-Per seed: reference = builtin:scenes?split=train&concepts=seen (the 70% seen categories), target =
-builtin:scenes?split=test (all categories, masks of seen and held-out objects). The explainer is trained
-on the reference; every filter is explained on the target with each input method and scored against
-the target's IoU ground truth (IoU > 0.04, accumulated over all images: NetDissect's convention; the
-present-only convention is reported beside it, labelled). Baselines: NetDissect (labels from the
-reference set) and random words. Novel concepts: held-out categories discovered (in a filter's top-10
-words and in its ground truth), for several seen fractions (a plot).
+Per seed: the reference is ``builtin:scenes?split=train&concepts=all`` (4,000 scenes, every category: the paper's
+setting), the target ``builtin:scenes?split=test`` (4,000 scenes). Held-out scoring: the target scenes are split
+in two seeded halves; filters are explained from one half and scored against the IoU ground truth of the other
+(IoU > 0.04 accumulated over the score half: NetDissect's convention; the present-only convention beside it);
+words match concepts by lemmas (``exact_`` columns: exact match). AUPRC: how well a filter's maximum activation
+separates score-half images with the concept its top word names from images without it (AUPRC_random: the same
+for random concepts).
+
+The validation role scores each default's alternatives (input method, p, s, vocabulary, hubness, heads, epochs,
+patience, small masks; one factor at a time around the current defaults) and names the winner of each by
+(P@1 + R@10 + F1@10) / 3, mean over the validation seeds; ``lavise/defaults.py`` holds what won there.
+
+The test role scores the defaults and the paper's word selection for the four input methods (and image masking
+on a random subset of filters), NetDissect labels from the reference set, random words, the controls (the most
+frequent reference concepts for every filter, random concept names, the explanations shuffled across filters,
+the whole pipeline on a randomly initialised copy of the model) and two ceilings (the explain half's own
+ground truth; NetDissect on the explain half's masks). Then, for each category split (``--splits``; split 0 is
+the one shipped in the data, split k the seed ``scenes.SPLIT_SEED + k``), a head trained on that split's seen
+categories only (the same reference features, held-out pairs dropped) explains the same filters: held-out
+concepts discovered in the top-10 words, against random concept names.
 
 Any dataset::
 
     python bench/quality.py --run RUN --dataset coco:val.json   # scores an existing run on that dataset
 
-Output: the tables on stdout and ``bench/results/quality-<name>.{md,json}`` with the command and versions.
+Output: the tables on stdout and ``bench/results/quality-<name>.{md,json}`` with the command and versions; each
+seed's result is kept in ``--work`` and reused by ``--resume``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lavise.defaults import DEFAULT_METHOD, HEADS, SMALL_MASKS
+from lavise.defaults import (
+    DEFAULT_METHOD,
+    EPOCHS,
+    HEADS,
+    LR,
+    PAPER_TOP_IMAGES,
+    PAPER_WORDS_PER_IMAGE,
+    PATIENCE,
+    SMALL_MASKS,
+    TOP_IMAGES,
+    VOCABULARY,
+    WORDS_PER_IMAGE,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 KS = (1, 5, 10, 20)
-COLUMNS = ("filters", "P@1", "P@5", "P@10", "P@20", "R@1", "R@5", "R@10", "R@20", "F1@10", "exact_P@1", "exact_R@10",
+FIRST_VALIDATION_SEED = 100
+VALIDATION_SEEDS = [100, 101, 102]
+TEST_SEEDS = [0, 1, 2, 3, 4]
+METHODS = ("attention", "masked-attention", "activation", "original")
+COLUMNS = ("filters", "P@1", "P@5", "P@10", "R@1", "R@5", "R@10", "R@20", "F1@10", "exact_P@1", "exact_R@10",
            "AUPRC", "AUPRC_random")
-NOVEL_COLUMNS = ("novel_available", "novel_discovered", "novel_filters", "novel_R@10", "novel_R@20", "R@10", "P@1")
+SPLIT_COLUMNS = ("filters", "P@1", "R@10", "F1@10", "novel_available", "novel_discovered", "novel_filters",
+                 "novel_R@10")
+HEADLINE = ("P@1", "R@10", "F1@10")
+RANDOM_DRAWS = 200
+RANDOM_MEAN = f"random words, mean of {RANDOM_DRAWS} draws"
+NAMES_MEAN = f"control: random concept names, mean of {RANDOM_DRAWS} draws"
 
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-# ----------------------------------------------------------------------------- helpers
+# ----------------------------------------------------------------------------- one variant of the pipeline
 
 
-def train_subset(cache, concepts, vectors, keep, epochs, lr, seed, heads, x_all=None, small_masks=0):
-    """Train a head on the reference pairs whose concept is in ``keep`` (reuses the cached features), with
-    ``lavise.train.fit_head`` and the same validation split and small-mask inputs as ``train_explainer``."""
-    from lavise.options import TrainOptions
-    from lavise.train import TrainedExplainer, fit_head, training_pairs
+@dataclass(frozen=True)
+class Variant:
+    """Everything a default decides: training (heads, epochs, patience, small masks) and explaining."""
 
-    options = TrainOptions(epochs=epochs, lr=lr, seed=seed, heads=heads, small_masks=small_masks)
-    x_all = cache.masked_pooled() if x_all is None else x_all
-    y_all = torch.from_numpy(cache.pairs[:, 1])
-    keep_idx = [concepts.index(c) for c in keep]
-    remap = torch.full((len(concepts),), -1, dtype=torch.long)
-    remap[torch.tensor(keep_idx)] = torch.arange(len(keep_idx))
-    y = remap[y_all]
-    cv = torch.from_numpy(np.ascontiguousarray(vectors[keep_idx], dtype=np.float32))
-    xtr, ytr, xva, yva, g = training_pairs(cache, x_all, y, options.val_fraction, seed, small_masks, select=y >= 0)
-    head, history = fit_head(xtr, ytr, xva, yva, cv, options, generator=g)
-    best = min(history, key=lambda r: r["val_loss"])
-    return TrainedExplainer(head, list(keep), cv, {"layer": cache.meta["layer"]}, [best])
+    method: str = DEFAULT_METHOD
+    p: int = TOP_IMAGES
+    s: int = WORDS_PER_IMAGE
+    vocabulary: str = VOCABULARY
+    hubness: float = 0.0
+    heads: int = HEADS
+    epochs: int = EPOCHS
+    patience: int | None = PATIENCE
+    small_masks: int = SMALL_MASKS
+
+    def train_options(self, seed: int, lr: float = LR):
+        from lavise.options import TrainOptions
+
+        return TrainOptions(epochs=self.epochs, patience=self.patience, lr=lr, seed=seed, heads=self.heads,
+                            small_masks=self.small_masks)
+
+    @property
+    def train_tag(self) -> str:
+        return (f"h{self.heads}-e{self.epochs}" + (f"-pat{self.patience}" if self.patience else "")
+                + (f"-sm{self.small_masks}" if self.small_masks else ""))
+
+    def label(self) -> str:
+        """The fields that differ from the defaults, e.g. ``heads=1``; ``defaults`` when none do."""
+        base = Variant()
+        diff = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(base, f.name)]
+        return ", ".join(diff) or "defaults"
 
 
-def first(mv, p):
-    """``mv`` restricted to each filter's p most activating images (they come first): one network pass serves
-    both the default and the paper's word-selection settings."""
-    pairs = mv["pairs"]
-    if p >= pairs.p:
-        return mv
-    U = len(pairs.units)
-    return dict(mv, V=mv["V"].view(U, pairs.p, -1)[:, :p].reshape(U * p, -1), pairs=pairs.first(p))
+def validation_grid() -> dict[str, list[Variant]]:
+    """Each default's alternatives, one factor at a time around the current defaults (the default included)."""
+    values = {"method": list(METHODS), "p": [10, 25, 50, 100], "s": [1, 3, 5], "vocabulary": ["nouns", "common"],
+              "hubness": [0.0, 0.25, 0.5], "heads": [1, 3, 5], "epochs": [10, 30], "patience": [None, 5],
+              "small_masks": [0, 2]}
+    base = Variant()
+    grid = {}
+    for field, vals in values.items():
+        vals = vals if getattr(base, field) in vals else [getattr(base, field)] + vals
+        grid[field] = [dataclasses.replace(base, **{field: v}) for v in vals]
+    return grid
+
+
+# ----------------------------------------------------------------------------- shared stages
 
 
 def method_vectors(explainer, cache, method, p, units, dataset=None, target=None, batch_pairs=512, rows=None):
     """The explainer's output for every (filter, top image) input: ``explain_cache``'s first stages, run once per
-    method so that vocabularies and calibrations reuse them (the same public stages; checked below). ``rows``:
-    the cache rows top images may come from (the explain half)."""
+    (head, method) so that word settings reuse them (the same public stages; checked below). ``rows``: the cache
+    rows top images may come from (the explain half)."""
     from lavise.explain import ImageRerun, compute_thresholds, head_outputs, top_pairs
     from lavise.options import ExtractOptions
 
@@ -93,13 +150,26 @@ def method_vectors(explainer, cache, method, p, units, dataset=None, target=None
     return {"pairs": pairs, "V": V, "thr": thr}
 
 
-def words_from_vectors(mv, cache, vocab, s, x, explainer=None, calibration=0.0):
-    """``explain_cache``'s last stages: top-s words per input (optionally calibrated), ranked by votes."""
-    from lavise.explain import calibration_penalty, rank_words, top_words, vocabulary_tensor
+def first(mv, p):
+    """``mv`` restricted to each filter's p most activating images (they come first)."""
+    pairs = mv["pairs"]
+    if p >= pairs.p:
+        return mv
+    U = len(pairs.units)
+    return dict(mv, V=mv["V"].view(U, pairs.p, -1)[:, :p].reshape(U * p, -1), pairs=pairs.first(p))
+
+
+def words_from_vectors(mv, cache, vocab, s, x, explainer=None, calibration=0.0, hubness=0.0):
+    """``explain_cache``'s last stages: top-s words per input (optionally calibrated, optionally with the hubness
+    correction, whose r_w comes from ``mv``'s outputs: every filter's, as in ``explain_cache``), ranked by votes."""
+    from lavise.explain import calibration_penalty, hub_scores, rank_words, top_words, vocabulary_tensor
 
     vt = vocabulary_tensor(vocab)
     s = min(s, len(vt))
     pen = calibration_penalty(vocab, explainer.concepts, calibration) if calibration else None
+    if hubness:
+        hub = hubness * hub_scores(mv["V"], vt)
+        pen = hub if pen is None else pen + hub
     idx, sim = top_words(mv["V"], vt, s, pen)
     return rank_words(mv["pairs"], idx, sim, vocab, mv["thr"], cache, x)
 
@@ -109,6 +179,26 @@ def full_lists(fx, d):
     for f in fx:
         out[f.unit] = f.top_words
     return out
+
+
+def train_subset(cache, concepts, vectors, keep, variant, seed, x_all=None, lr=LR):
+    """Train a head on the reference pairs whose concept is in ``keep`` (reuses the cached features), with
+    ``lavise.train.fit_head`` and the same validation split and small-mask inputs as ``train_explainer``."""
+    from lavise.train import TrainedExplainer, fit_head, training_pairs
+
+    options = variant.train_options(seed, lr)
+    x_all = cache.masked_pooled() if x_all is None else x_all
+    y_all = torch.from_numpy(cache.pairs[:, 1])
+    keep_idx = [concepts.index(c) for c in keep]
+    remap = torch.full((len(concepts),), -1, dtype=torch.long)
+    remap[torch.tensor(keep_idx)] = torch.arange(len(keep_idx))
+    y = remap[y_all]
+    cv = torch.from_numpy(np.ascontiguousarray(vectors[keep_idx], dtype=np.float32))
+    xtr, ytr, xva, yva, g = training_pairs(cache, x_all, y, options.val_fraction, seed, options.small_masks,
+                                           select=y >= 0)
+    head, history = fit_head(xtr, ytr, xva, yva, cv, options, generator=g)
+    best = min(history, key=lambda r: r["val_loss"])
+    return TrainedExplainer(head, list(keep), cv, {"layer": cache.meta["layer"]}, [best])
 
 
 def gamma_from_vectors(mv, explainer, vocab, pool, max_pairs=8000, seed=0):
@@ -129,214 +219,372 @@ def gamma_from_vectors(mv, explainer, vocab, pool, max_pairs=8000, seed=0):
         return float((~seen[(sims - g * seen.float()).argmax(1)]).float().mean())
 
     if share(0.0) >= target_share:
-        return 0.0, target_share, share(0.0)
+        return 0.0
     lo, hi = 0.0, 2.0
     for _ in range(30):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if share(mid) < target_share else (lo, mid)
-    return hi, target_share, share(hi)
+    return hi
 
 
-RANDOM_DRAWS = 200
-RANDOM_MEAN = f"random, mean of {RANDOM_DRAWS} draws"
-NAMES_MEAN = f"control: random concept names, mean of {RANDOM_DRAWS} draws"
-
-
-def random_mean_row(words, d, k, gt, held_out, seed, draws=RANDOM_DRAWS, name=RANDOM_MEAN, **info) -> dict:
-    """The random-words baseline's expected scores (NetDissect convention): one draw discovers a held-out
-    concept so rarely that a single draw says little; the mean over many draws is the chance level."""
+def random_mean_row(words, d, gt, held_out, seed, name, **info) -> dict:
+    """Expected scores of random lists drawn from ``words`` (NetDissect convention): the mean over many draws."""
     from lavise.evaluate import random_words, score_row
 
-    rows = [score_row(name, random_words(words, d, k, seed * 100_003 + r), gt, "netdissect", KS, None, held_out, 10)
-            for r in range(draws)]
-    out = {"name": name, "convention": "netdissect", **info}
+    rows = [score_row(name, random_words(words, d, max(KS), seed * 100_003 + r), gt, "netdissect", KS, None,
+                      held_out, 10) for r in range(RANDOM_DRAWS)]
+    out = {"name": name, "convention": "netdissect", "kind": "control" if name.startswith("control") else "baseline",
+           **info}
     for key, v in rows[0].items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and key not in info:
             out[key] = float(np.mean([r[key] for r in rows]))
     return out
 
 
+class Seed:
+    """One draw: data, caches, the halves and their ground truth, and heads and head outputs by variant."""
+
+    def __init__(self, args, seed, model, emb):
+        from lavise.data import load_dataset
+        from lavise.dissect import compute_ground_truth
+        from lavise.evaluate import split_rows
+        from lavise.explain import compute_thresholds
+        from lavise.features import extract_features
+        from lavise.options import ExtractOptions
+
+        self.args, self.seed, self.model, self.emb, self.t0 = args, seed, model, emb, time.time()
+        scn = f"&cache={args.work}"  # own cache: other processes may clear the default one
+        self.ref = load_dataset(f"builtin:scenes?size={args.reference_size}&seed={seed}&split=train&concepts=all{scn}")
+        self.tgt = load_dataset(f"builtin:scenes?size={args.target_size}&seed={seed}&split=test{scn}")
+        self.base = args.work / f"seed{seed}-b{args.reference_size}-all"
+        self.quiet = ExtractOptions(show_progress=False)
+        self.layer = model.default_layer
+        self.tcache = extract_features(model, self.layer, self.tgt, args.work / f"cache-target-{args.target_size}",
+                                       list(self.tgt.concepts), self.quiet)
+        self.rcache = extract_features(model, self.layer, self.ref, self.base / "cache", list(self.ref.concepts),
+                                       self.quiet)
+        self.ex_rows, self.sc_rows = split_rows(len(self.tcache), seed)
+        self.thr = compute_thresholds(self.tcache)  # label-free, from every target scene
+        self.gt = compute_ground_truth(self.tcache, self.thr, rows=self.sc_rows)
+        self.gt_a = compute_ground_truth(self.tcache, self.thr, rows=self.ex_rows)
+        self.rgt = compute_ground_truth(self.rcache)
+        self.d = self.tcache.shape[0]
+        self.units = list(range(self.d))
+        self.names = list(dict.fromkeys(list(self.ref.concepts) + list(self.tgt.concepts)))
+        self._heads, self._vectors, self._vocabs = {}, {}, {}
+        self.log(f"ground truth {self.gt.summary()}")
+
+    def log(self, msg):
+        log(f"[seed {self.seed}] {msg} ({time.time() - self.t0:.0f} s)")
+
+    def head(self, v: Variant):
+        from lavise.train import train_explainer
+
+        if v.train_tag not in self._heads:
+            self._heads[v.train_tag] = train_explainer(
+                self.model, self.ref, self.emb, out=self.base.with_name(self.base.name + f"-{v.train_tag}"),
+                cache_dir=self.base / "cache", extract=self.quiet, options=v.train_options(self.seed, self.args.lr))
+            self.log(f"head {v.train_tag}")
+        return self._heads[v.train_tag]
+
+    def vocabulary(self, name):
+        if name not in self._vocabs:
+            self._vocabs[name] = self.emb.vocabulary(name, concepts=self.names,
+                                                     size=20000 if name == "common" else 10000)
+        return self._vocabs[name]
+
+    def vectors(self, v: Variant, p_max: int):
+        key = (v.train_tag, v.method)
+        if key not in self._vectors:
+            self._vectors[key] = method_vectors(self.head(v), self.tcache, v.method, p_max, self.units,
+                                                rows=self.ex_rows)
+        return self._vectors[key]
+
+    def lists(self, v: Variant, p_max: int, explainer=None, vectors=None, calibration=0.0):
+        mv = self.vectors(v, p_max) if vectors is None else vectors
+        fx = words_from_vectors(first(mv, v.p), self.tcache, self.vocabulary(v.vocabulary), v.s, max(KS),
+                                explainer or self.head(v), calibration, v.hubness)
+        return full_lists(fx, self.d)
+
+    def score(self, name, lists, conv="netdissect", held_out=None, units=None, grounded=True, **info):
+        from lavise.evaluate import grounded_scores, lemma, score_row
+
+        row = score_row(name, lists, self.gt, conv, KS, units, held_out, 10, **info)
+        if grounded and conv == "netdissect":
+            row.update(grounded_scores(lists, self.tcache, lemma, rows=self.sc_rows, seed=self.seed))
+        return row
+
+
+def check_shortcut(s: Seed, v: Variant, p_max: int):
+    """The shared-vector shortcut gives ``explain_cache``'s words (also a unit test; checked here on real data)."""
+    from lavise.explain import explain_cache
+    from lavise.options import ExplainOptions
+
+    units = s.units[:: max(1, s.d // 20)]
+    want = explain_cache(s.head(v), s.tcache, s.vocabulary(v.vocabulary),
+                         ExplainOptions(method=v.method, p=v.p, s=v.s, x=max(KS), hubness=v.hubness), units, s.quiet,
+                         rows=s.ex_rows)
+    got = {u: words for u, words in enumerate(s.lists(v, p_max)) if u in set(units)}
+    assert [f.top_words for f in want] == [got[f.unit] for f in want], "quality shortcut drifted"
+
+
+# ----------------------------------------------------------------------------- the validation role
+
+
+def run_validation(args, seed, model, emb) -> dict:
+    s = Seed(args, seed, model, emb)
+    grid = validation_grid()
+    p_max = max(v.p for vs in grid.values() for v in vs)
+    check_shortcut(s, Variant(), p_max)
+    rows, done = {}, {}
+    for field, variants in grid.items():
+        for v in variants:
+            if v not in done:
+                done[v] = s.score(v.label(), s.lists(v, p_max), variant=dataclasses.asdict(v))
+            rows.setdefault(field, []).append(done[v])
+        s.log(f"{field}: " + ", ".join(f"{r['name']} {decision(r):.3f}" for r in rows[field]))
+    return {"seed": seed, "role": "validation", "layer": s.layer, "grid": rows, "seconds": time.time() - s.t0}
+
+
+def decision(row) -> float:
+    """The validation criterion: the mean of the three headline metrics."""
+    return float(np.mean([row[m] for m in HEADLINE]))
+
+
+# ----------------------------------------------------------------------------- the test role
+
+
+def run_test(args, seed, model, emb) -> dict:
+    from lavise.evaluate import (
+        constant_words,
+        netdissect_lists,
+        random_words,
+        ranked_by_iou,
+        shuffled_lists,
+    )
+
+    s = Seed(args, seed, model, emb)
+    base, paper = Variant(), Variant(p=PAPER_TOP_IMAGES, s=PAPER_WORDS_PER_IMAGE)
+    p_max = max(base.p, paper.p)
+    check_shortcut(s, base, p_max)
+    trained = s.head(base)
+    best = trained.config["train"]["best_epoch"]
+    truth = s.gt.labels("netdissect")
+    res = {"seed": seed, "role": "test", "layer": s.layer, "val_top1": trained.history[best - 1].get("val_top1"),
+           "gt": {c: s.gt.summary(c) for c in ("netdissect", "present")}, "splits": {}}
+    lists, kinds = {}, {}
+    for m in METHODS:
+        lists[m] = s.lists(dataclasses.replace(base, method=m), p_max)
+        lists[f"{m} [paper p={paper.p} s={paper.s}]"] = s.lists(dataclasses.replace(paper, method=m), p_max)
+        kinds[m] = kinds[f"{m} [paper p={paper.p} s={paper.s}]"] = "method"
+    lists["netdissect (reference set)"], kinds["netdissect (reference set)"] = netdissect_lists(s.rgt), "baseline"
+    vocab = s.vocabulary(base.vocabulary)
+    lists["random words"], kinds["random words"] = random_words(vocab.words, s.d, max(KS), seed), "baseline"
+    counts = dict(zip(s.rgt.concepts, s.rgt.images_with.tolist()))
+    lists["control: constant"], kinds["control: constant"] = constant_words(counts, s.d, max(KS)), "control"
+    scored = [u for u in s.units if truth[u]]
+    lists["control: shuffled"] = shuffled_lists(lists[base.method], scored, seed)
+    kinds["control: shuffled"] = "control"
+    lists["ceiling: ground truth of the explain half"] = s.gt_a.labels("netdissect")
+    lists["ceiling: NetDissect on the explain half"] = ranked_by_iou(s.gt_a, max(KS))
+    kinds.update({n: "ceiling" for n in lists if n.startswith("ceiling")})
+    rows = [s.score(n, lst, conv, kind=kinds[n]) for conv in ("netdissect", "present") for n, lst in lists.items()]
+    rows.append(random_mean_row(vocab.words, s.d, s.gt, None, seed, RANDOM_MEAN))
+    rows.append(random_mean_row(list(s.tgt.concepts), s.d, s.gt, None, seed, NAMES_MEAN))
+    if args.random_init:
+        rows.append(random_init_row(s, base, p_max))
+    res["table"] = rows
+    s.log("every category trained")
+    if args.image_units:
+        res["subset"] = image_subset(s, base, paper, lists, p_max)
+    res["splits"] = {str(k): split_rows_for(s, base, k, lists) for k in args.splits}
+    res["seconds"] = time.time() - s.t0
+    return res
+
+
+def random_init_row(s: Seed, v: Variant, p_max: int) -> dict:
+    """The whole pipeline (head training, explaining, ground truth) on a randomly initialised copy of the model."""
+    from lavise.dissect import compute_ground_truth
+    from lavise.evaluate import grounded_scores, lemma, random_init_copy, score_row
+    from lavise.explain import compute_thresholds
+    from lavise.features import extract_features
+    from lavise.train import train_explainer
+
+    rnd = random_init_copy(s.model, s.layer, s.seed)
+    trained = train_explainer(rnd, s.ref, s.emb, out=s.base.with_name(s.base.name + f"-randominit-{v.train_tag}"),
+                              cache_dir=s.base / "cache", extract=s.quiet, options=v.train_options(s.seed, s.args.lr))
+    cache = extract_features(rnd, s.layer, s.tgt, s.args.work / f"cache-target-{s.args.target_size}",
+                             list(s.tgt.concepts), s.quiet)
+    thr = compute_thresholds(cache)
+    gt = compute_ground_truth(cache, thr, rows=s.sc_rows)
+    mv = method_vectors(trained, cache, v.method, p_max, s.units, rows=s.ex_rows)
+    preds = full_lists(words_from_vectors(first(mv, v.p), cache, s.vocabulary(v.vocabulary), v.s, max(KS), trained,
+                                          0.0, v.hubness), s.d)
+    row = score_row("control: random-init model", preds, gt, "netdissect", KS, None, None, 10, kind="control")
+    row.update(grounded_scores(preds, cache, lemma, rows=s.sc_rows, seed=s.seed))
+    s.log("random-init control")
+    return row
+
+
+def image_subset(s: Seed, base: Variant, paper: Variant, lists: dict, p_max: int) -> list[dict]:
+    """All five input methods on the same random filters with ground truth (image masking reruns the network
+    p times per filter)."""
+    truth = s.gt.labels("netdissect")
+    cand = [u for u in s.units if truth[u]]
+    units = sorted(np.random.default_rng(s.seed).choice(cand, size=min(s.args.image_units, len(cand)),
+                                                        replace=False).tolist())
+    mvi = method_vectors(s.head(base), s.tcache, "image", p_max, units, s.tgt, s.model, rows=s.ex_rows)
+    sub = {n: lists[n] for n in lists if not n.startswith(("control", "ceiling", "random"))}
+    for tag, v in (("", base), (f" [paper p={paper.p} s={paper.s}]", paper)):
+        fx = words_from_vectors(first(mvi, v.p), s.tcache, s.vocabulary(v.vocabulary), v.s, max(KS), s.head(base),
+                                0.0, v.hubness)
+        sub["image" + tag] = full_lists(fx, s.d)
+    s.log(f"image masking on {len(units)} filters")
+    return [s.score(n, lst, units=units, grounded=False) for n, lst in sub.items()]
+
+
+def split_rows_for(s: Seed, base: Variant, k: int, lists: dict) -> list[dict]:
+    """A head trained on split k's seen categories only explains the filters; held-out concepts found."""
+    from lavise.data.scenes import SPLIT_SEED, category_split
+    from lavise.evaluate import constant_words, shuffled_lists
+
+    side = category_split(SPLIT_SEED + k)
+    trained = s.head(base)
+    seen = [c for c in trained.concepts if side.get(c) == "seen"]
+    held = [c for c in s.tgt.concepts if side.get(c) == "held_out"]
+    ex = train_subset(s.rcache, list(trained.concepts), trained.concept_vectors.numpy(), seen, base, s.seed)
+    out = {}
+    for m in METHODS:
+        mv = method_vectors(ex, s.tcache, m, base.p, s.units, rows=s.ex_rows)
+        out[m] = s.lists(dataclasses.replace(base, method=m), base.p, ex, mv)
+        if m == base.method:
+            gamma = gamma_from_vectors(mv, ex, s.vocabulary(base.vocabulary), s.names, seed=s.seed)
+            out[f"{m} +calibrated (γ={gamma:.3f}, label-free)"] = s.lists(base, base.p, ex, mv, gamma)
+            shuffled = shuffled_lists(out[m], [u for u in s.units if s.gt.labels("netdissect")[u]], s.seed)
+    keep = set(seen)
+    out["netdissect (reference set, seen categories)"] = [[w for w in lst if w in keep]
+                                                          for lst in lists["netdissect (reference set)"]]
+    counts = {c: n for c, n in zip(s.rgt.concepts, s.rgt.images_with.tolist()) if c in keep}
+    out["control: constant"] = constant_words(counts, s.d, max(KS))
+    out["control: shuffled"] = shuffled
+    rows = [s.score(n, lst, held_out=held, grounded=False) for n, lst in out.items()]
+    rows.append(random_mean_row(list(s.tgt.concepts), s.d, s.gt, held, s.seed, NAMES_MEAN))
+    s.log(f"split {k}: {len(seen)} seen, {len(held)} held out")
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+
+
 def aggregate(rows_by_seed: list[list[dict]]) -> list[dict]:
-    """Mean and sample SD over seeds of every numeric field, row by row (rows matched by name + convention)."""
+    """Mean and sample SD over seeds of every numeric field, row by row (rows matched by name + convention);
+    ``per_seed`` keeps every seed's headline values."""
     out = []
     for r0 in rows_by_seed[0]:
-        key = (r0["name"], r0["convention"])
-        same = [next(r for r in rows if (r["name"], r["convention"]) == key) for rows in rows_by_seed]
-        agg = {"name": r0["name"], "convention": r0["convention"]}
+        key = (r0["name"], r0.get("convention"))
+        same = [next(r for r in rows if (r["name"], r.get("convention")) == key) for rows in rows_by_seed]
+        agg = {"name": r0["name"], "convention": r0.get("convention"), "kind": r0.get("kind", "")}
         for k, v in r0.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 vals = np.array([float(r[k]) for r in same])
                 agg[k] = (float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0)
+                agg.setdefault("per_seed", {})[k] = vals.tolist()
         out.append(agg)
     return out
 
 
-def paired(rows_by_seed, a, b, metric, conv="netdissect"):
-    """Mean and SD over seeds of metric(a) - metric(b)."""
-    diffs = []
-    for rows in rows_by_seed:
-        ra = next(r for r in rows if r["name"] == a and r["convention"] == conv)
-        rb = next(r for r in rows if r["name"] == b and r["convention"] == conv)
-        diffs.append(ra[metric] - rb[metric])
-    diffs = np.array(diffs)
-    return float(diffs.mean()), float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0, diffs.tolist()
+def per_seed_table(rows, metrics=HEADLINE) -> str:
+    from lavise.evaluate import format_table
+
+    flat = [{"name": r["name"], **{m: " ".join(f"{v:.3f}" for v in r["per_seed"][m]) for m in metrics}} for r in rows]
+    return format_table(flat, metrics)
 
 
-# ----------------------------------------------------------------------------- one seed
+def beats(rows_by_seed, a, others, metric) -> list[str]:
+    """The rows in ``others`` that ``a`` does not beat on every seed (strictly) on ``metric``."""
+    lost = []
+    for b in others:
+        va = [next(r for r in rows if r["name"] == a and r.get("convention") == "netdissect")[metric]
+              for rows in rows_by_seed]
+        vb = [next(r for r in rows if r["name"] == b and r.get("convention") == "netdissect")[metric]
+              for rows in rows_by_seed]
+        if not all(x > y for x, y in zip(va, vb)):
+            lost.append(f"{b} ({sum(x > y for x, y in zip(va, vb))}/{len(va)} seeds)")
+    return lost
 
 
-def settings():
-    """Word-selection settings scored side by side: lavise's defaults and the paper code's (row-name suffix, p, s)."""
-    from lavise.defaults import PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE, TOP_IMAGES, WORDS_PER_IMAGE
+def header(all_res, args, cmd) -> list[str]:
+    return [f"Command: `{cmd}`", "",
+            f"Model efficientnet-lite0, layer `{all_res[0]['layer']}` (1280 filters, 7x7), embeddings {args.embeddings}; "
+            f"reference {args.reference_size} train scenes (every category), target {args.target_size} test scenes; "
+            f"{args.role} seeds {args.seeds}. Held-out scoring: explanations from one seeded half of the target "
+            "scenes, ground truth (IoU > 0.04, NetDissect's convention unless marked) from the other; lemma "
+            "matching (exact_ columns: exact). Figures are mean ± sample SD over seeds.", ""]
 
-    return [("", TOP_IMAGES, WORDS_PER_IMAGE),
-            (f" [paper p={PAPER_TOP_IMAGES} s={PAPER_WORDS_PER_IMAGE}]", PAPER_TOP_IMAGES, PAPER_WORDS_PER_IMAGE)]
+
+def render_validation(all_res, args, cmd) -> str:
+    from lavise.evaluate import format_table
+
+    lines = ["# Explanation quality: validation draws (decisions)", ""] + header(all_res, args, cmd)
+    lines += [f"Each default against its alternatives, one factor at a time, every other setting at its default "
+              f"(`{Variant()}`). Decision: the highest (P@1 + R@10 + F1@10) / 3, mean over the validation seeds; "
+              "`per seed` lists it for each seed.", ""]
+    for field in all_res[0]["grid"]:
+        by_seed = [res["grid"][field] for res in all_res]
+        for rows in by_seed:
+            for r in rows:
+                r["decision"] = decision(r)
+                r.setdefault("convention", "netdissect")
+        agg = aggregate(by_seed)
+        win = max(agg, key=lambda r: r["decision"][0])
+        for r in agg:
+            r["per seed"] = " ".join(f"{v:.3f}" for v in r["per_seed"]["decision"])
+        lines += [f"## {field}: decided {win['name']}", "", "```",
+                  format_table(agg, ("P@1", "R@10", "F1@10", "AUPRC", "decision", "per seed")), "```", ""]
+    lines.append(f"Versions: {json.dumps(versions())}; {platform.processor() or platform.machine()}; "
+                 f"wall time {sum(r['seconds'] for r in all_res):.0f} s.")
+    return "\n".join(lines)
 
 
-def run_seed(args, seed, model, emb):
-    from lavise.data import load_dataset
-    from lavise.dissect import compute_ground_truth
-    from lavise.evaluate import (
-        constant_words,
-        grounded_scores,
-        lemma,
-        netdissect_lists,
-        random_words,
-        ranked_by_iou,
-        score_row,
-        shuffled_lists,
-        split_rows,
-    )
-    from lavise.explain import compute_thresholds, explain_cache
-    from lavise.features import extract_features
-    from lavise.options import ExplainOptions, ExtractOptions, TrainOptions
-    from lavise.train import train_explainer
+def render_test(all_res, args, cmd) -> str:
+    from lavise.evaluate import format_table
 
-    t0 = time.time()
-    scn = f"&cache={args.work}"  # own cache: other processes may clear the default one
-    ref = load_dataset(f"builtin:scenes?size={args.reference_size}&seed={seed}&split=train&concepts={args.concepts}{scn}")
-    tgt = load_dataset(f"builtin:scenes?size={args.target_size}&seed={seed}&split=test{scn}")
-    held_out = list(tgt.meta["held_out"])
-    base = args.work / (f"seed{seed}-b{args.reference_size}" + ("" if args.concepts == "seen" else f"-{args.concepts}")
-                        + ("" if args.embeddings == "glove-6b-50d" else f"-{args.embeddings.replace(':', '_').replace('/', '_')}"))
-    run_dir = base.with_name(base.name + ("" if args.heads == 1 else f"-h{args.heads}")  # heads share one cache
-                             + (f"-sm{args.small_masks}" if args.small_masks else ""))
-    quiet = ExtractOptions(show_progress=False)
-    trained = train_explainer(model, ref, emb, out=run_dir, cache_dir=base / "cache", extract=quiet,
-                              options=TrainOptions(epochs=args.epochs, lr=args.lr, seed=seed, heads=args.heads,
-                                                   small_masks=args.small_masks))
-    best = trained.config["train"]["best_epoch"]
-    log(f"[seed {seed}] trained on {len(trained.concepts)} seen concepts, best epoch {best}, "
-        f"val top-1 {trained.history[best - 1].get('val_top1', float('nan')):.3f} ({time.time() - t0:.0f} s)")
-    tcache = extract_features(model, model.default_layer, tgt, args.work / f"cache-target-{args.target_size}",
-                              list(tgt.concepts), quiet)
-    rcache = extract_features(model, model.default_layer, ref, base / "cache", list(trained.concepts), quiet)
-    # held-out scoring: explanations from one half of the target scenes, ground truth from the other
-    ex_rows, sc_rows = split_rows(len(tcache), seed) if args.split == "halves" else (None, None)
-    thr = compute_thresholds(tcache)  # label-free, from every target scene
-    gt = compute_ground_truth(tcache, thr, rows=sc_rows)
-    gt_a = compute_ground_truth(tcache, thr, rows=ex_rows) if ex_rows is not None else None
-    rgt = compute_ground_truth(rcache)
-    log(f"[seed {seed}] ground truth: {gt.summary()} ({time.time() - t0:.0f} s)")
-    d = tcache.shape[0]
-    names = list(dict.fromkeys(list(trained.concepts) + list(tgt.concepts)))
-    vocabs = {"nouns": emb.vocabulary("nouns", concepts=names, size=10000),
-              "common": emb.vocabulary("common", concepts=names, size=20000),
-              "names": emb.vocabulary("concepts", concepts=names)}
-    truth_nd, truth_pr = gt.labels("netdissect"), gt.labels("present")
-    # only filters with ground truth (either convention) can score; the others are not explained
-    scored = [u for u in range(d) if truth_nd[u] or truth_pr[u]]
-    rng = np.random.default_rng(seed)
-    cand = [u for u in range(d) if truth_nd[u]]
-    img_units = sorted(rng.choice(cand, size=min(args.image_units, len(cand)), replace=False).tolist())
-    res = {"seed": seed, "layer": model.default_layer, "gt": {c: gt.summary(c) for c in ("netdissect", "present")},
-           "val_top1": trained.history[best - 1].get("val_top1"), "tables": {}, "subset": {}, "novel": [],
-           "gamma": {}, "explained_filters": len(scored)}
-    # the most recall an explainer that never names a held-out concept can reach
-    seen = set(trained.concepts)
-    res["seen_only_recall_ceiling"] = float(np.mean([len(set(truth_nd[u]) & seen) / len(truth_nd[u]) for u in cand]))
-    res["seen_only_precision_ceiling"] = float(np.mean([bool(set(truth_nd[u]) & seen) for u in cand]))
-    K = max(KS)
-    P = max(p for _, p, _ in settings())
-    mvs = {}
-    for m in args.methods:
-        mvs[m] = method_vectors(trained, tcache, m, P, scored, rows=ex_rows)
-        log(f"[seed {seed}] {m} inputs for {len(scored)} filters ({time.time() - t0:.0f} s)")
-    if seed == args.seeds[0]:  # the shared-vector shortcut equals explain_cache
-        for _, p, s in settings():
-            chk = explain_cache(trained, tcache, vocabs["names"], ExplainOptions(method=args.methods[0], p=p, s=s, x=K),
-                                scored[:20], quiet, rows=ex_rows)
-            mv = method_vectors(trained, tcache, args.methods[0], p, scored[:20], rows=ex_rows)  # bit-identical
-            assert [f.words for f in chk] == [f.words for f in words_from_vectors(mv, tcache, vocabs["names"], s, K)]
-    for vname, vocab in vocabs.items():
-        lists = {m + tag: full_lists(words_from_vectors(first(mvs[m], p), tcache, vocab, s, K), d)
-                 for tag, p, s in settings() for m in args.methods}
-        res["gamma"][vname] = {}
-        _, p, s = settings()[0]
-        for m in ("attention", "masked-attention", "activation"):
-            if m in mvs:
-                gamma, share_t, share_g = gamma_from_vectors(mvs[m], trained, vocab, names, seed=seed)
-                res["gamma"][vname][m] = {"gamma": gamma, "target_share": share_t, "achieved": share_g}
-                lists[f"{m} +calibrated"] = full_lists(words_from_vectors(first(mvs[m], p), tcache, vocab, s, K, trained,
-                                                                          gamma), d)
-        lists["netdissect"] = netdissect_lists(rgt)
-        lists["random"] = random_words(vocab.words, d, K, seed)
-        lists["control: constant"] = constant_words(dict(zip(rgt.concepts, rgt.images_with.tolist())), d, K)
-        shuffle = DEFAULT_METHOD if DEFAULT_METHOD in args.methods else args.methods[0]
-        lists["control: shuffled"] = shuffled_lists(lists[shuffle], scored, seed)
-        if gt_a is not None:
-            lists["ceiling: ground truth of the explain half"] = gt_a.labels("netdissect")
-            lists["ceiling: NetDissect on the explain half"] = ranked_by_iou(gt_a, K)
-        rows = [score_row(n, lst, gt, conv, KS, None, held_out, 10) for conv in ("netdissect", "present")
-                for n, lst in lists.items()]
+    lines = ["# Explanation quality: test draws", ""] + header(all_res, args, cmd)
+    lines += [f"Defaults: `{Variant()}` (decided on the validation draws, bench/results/quality-validation.md). "
+              f"Head validation top-1: {np.mean([r['val_top1'] for r in all_res]):.3f}.", ""]
+    for conv in ("netdissect", "present"):
+        rows = aggregate([[r for r in res["table"] if r.get("convention", "netdissect") == conv] for res in all_res])
+        lines += [f"## Every category trained; ground truth: {conv} convention", "", "```",
+                  format_table(rows, ("kind",) + COLUMNS), "```", ""]
+        if conv == "netdissect":
+            lines += ["Every seed (P@1, R@10, F1@10):", "", "```", per_seed_table(rows), "```", ""]
+    tables = [[r for r in res["table"] if r.get("convention", "netdissect") == "netdissect"] for res in all_res]
+    others = [r["name"] for r in tables[0] if r.get("kind") in ("control", "baseline")]
+    for m in HEADLINE:
+        lost = beats(tables, DEFAULT_METHOD, others, m)
+        lines.append(f"- {DEFAULT_METHOD} {m}: ahead of every control and baseline on every seed" if not lost else
+                     f"- {DEFAULT_METHOD} {m}: not ahead on every seed of {', '.join(lost)}")
+    lines.append("")
+    if "subset" in all_res[0]:
+        rows = aggregate([res["subset"] for res in all_res])
+        lines += [f"## The input methods on the same {args.image_units} random filters with ground truth per seed "
+                  "(image masking reruns the network p times per filter)", "", "```",
+                  format_table(rows, ("P@1", "R@10", "F1@10")), "```", ""]
+    for k in all_res[0]["splits"]:
+        rows = aggregate([res["splits"][k] for res in all_res])
+        names = next(r for r in rows if r["name"] == NAMES_MEAN)
+        lines += [f"## Category split {k}: head trained on the seen categories only; held-out concepts discovered",
+                  "", "```", format_table(rows, SPLIT_COLUMNS), "```", "",
+                  "Held-out concepts discovered, every seed:", "", "```",
+                  per_seed_table(rows, ("novel_discovered",)), "```", ""]
         for r in rows:
-            if r["convention"] == "netdissect":
-                r.update(grounded_scores(lists[r["name"]], tcache, lemma, rows=sc_rows, seed=seed))
-        if vname == "nouns":
-            rows.append(random_mean_row(vocab.words, d, K, gt, held_out, seed))
-            rows.append(random_mean_row(list(tgt.concepts), d, K, gt, held_out, seed, name=NAMES_MEAN))
-        res["tables"][vname] = rows
-        log(f"[seed {seed}] vocabulary {vname} ({len(vocab.words)} words), gamma {res['gamma'][vname]} ({time.time() - t0:.0f} s)")
-        if vname == "nouns" and "image" in args.subset_methods and args.image_units:
-            mvi = method_vectors(trained, tcache, "image", P, img_units, tgt, model, rows=ex_rows)
-            sub = {n: lists[n] for n in lists if not n.endswith("calibrated") and n not in ("netdissect", "random")
-                   and not n.startswith(("control", "ceiling"))}
-            for tag, p, s in settings():
-                sub["image" + tag] = full_lists(words_from_vectors(first(mvi, p), tcache, vocab, s, K), d)
-            sub["netdissect"], sub["random"] = lists["netdissect"], lists["random"]
-            res["subset"][vname] = [score_row(n, lst, gt, "netdissect", KS, img_units, held_out, 10) for n, lst in sub.items()]
-            log(f"[seed {seed}] image masking on {len(img_units)} filters ({time.time() - t0:.0f} s)")
-    # novel concepts vs seen fraction (Figure 7): train on a fraction of the seen categories
-    cvecs = trained.concept_vectors.numpy()
-    vocab = vocabs["nouns"]
-    n_all = len(trained.concepts) + len(held_out)
-    _, p, s = settings()[0]
-    for frac in args.fractions:
-        k = max(2, int(round(frac * len(trained.concepts))))
-        keep = sorted(np.random.default_rng(seed).permutation(trained.concepts)[:k].tolist())
-        ex = trained if frac >= 1 else train_subset(rcache, list(trained.concepts), cvecs, keep, args.epochs, args.lr, seed,
-                                                                 args.heads, small_masks=args.small_masks)
-        for m in args.novel_methods:
-            mv = mvs[m] if frac >= 1 else method_vectors(ex, tcache, m, P, scored, rows=ex_rows)
-            gamma = gamma_from_vectors(mv, ex, vocab, names, seed=seed)[0]
-            for g in (0.0, gamma):
-                lst = full_lists(words_from_vectors(first(mv, p), tcache, vocab, s, K, ex, g), d)
-                row = score_row(m + (" +calibrated" if g else ""), lst, gt, "netdissect", KS, None, held_out, 10)
-                row.update({"seen_fraction": len(ex.concepts) / n_all, "seen_concepts": len(ex.concepts), "gamma": g})
-                res["novel"].append(row)
-        row = score_row("random", random_words(vocab.words, d, K, seed), gt, "netdissect", KS, None, held_out, 10)
-        row.update({"seen_fraction": len(keep) / n_all, "seen_concepts": len(keep), "gamma": 0.0})
-        res["novel"].append(row)
-        res["novel"].append(random_mean_row(vocab.words, d, K, gt, held_out, seed, seen_fraction=len(keep) / n_all,
-                                            seen_concepts=len(keep), gamma=0.0))
-        res["novel"].append(random_mean_row(list(tgt.concepts), d, K, gt, held_out, seed, name=NAMES_MEAN,
-                                            seen_fraction=len(keep) / n_all, seen_concepts=len(keep), gamma=0.0))
-        log(f"[seed {seed}] novel concepts with {len(keep)} seen categories ({time.time() - t0:.0f} s)")
-    res["seconds"] = time.time() - t0
-    return res
-
-
-# ----------------------------------------------------------------------------- report
+            if r["kind"] == "method" or not r["name"].startswith(("control", "netdissect")):
+                ratio = r["novel_discovered"][0] / max(names["novel_discovered"][0], 1e-9)
+                lines.append(f"- {r['name']}: {ratio:.2f}x the held-out concepts of random concept names")
+        lines.append("")
+    lines.append(f"Versions: {json.dumps(versions())}; {platform.processor() or platform.machine()}; "
+                 f"wall time {sum(r['seconds'] for r in all_res):.0f} s.")
+    return "\n".join(lines)
 
 
 def versions():
@@ -345,188 +593,71 @@ def versions():
     return v()
 
 
-def head_words(heads: int) -> str:
-    if heads == 1:
-        return "explainer head: one member, as in the paper"
-    return f"explainer head: {heads} members" + (" (lavise's default)" if heads == HEADS else "")
-
-
-def render(all_res, args, cmd):
-    from lavise.evaluate import format_table
-
-    lines = ["# Explanation quality: built-in benchmark", "",
-             f"Command: `{cmd}`", "",
-             f"Model efficientnet-lite0, layer `{all_res[0]['layer']}` (1280 filters, 7x7), embeddings {args.embeddings}; "
-             f"reference {args.reference_size} train scenes ({'seen categories only' if args.concepts == 'seen' else 'all categories'}), target {args.target_size} test scenes "
-             f"(all categories); seeds {args.seeds}; {head_words(args.heads)}"
-             f"{f', trained also on {args.small_masks} small-mask inputs per pair' if args.small_masks else ''}; epochs {args.epochs}, lr {args.lr}. Rows without a suffix use lavise's "
-             f"word-selection defaults (p={settings()[0][1]} top images, s={settings()[0][2]} word per image); rows marked "
-             f"`{settings()[1][0].strip()}` use the paper code's. "
-             f"Figures are mean ± sample SD over seeds. "
-             + ("Held-out scoring: each seed's target scenes are split in two seeded halves; explanations come from "
-                "one half and are scored against the ground truth of the other (T_u from all target scenes). "
-                if args.split == "halves" else "Explanations and ground truth come from the same target scenes. ")
-             + "Words match concepts by lemmas (exact_ columns: exact match); AUPRC: how well each filter's maximum "
-               "activation separates score-half images with the concept its top word names from images without it "
-               "(AUPRC_random: the same for random concepts).", ""]
-    gt = all_res[0]["gt"]
-    for conv in ("netdissect", "present"):
-        fw = [r["gt"][conv]["filters_with_ground_truth"] for r in all_res]
-        cp = [r["gt"][conv]["concepts_per_filter"] for r in all_res]
-        lines.append(f"- Ground truth, {conv} convention (IoU > 0.04): {np.mean(fw):.0f} of {gt[conv]['filters']} filters "
-                     f"have ground truth, {np.mean(cp):.2f} concepts each.")
-    lines.append(f"- Head validation top-1 among seen concepts: {np.mean([r['val_top1'] for r in all_res]):.3f}.")
-    lines.append(f"- Share of each filter's ground-truth concepts that are seen categories (the recall ceiling of an "
-                 f"explainer that never names a held-out concept; netdissect convention): "
-                 f"{np.mean([r['seen_only_recall_ceiling'] for r in all_res]):.3f}; share of filters with a seen "
-                 f"concept in their ground truth (the P@1 ceiling of the same explainer): "
-                 f"{np.mean([r.get('seen_only_precision_ceiling', np.nan) for r in all_res]):.3f}. "
-                 f"bench/ceilings.py splits each method's score along these lines.")
-    lines.append("")
-    for vname, desc in (("nouns", "default vocabulary 'nouns': 10,000 frequent singular GloVe nouns + all 376 category names"),
-                        ("common", "vocabulary 'common': 20,000 frequent GloVe words + all 376 category names"),
-                        ("names", "vocabulary: the 376 category names only")):
-        for conv in ("netdissect", "present"):
-            rows = aggregate([[r for r in res["tables"][vname] if r["convention"] == conv] for res in all_res])
-            lines += [f"## {desc}; ground truth: {conv} convention", "", "```",
-                      format_table(rows, COLUMNS), "```", ""]
-            if conv == "netdissect":
-                head = ("Novel (held-out) concepts, top-10 words:" if args.concepts == "seen" else
-                        "Concepts of the usual held-out split, top-10 words (trained in this mode, so not a discovery "
-                        "measure; the seen-only run gives that):")
-                lines += [head, "", "```", format_table(rows, NOVEL_COLUMNS), "```", ""]
-        pairs = [(a + tag, b + tag) for tag, _, _ in settings()
-                 for a, b in (("attention", "activation"), ("activation", "original"), ("attention", "original"),
-                              ("masked-attention", "attention"), ("masked-attention", "activation"))]
-        pairs += [(m, m + settings()[1][0]) for m in ("attention", "masked-attention", "activation", "original")]
-        for a, b in pairs:
-            for metric in ("R@10", "P@1"):
-                if not all(any(r["name"] == n for r in all_res[0]["tables"][vname]) for n in (a, b)):
-                    continue
-                mu, sd, vals = paired([res["tables"][vname] for res in all_res], a, b, metric)
-                lines.append(f"- {vname}: {a} − {b}, {metric}: {mu:+.3f} ± {sd:.3f} (per seed {', '.join(f'{v:+.3f}' for v in vals)})")
-        lines.append("")
-    if all_res[0]["subset"]:
-        rows = aggregate([res["subset"]["nouns"] for res in all_res])
-        n = args.image_units
-        lines += [f"## All four input methods on the same {n} random filters with ground truth (image masking is slow: "
-                  f"{n}x{max(p for _, p, _ in settings())} network reruns per seed); default vocabulary, netdissect convention", "", "```",
-                  format_table(rows, COLUMNS), "```", ""]
-    if not all_res[0]["novel"]:
-        lines.append(f"Versions: {json.dumps(versions())}; {platform.processor() or platform.machine()}; "
-                     f"wall time {sum(r['seconds'] for r in all_res):.0f} s.")
-        return "\n".join(lines)
-    lines += ["## Novel-concept discovery vs seen fraction (default vocabulary nouns, netdissect convention)", "", "```"]
-    fr = sorted({r["seen_concepts"] for r in all_res[0]["novel"]})
-    nrows = []
-    for k in fr:
-        for name in [n for m in args.novel_methods for n in (m, m + " +calibrated")] + ["random", RANDOM_MEAN,
-                                                                                          NAMES_MEAN]:
-            per = [[r for r in res["novel"] if r["seen_concepts"] == k and r["name"] == name] for res in all_res]
-            if not all(per):
-                continue
-            agg = aggregate([[dict(p[0], name=f"{name} [{k} seen]")] for p in per])[0]
-            nrows.append(agg)
-    lines += [format_table(nrows, ("seen_fraction", "gamma") + NOVEL_COLUMNS), "```", ""]
-    g = {f"{v} {m}": np.mean([r["gamma"][v][m]["gamma"] for r in all_res]) for v in all_res[0]["gamma"]
-         for m in all_res[0]["gamma"][v]}
-    lines.append(f"Calibration γ (label-free; mean over seeds): {', '.join(f'{k} {v:.3f}' for k, v in g.items())}.")
-    lines.append("")
-    lines.append(f"Versions: {json.dumps(versions())}; {platform.processor() or platform.machine()}; "
-                 f"wall time {sum(r['seconds'] for r in all_res):.0f} s.")
-    return "\n".join(lines)
-
-
-def plot(all_res, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    names = sorted({r["name"] for r in all_res[0]["novel"]}, key=lambda n: (n.startswith("random"), n))
-    for name in names:
-        style = ("x:" if name == "random" else "+:") if name.startswith("random") else (
-            ("o" if "activation" in name else "s") + ("--" if "calibrated" in name else "-"))
-        xs = sorted({r["seen_fraction"] for r in all_res[0]["novel"]})
-        for ax, key in zip(axes, ("novel_discovered", "novel_R@10")):
-            # the i-th seen fraction of every seed (fractions are the same per seed up to rounding)
-            vals = np.array([[r[key] for r in sorted((r for r in res["novel"] if r["name"] == name),
-                                                        key=lambda r: r["seen_fraction"])] for res in all_res])
-            ax.errorbar(np.array(xs) * 100, vals.mean(0), yerr=vals.std(0, ddof=1) if len(vals) > 1 else None,
-                        fmt=style, label=name, capsize=3)
-            ax.set_xlabel("seen categories (% of all)")
-            ax.set_ylabel({"novel_discovered": "held-out concepts discovered (top-10)",
-                           "novel_R@10": "recall@10 on held-out concepts"}[key])
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+# ----------------------------------------------------------------------------- main
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--role", choices=["test", "validation"], default="test",
+                    help="test (default): the headline figures; validation: the decisions")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help=f"default {TEST_SEEDS} (test) or {VALIDATION_SEEDS} (validation)")
+    ap.add_argument("--splits", type=int, nargs="*", default=[0, 1, 2],
+                    help="category splits for held-out discovery (test role; 0: the shipped split)")
     ap.add_argument("--reference-size", type=int, default=4000)
-    ap.add_argument("--target-size", type=int, default=1000)
+    ap.add_argument("--target-size", type=int, default=4000)
     ap.add_argument("--embeddings", default="glove-6b-50d")
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--heads", type=int, default=HEADS, help=f"members of the explainer head (default {HEADS}; 1: the paper's)")
-    ap.add_argument("--small-masks", type=int, default=SMALL_MASKS,
-                    help=f"small-mask training inputs per pair (lavise train --small-masks; default {SMALL_MASKS})")
+    ap.add_argument("--lr", type=float, default=LR)
     ap.add_argument("--image-units", type=int, default=16)
-    ap.add_argument("--fractions", type=float, nargs="+", default=[0.5, 1.0],
-                    help="fractions of the seen categories to train on (Figure 7)")
-    ap.add_argument("--methods", nargs="+", default=["attention", "masked-attention", "activation", "original"])
-    ap.add_argument("--novel-methods", nargs="+", default=["attention", "masked-attention", "activation"])
-    ap.add_argument("--subset-methods", nargs="*", default=["image"])
+    ap.add_argument("--no-random-init", dest="random_init", action="store_false",
+                    help="leave out the random-init control (it extracts and trains once more per seed)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
-    ap.add_argument("--concepts", choices=["seen", "all"], default="seen",
-                    help="reference categories: seen (default; held-out ones test discovery) or all (no held-out "
-                         "categories: what the method reaches when every ground-truth concept was trained)")
-    ap.add_argument("--name", default=None, help="results name (default builtin, or builtin-all with --concepts all)")
-    ap.add_argument("--split", choices=["halves", "none"], default="halves",
-                    help="halves (default): explanations from one seeded half of the target scenes, ground truth from "
-                         "the other; none: the same scenes on both sides (the paper's protocol)")
+    ap.add_argument("--name", default=None, help="results name (default: quality-test or quality-validation)")
+    ap.add_argument("--resume", action="store_true", help="reuse the per-seed results kept in --work")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
     ap.add_argument("--run", help="user mode: an existing run folder to evaluate")
     ap.add_argument("--dataset", help="user mode: the dataset spec to evaluate on")
     args = ap.parse_args(argv)
-    args.name = args.name or ("builtin" if args.concepts == "seen" else f"builtin-{args.concepts}")
     cmd = "python bench/quality.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.run or args.dataset:
         return user_mode(args, cmd)
+    args.seeds = args.seeds or (TEST_SEEDS if args.role == "test" else VALIDATION_SEEDS)
+    wrong = [s for s in args.seeds if (s >= FIRST_VALIDATION_SEED) != (args.role == "validation")]
+    if wrong:
+        raise SystemExit(f"seeds {wrong} belong to the other role: validation seeds are >= {FIRST_VALIDATION_SEED}, "
+                         "test seeds below; decisions never see a test draw")
+    args.name = args.name or f"quality-{args.role}"
     if args.quick:
-        args.reference_size, args.target_size, args.image_units, args.epochs = 150, 60, 4, 3
-        args.fractions = [0.5, 1.0]
+        args.reference_size, args.target_size, args.image_units = 150, 60, 4
         args.work = args.work.with_name(args.work.name + "-quick")
-    if args.concepts == "all":
-        args.fractions = []  # nothing is held out: no discovery to measure
+        args.name += "-quick"
     from lavise.embeddings import load_embeddings
     from lavise.models import load_model
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     model = load_model("efficientnet-lite0")
     emb = load_embeddings(args.embeddings)
     all_res = []
     for seed in args.seeds:
-        all_res.append(run_seed(args, seed, model, emb))
-        (RESULTS / f"quality-{args.name}.partial.json").write_text(json.dumps(all_res, default=str))
-    text = render(all_res, args, cmd)
+        kept = args.work / f"{args.name}-seed{seed}-r{args.reference_size}-t{args.target_size}.json"
+        if args.resume and kept.is_file():
+            all_res.append(json.loads(kept.read_text()))
+            continue
+        run = run_test if args.role == "test" else run_validation
+        all_res.append(run(args, seed, model, emb))
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps(all_res[-1], default=str))
+    text = (render_test if args.role == "test" else render_validation)(all_res, args, cmd)
     print(text)
-    (RESULTS / f"quality-{args.name}.md").write_text(text + "\n")
-    (RESULTS / f"quality-{args.name}.json").write_text(json.dumps(
+    (RESULTS / f"{args.name}.md").write_text(text + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(
         {"command": cmd, "versions": versions(), "args": {k: str(v) for k, v in vars(args).items()}, "seeds": all_res},
         indent=1, default=str))
-    if all_res[0]["novel"]:
-        plot(all_res, RESULTS / f"novel-concepts-{args.name}.png")
-    (RESULTS / f"quality-{args.name}.partial.json").unlink(missing_ok=True)
     return 0
 
 
 def user_mode(args, cmd):
-    """Score an existing run on a named dataset: all methods, NetDissect and random words."""
+    """Score an existing run on a named dataset: all methods, NetDissect, random words, controls and ceilings."""
     from lavise.data import load_dataset
     from lavise.evaluate import evaluate_run
     from lavise.options import EvalOptions
@@ -534,15 +665,15 @@ def user_mode(args, cmd):
     if not (args.run and args.dataset):
         raise SystemExit("user mode needs both --run RUN and --dataset SPEC")
     ds = load_dataset(args.dataset)
-    options = EvalOptions(methods=tuple(args.methods + list(args.subset_methods)), image_units=args.image_units)
+    options = EvalOptions(methods=METHODS + ("image",), image_units=args.image_units)
     ev = evaluate_run(args.run, ds, options)
     text = "\n\n".join([f"# Explanation quality on {args.dataset}", f"Command: `{cmd}`",
                         *[f"## {conv} convention\n\n```\n{ev.table(conv, COLUMNS)}\n```" for conv in ev.ground_truth],
                         f"Versions: {json.dumps(versions())}"])
     print(text)
-    name = args.name if args.name != "builtin" else "user"
-    (RESULTS / f"quality-{name}.md").write_text(text + "\n")
-    (RESULTS / f"quality-{name}.json").write_text(json.dumps({"command": cmd, **ev.to_dict()}, indent=1, default=str))
+    name = args.name or "quality-user"
+    (RESULTS / f"{name}.md").write_text(text + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps({"command": cmd, **ev.to_dict()}, indent=1, default=str))
     return 0
 
 

@@ -600,12 +600,29 @@ def test_random_init_control_runs_the_pipeline_on_a_reinitialised_copy(run, tiny
     from lavise.run import Run
 
     r = Run.open(run, target=tiny_model)
-    rnd = random_init_copy(r, seed=0)
+    rnd = random_init_copy(r.target, r.layer, seed=0)
     assert rnd.weights_digest != tiny_model.weights_digest and rnd.default_layer == r.layer
-    assert random_init_copy(r, seed=0).weights_digest == rnd.weights_digest  # seeded
+    assert random_init_copy(r.target, r.layer, seed=0).weights_digest == rnd.weights_digest  # seeded
     options = EvalOptions(explain=ExplainOptions(vocabulary="concepts", p=5, s=1, x=3), methods=("attention",),
                           baselines=(), controls=("random-init",), conventions=("netdissect",))
     ev = evaluate_run(run, squares, options, X, reference=squares, target=tiny_model, save=False)
     row = next(x for x in ev.rows if x["name"] == "random-init")
     assert row["kind"] == "control" and "random init" in row["source"] and 0 <= row["R@10"] <= 1
     assert tiny_model.weights_digest == r.target.weights_digest  # the run's own model is untouched
+
+
+def test_netdissect_lite_baseline_scores_dissect_lite_labels(run, tiny_model, squares, tmp_path):
+    from lavise.dissect import dissect
+    from lavise.run import Run
+
+    options = EvalOptions(explain=ExplainOptions(vocabulary="concepts", p=5, s=1, x=3), methods=("attention",),
+                          baselines=("netdissect-lite",), controls=(), conventions=("netdissect",))
+    ev = evaluate_run(run, squares, options, X, reference=squares, target=tiny_model, save=False)
+    row = next(x for x in ev.rows if x["name"] == "netdissect-lite")
+    assert row["kind"] == "baseline" and "NetDissect-Lite" in row["source"]
+    layer = Run.open(run, target=tiny_model).layer
+    _, gt = dissect(tiny_model, layer, squares, tmp_path / "c", 0.04, "netdissect-lite", X)
+    want = gt.labels("netdissect-lite")
+    assert any(want)  # the tiny model has lite labels to compare
+    assert all(f["words"]["netdissect-lite"] == want[f["unit"]][:20] for f in ev.filters)
+    assert EvalOptions().baselines == ("netdissect", "random")  # one more extraction: opt-in

@@ -18,7 +18,8 @@ from .errors import LaviseError
 # The choices, named once: the CLI's `choices=`, the error messages and the checks below use these.
 # "masked-attention" is not in the paper: filter attention restricted to the filter's own activation mask.
 METHODS = ("attention", "masked-attention", "activation", "image", "original")
-BASELINES = ("netdissect", "random")
+# "netdissect-lite": NetDissect-Lite's definitions on the reference set (another extraction: not on by default)
+BASELINES = ("netdissect", "random", "netdissect-lite")
 # Controls: a constant list (most frequent concepts), random concept names of the evaluated dataset, the
 # explanations shuffled across filters, and the explainer run on a randomly initialised backbone.
 CONTROLS = ("constant", "names", "shuffled", "random-init")
@@ -220,7 +221,7 @@ class EvalOptions(_Options):
 
     explain: ExplainOptions = field(default_factory=ExplainOptions)
     methods: tuple[str, ...] = ()
-    baselines: tuple[str, ...] = BASELINES
+    baselines: tuple[str, ...] = ("netdissect", "random")
     conventions: tuple[str, ...] = CONVENTIONS
     iou_threshold: float = D.IOU_THRESHOLD
     ks: tuple[int, ...] = KS

@@ -41,3 +41,45 @@ def test_reused_head_outputs_give_explain_cache_words(quality, tmp_path, tiny_mo
     got = quality.words_from_vectors(mv, cache, vocab, s, 4)
     assert [f.unit for f in got] == [f.unit for f in want]
     assert [f.words for f in got] == [f.words for f in want]
+
+
+def test_hubness_shortcut_gives_explain_cache_words(quality, tmp_path, tiny_model, squares, tiny_glove):
+    from lavise.embeddings import load_embeddings
+    from lavise.explain import explain_cache
+    from lavise.features import extract_features
+    from lavise.options import ExplainOptions, ExtractOptions, TrainOptions
+    from lavise.train import train_explainer
+
+    emb = load_embeddings(f"glove:{tiny_glove}")
+    extract = ExtractOptions(workers=0, show_progress=False)
+    trained = train_explainer(tiny_model, squares, emb, out=tmp_path / "run",
+                              options=TrainOptions(epochs=2, batch_size=16, heads=1), extract=extract)
+    cache = extract_features(tiny_model, trained.config["layer"], squares, tmp_path / "cache",
+                             concepts=list(squares.concepts), options=extract)
+    vocab = emb.vocabulary("concepts", concepts=list(squares.concepts) + ["tree", "sun", "road"])
+    units = list(range(cache.shape[0]))
+    options = ExplainOptions(method="masked-attention", p=4, s=2, x=4, hubness=2.0)
+    want = explain_cache(trained, cache, vocab, options, units[:3], extract)  # r_w from every filter's outputs
+    got = quality.words_from_vectors(quality.method_vectors(trained, cache, options.method, 4, units), cache, vocab,
+                                     2, 4, trained, hubness=2.0)
+    assert [f.words for f in want] == [f.words for f in got[:3]]
+    plain = explain_cache(trained, cache, vocab, options.replace(hubness=0.0), units[:3], extract)
+    assert [f.words for f in plain] != [f.words for f in want]  # the case tells the correction apart
+
+
+def test_roles_never_share_a_seed(quality):
+    with pytest.raises(SystemExit, match="other role"):
+        quality.main(["--role", "validation", "--seeds", "0"])
+    with pytest.raises(SystemExit, match="other role"):
+        quality.main(["--seeds", "1", "100"])
+
+
+def test_variant_labels_and_grid(quality):
+    assert quality.Variant().label() == "defaults"
+    assert quality.Variant(heads=1, p=25).label() == "p=25, heads=1"
+    grid = quality.validation_grid()
+    for field, variants in grid.items():
+        assert quality.Variant() in variants, field  # the current default competes in every factor
+        assert all(v.label() == "defaults" or v.label().startswith(field + "=") for v in variants)
+        assert len(set(variants)) == len(variants) >= 2
+    assert {v.train_tag for v in grid["heads"]} == {"h1-e30", "h3-e30", "h5-e30"}

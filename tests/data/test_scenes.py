@@ -95,6 +95,16 @@ def test_split_is_fixed_stratified_and_70_30():
     assert scenes.category_split() == split  # no hidden state
 
 
+def test_other_split_seeds_give_other_stratified_splits():
+    base = scenes.category_split()
+    other = scenes.category_split(1)
+    assert set(other) == set(base) and other != base
+    assert sum(v == "held_out" for v in other.values()) == sum(v == "held_out" for v in base.values())
+    for theme, rows in THEMES.items():
+        assert abs(sum(other[n] == "held_out" for _, n in rows) - 0.3 * len(rows)) < 1.0, theme
+    assert scenes.category_split(1) == other
+
+
 # ---------------------------------------------------------------- generated data
 
 

@@ -22,8 +22,9 @@ def register(sub) -> None:
                    help=f"comma-separated explainer inputs to compute and compare ({','.join(METHODS)} or 'all'); "
                         f"default: the run's explanations.json if present, else {D.DEFAULT_METHOD}")
     p.add_argument("--baselines", default="netdissect,random",
-                   help="comma-separated baselines: netdissect (labels from the run's reference set), random; "
-                        "'none' for neither (default both)")
+                   help="comma-separated baselines: netdissect (labels from the run's reference set), random, "
+                        "netdissect-lite (NetDissect-Lite's definitions on the reference set: its union rule, input "
+                        "and mask size; one more extraction); 'none' for none (default netdissect,random)")
     p.add_argument("--controls", default=",".join(EvalOptions().controls),
                    help=f"comma-separated controls ({','.join(CONTROLS)}; 'none' for none; default "
                         f"{','.join(EvalOptions().controls)}; random-init trains and explains a randomly initialised "

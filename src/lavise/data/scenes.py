@@ -81,14 +81,21 @@ def category_table() -> list[tuple[str, int, str]]:
     return [tuple(c) for c in CATEGORIES]
 
 
-@lru_cache(maxsize=1)
-def category_split() -> dict[str, str]:
-    """The fixed seen/held-out split: category name -> ``"seen"`` or ``"held_out"``.
+@lru_cache(maxsize=8)
+def category_split(seed: int = SPLIT_SEED) -> dict[str, str]:
+    """A seen/held-out split of the categories: category name -> ``"seen"`` or ``"held_out"``.
 
     Stratified by theme; per-theme quotas are rounded by largest remainder so the
     total is exactly ``round(0.3 * n)`` held out.
+
+    Args:
+        seed: the split's seed; the default gives the fixed split written into every generated file
+            (others give the further splits the quality benchmark trains on).
+
+    Returns:
+        Every category's side of the split.
     """
-    rng = np.random.default_rng(SPLIT_SEED)
+    rng = np.random.default_rng(seed)
     themes = sorted(THEMES)
     names = {t: sorted(n for _, n in THEMES[t]) for t in themes}
     want = {t: HELD_OUT_FRACTION * len(names[t]) for t in themes}

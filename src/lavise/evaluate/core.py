@@ -121,7 +121,7 @@ def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(
         eval_units = [u for u in eval_units if u in set(info.get("explained", eval_units))]
     first = next(iter(lists.values()))[0]
     ref, rgt = None, None
-    if "netdissect" in o.baselines or {"constant", "random-init"} & set(o.controls):
+    if {"netdissect", "netdissect-lite"} & set(o.baselines) or {"constant", "random-init"} & set(o.controls):
         from ..data import load_dataset
 
         ref = reference if reference is not None else load_dataset(cfg["reference"])
@@ -130,6 +130,9 @@ def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(
         rgt = compute_ground_truth(rcache, iou_threshold=o.iou_threshold, show_progress=extract.show_progress)
     if "netdissect" in o.baselines:
         lists["netdissect"] = (netdissect_lists(rgt), {"kind": "baseline", "source": f"NetDissect on {ref.spec}"})
+    if "netdissect-lite" in o.baselines:
+        lists["netdissect-lite"] = (_netdissect_lite_lists(run, ref, o, extract),
+                                    {"kind": "baseline", "source": f"NetDissect-Lite's definitions on {ref.spec}"})
     if "random" in o.baselines:
         lists["random"] = (random_words(vocab.words, d, K, o.seed),
                            {"kind": "baseline", "source": f"uniform over the {len(vocab.words)}-word vocabulary"})
@@ -237,23 +240,42 @@ def _methods(run: Run, dataset, cache, vocab, st: _Setting, o: EvalOptions, extr
         yield name, preds, info
 
 
+def _netdissect_lite_lists(run: Run, reference, o: EvalOptions, extract: ExtractOptions) -> list[list[str]]:
+    """NetDissect-Lite's labels on the reference set (``lavise dissect --convention netdissect-lite``): a Broden
+    reference is re-read as NetDissect-Lite reads it; other datasets keep their own reading."""
+    from ..dissect import dissect
+    from ..netdissect_lite import load_lite_dataset
+
+    ref = load_lite_dataset(reference.spec) if reference.spec.startswith("broden:") else reference
+    _, gt = dissect(run.target, run.layer, ref, run.cache_dir, o.iou_threshold, "netdissect-lite", extract)
+    return gt.labels("netdissect-lite")
+
+
 RANDOM_INIT_SEED = 12345
 
 
-def random_init_copy(run: Run, seed: int = 0):
-    """The run's model with every parameter re-initialised (seeded), as a new ``TargetModel``."""
+def random_init_copy(target, layer: str, seed: int = 0):
+    """A model with every parameter re-initialised (seeded), as a new ``TargetModel``.
+
+    Args:
+        target: the trained ``TargetModel`` (left unchanged).
+        layer: the layer the copy's default is set to.
+        seed: offset of the initialisation seed.
+
+    Returns:
+        The re-initialised copy; ``LaviseError`` if its weights equal the original's.
+    """
     import copy
 
     from ..models import wrap_model
 
-    target = run.target
     module = copy.deepcopy(target.module)
     # offset from the user's seed: models built under torch.manual_seed(seed) would otherwise be rebuilt as they are
     torch.manual_seed(RANDOM_INIT_SEED + seed)
     for m in module.modules():
         if hasattr(m, "reset_parameters"):
             m.reset_parameters()
-    copy_ = wrap_model(module, target.preprocess, run.layer, f"{target.spec} (random init, seed {seed})")
+    copy_ = wrap_model(module, target.preprocess, layer, f"{target.spec} (random init, seed {seed})")
     if copy_.weights_digest == target.weights_digest:
         raise LaviseError(f"re-initialising {target.spec} gave back the same weights; the random-init control needs "
                           "a model with trained weights (or another --seed)")
@@ -267,7 +289,7 @@ def _random_init_rows(run: Run, dataset, reference, o: EvalOptions, extract: Ext
     from ..explain import compute_thresholds, explain_cache
     from ..train import train_explainer
 
-    rnd = random_init_copy(run, o.seed)
+    rnd = random_init_copy(run.target, run.layer, o.seed)
     cfg = run.settings
     topts = TrainOptions.from_dict({**cfg.get("train", {}), "heads": cfg.get("head", {}).get("members", 1)})
     trained = train_explainer(rnd, reference, run.embeddings, run.layer, None, topts, extract, run.cache_dir)
