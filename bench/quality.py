@@ -45,6 +45,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -147,7 +148,7 @@ def method_vectors(explainer, cache, method, p, units, dataset=None, target=None
     pairs = top_pairs(cache, p, units, rows)
     rerun = ImageRerun.of(target, explainer.config["layer"], dataset) if method == "image" else None
     V = head_outputs(explainer, cache, pairs, thr, method, ExtractOptions(show_progress=False), rerun, batch_pairs)
-    return {"pairs": pairs, "V": V, "thr": thr}
+    return {"pairs": pairs, "V": V, "thr": thr, "method": method}
 
 
 def first(mv, p):
@@ -171,7 +172,12 @@ def words_from_vectors(mv, cache, vocab, s, x, explainer=None, calibration=0.0, 
         hub = hubness * hub_scores(mv["V"], vt)
         pen = hub if pen is None else pen + hub
     idx, sim = top_words(mv["V"], vt, s, pen)
-    return rank_words(mv["pairs"], idx, sim, vocab, mv["thr"], cache, x)
+    filters = rank_words(mv["pairs"], idx, sim, vocab, mv["thr"], cache, x)
+    cal = getattr(explainer, "calibrator", None)
+    pairs = mv["pairs"]
+    if cal is not None and cal.matches(SimpleNamespace(method=mv.get("method"), p=pairs.p, s=s)):
+        filters = cal.apply(filters)  # as explain_cache does
+    return filters
 
 
 def full_lists(fx, d):
@@ -300,11 +306,13 @@ class Seed:
                                                 rows=self.ex_rows)
         return self._vectors[key]
 
-    def lists(self, v: Variant, p_max: int, explainer=None, vectors=None, calibration=0.0):
+    def explanations(self, v: Variant, p_max: int, explainer=None, vectors=None, calibration=0.0):
         mv = self.vectors(v, p_max) if vectors is None else vectors
-        fx = words_from_vectors(first(mv, v.p), self.tcache, self.vocabulary(v.vocabulary), v.s, max(KS),
-                                explainer or self.head(v), calibration, v.hubness)
-        return full_lists(fx, self.d)
+        return words_from_vectors(first(mv, v.p), self.tcache, self.vocabulary(v.vocabulary), v.s, max(KS),
+                                  explainer or self.head(v), calibration, v.hubness)
+
+    def lists(self, v: Variant, p_max: int, explainer=None, vectors=None, calibration=0.0):
+        return full_lists(self.explanations(v, p_max, explainer, vectors, calibration), self.d)
 
     def score(self, name, lists, conv="netdissect", held_out=None, units=None, grounded=True, **info):
         from lavise.evaluate import grounded_scores, lemma, score_row
@@ -394,6 +402,12 @@ def run_test(args, seed, model, emb) -> dict:
     if args.random_init:
         rows.append(random_init_row(s, base, p_max))
     res["table"] = rows
+    fx = [f for f in s.explanations(base, p_max) if f.confidence is not None]
+    if fx:  # issue 20: the default's calibrated confidence on the score half
+        from lavise.evaluate import lemma
+        from lavise.evaluate.core import confidence_report
+
+        res["confidence"] = confidence_report(fx, s.gt.labels("netdissect"), lemma)
     s.log("every category trained")
     if args.image_units:
         res["subset"] = image_subset(s, base, paper, lists, p_max)
@@ -418,9 +432,12 @@ def random_init_row(s: Seed, v: Variant, p_max: int) -> dict:
     thr = compute_thresholds(cache)
     gt = compute_ground_truth(cache, thr, rows=s.sc_rows)
     mv = method_vectors(trained, cache, v.method, p_max, s.units, rows=s.ex_rows)
-    preds = full_lists(words_from_vectors(first(mv, v.p), cache, s.vocabulary(v.vocabulary), v.s, max(KS), trained,
-                                          0.0, v.hubness), s.d)
+    fx = words_from_vectors(first(mv, v.p), cache, s.vocabulary(v.vocabulary), v.s, max(KS), trained, 0.0, v.hubness)
+    preds = full_lists(fx, s.d)
     row = score_row("control: random-init model", preds, gt, "netdissect", KS, None, None, 10, kind="control")
+    conf = [f.confidence for f in fx if f.confidence is not None]
+    if conf:
+        row["median_confidence"] = float(np.median(conf))
     row.update(grounded_scores(preds, cache, lemma, rows=s.sc_rows, seed=s.seed))
     s.log("random-init control")
     return row
@@ -565,6 +582,8 @@ def render_test(all_res, args, cmd) -> str:
         lines.append(f"- {DEFAULT_METHOD} {m}: ahead of every control and baseline on every seed" if not lost else
                      f"- {DEFAULT_METHOD} {m}: not ahead on every seed of {', '.join(lost)}")
     lines.append("")
+    if all("confidence" in res for res in all_res):
+        lines += confidence_lines(all_res)
     if "subset" in all_res[0]:
         rows = aggregate([res["subset"] for res in all_res])
         lines += [f"## The input methods on the same {args.image_units} random filters with ground truth per seed "
@@ -585,6 +604,28 @@ def render_test(all_res, args, cmd) -> str:
     lines.append(f"Versions: {json.dumps(versions())}; {platform.processor() or platform.machine()}; "
                  f"wall time {sum(r['seconds'] for r in all_res):.0f} s.")
     return "\n".join(lines)
+
+
+def confidence_lines(all_res) -> list[str]:
+    """The default method's calibrated confidence (issue 20) on the score half, every seed."""
+    def seeds(f):
+        vals = [f(res) for res in all_res]
+        return f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1) if len(vals) > 1 else 0:.3f} ({' / '.join(f'{v:.3f}' for v in vals)})"
+
+    def rnd(res):
+        return next((r.get("median_confidence", np.nan) for r in res["table"]
+                     if r["name"] == "control: random-init model"), np.nan)
+
+    quart = [" / ".join(f"{res['confidence']['quartiles'][q]['precision']:.3f}" for res in all_res) for q in range(4)]
+    return ["## Calibrated confidence of the default's top word (score half)", "",
+            f"- ECE (10 bins): {seeds(lambda r: r['confidence']['ECE'])}; word-level ECE "
+            f"{seeds(lambda r: r['confidence']['ECE_words'])}",
+            f"- AUROC of the filter confidence for a right top word: {seeds(lambda r: r['confidence']['AUROC_confidence'])}",
+            f"- share right by confidence quartile, lowest to highest (per seed): {'; '.join(quart)}",
+            f"- interpretable filters (confidence ≥ 0.5): {seeds(lambda r: r['confidence']['interpretable'])}, P@1 there "
+            f"{seeds(lambda r: r['confidence']['P@1_interpretable'])}",
+            f"- median filter confidence: trained model {seeds(lambda r: r['confidence']['median_confidence'])}, "
+            f"randomly initialised copy {seeds(rnd)}", ""]
 
 
 def versions():

@@ -276,13 +276,39 @@ def test_compare_options_rank_correct_and_limit_examples(planted):
     assert np.allclose([f.q_value for f in sorted(res.filters, key=lambda f: f.unit)], adjust_pvalues(p, "holm"))
 
 
+def test_interpretable_only_tests_and_corrects_over_interpretable_filters(planted):
+    from dataclasses import replace
+
+    from lavise.errors import RunError
+    from lavise.explain import Explanations
+    from lavise.explain.confidence import FEATURES, Calibrator
+
+    ds = _explain(planted, planted["food"])
+    with pytest.raises(RunError, match="calibrated confidence"):  # these explanations carry none
+        compare_groups(planted["run"], ds, options=CompareOptions(interpretable_only=True), extract=QUIET)
+    ex = Explanations.load(planted["run"])
+    cal = Calibrator((0.0,) * 6, (1.0,) * 6, (8.0, 0, 0, 0, 0, 0), -6.0, FEATURES, {})  # 0.5 at a vote share of 0.75
+    rated = replace(ex, filters=cal.apply(ex.filters))
+    keep = sorted(f.unit for f in rated.filters if f.interpretable)
+    assert 0 < len(keep) < len(rated.filters)
+    rated.save(planted["run"])
+    full = compare_groups(planted["run"], ds, options=CompareOptions(correction="holm"), extract=QUIET)
+    res = compare_groups(planted["run"], ds, options=CompareOptions(correction="holm", interpretable_only=True),
+                         extract=QUIET)
+    assert sorted(f.unit for f in res.filters) == keep and res.settings["filters_tested"] == len(keep)
+    p = np.array([next(g.p_value for g in full.filters if g.unit == u) for u in keep])
+    assert np.allclose([next(f.q_value for f in res.filters if f.unit == u) for u in keep], adjust_pvalues(p, "holm"))
+    ex.save(planted["run"])  # leave the module's run as it was
+
+
 def test_cli_flags_become_options(monkeypatch):
     from lavise.cli import extract_options
     from lavise.commands.compare import compare_options
 
     monkeypatch.delenv("RANK", raising=False)
     args = argparse.Namespace(device="cpu", batch_size=4, workers=0, amp=True, strict=True, quiet=False,
-                              correction="none", alpha=0.1, rank_by="statistic", top=3, examples=2)
+                              correction="none", alpha=0.1, rank_by="statistic", top=3, examples=2,
+                              interpretable_only=False)
     assert extract_options(args) == ExtractOptions("cpu", 4, 0, amp=True, strict=True, show_progress=True)
     assert compare_options(args) == CompareOptions("none", 0.1, "statistic", 3, 2)
     assert extract_options(argparse.Namespace(**{**vars(args), "quiet": True})).show_progress is False

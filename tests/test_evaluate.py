@@ -626,3 +626,42 @@ def test_netdissect_lite_baseline_scores_dissect_lite_labels(run, tiny_model, sq
     assert any(want)  # the tiny model has lite labels to compare
     assert all(f["words"]["netdissect-lite"] == want[f["unit"]][:20] for f in ev.filters)
     assert EvalOptions().baselines == ("netdissect", "random")  # one more extraction: opt-in
+
+
+def test_evaluate_reports_calibration_of_a_calibrated_run(tmp_path, tiny_model, squares, tiny_glove):
+    from dataclasses import replace
+
+    from lavise.evaluate.core import confidence_report
+    from lavise.explain.confidence import FEATURES, Calibrator
+    from lavise.run import Run
+    from lavise.train import train_explainer
+
+    trained = train_explainer(tiny_model, squares, f"glove:{tiny_glove}", out=tmp_path / "run", extract=X,
+                              options=TrainOptions(epochs=2, batch_size=16, heads=1, calibrate=False))
+    # a hand-made calibrator: confidence grows with the vote share, fitted for p=5, s=3
+    cal = Calibrator((0.0,) * 6, (1.0,) * 6, (3.0, 0, 0, 0, 0, 0), -1.0, FEATURES, {"method": "attention", "p": 5, "s": 3})
+    replace(trained, calibrator=cal).save(tmp_path / "run")
+    options = EvalOptions(explain=ExplainOptions(vocabulary="concepts", p=5, s=3, x=3), methods=("attention",),
+                          baselines=(), controls=(), conventions=("netdissect",))
+    ev = evaluate_run(tmp_path / "run", squares, options, X, target=tiny_model, save=False)
+    c = ev.confidence["attention"]
+    row = next(r for r in ev.rows if r["name"] == "attention")
+    assert row["ECE"] == c["ECE"] and 0 <= c["ECE"] <= 1 and sum(b["items"] for b in c["reliability"]) == c["filters"]
+    assert sum(q["items"] for q in c["quartiles"]) == c["filters"]
+    # the same numbers from the definition, on the filters' own confidences
+    from lavise.dissect import compute_ground_truth
+    from lavise.evaluate import lemma, split_rows
+    from lavise.explain import explain_cache
+
+    run = Run.open(tmp_path / "run", target=tiny_model)
+    cache = run.cache(squares, list(squares.concepts), X)
+    ex, sc = split_rows(len(cache), 0)
+    fx = explain_cache(run.explainer, cache, run.vocabulary(options.explain, list(squares.concepts)),
+                       options.explain.replace(method="attention", x=20), None, X, rows=ex)
+    truth = compute_ground_truth(cache, rows=sc).labels("netdissect")
+    want = confidence_report([f for f in fx if f.confidence is not None], truth, lemma)
+    assert want["ECE"] == pytest.approx(c["ECE"]) and want["interpretable"] == c["interpretable"]
+    from lavise.plots import plot_reliability
+
+    fig, ax = plot_reliability(c, label="attention")
+    assert ax.get_xlabel().startswith("calibrated confidence")

@@ -196,3 +196,23 @@ def test_report_in_a_headless_browser(report_run, browser, tmp_path):
     browser.save_screenshot(str(shot))
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert pixels.shape[0] > 300 and pixels.std() > 10  # not blank
+
+
+def test_report_sorts_and_filters_by_confidence(tmp_path, report_run):
+    from lavise.explain.confidence import FEATURES, Calibrator
+
+    ex = report_run["ex"]
+    cal = Calibrator((0.0,) * 6, (1.0,) * 6, (6.0, 0, 0, 0, 0, 0), -3.0, FEATURES, {})  # 0.5 at a vote share of 0.5
+    rated = replace(ex, filters=cal.apply(ex.filters),
+                    settings={**ex.settings, "confidence": {"available": True, "interpretable_at": 0.5}})
+    run = tmp_path / "run"
+    shutil.copytree(report_run["run"], run, ignore=shutil.ignore_patterns("report*", "cache"))
+    rated.save(run)
+    html = build_report(run, dataset=None, images=0, show_progress=False).read_text()
+    assert 'value="confidence"' in html and 'id="only-reliable"' in html
+    n = sum(bool(f.interpretable) for f in rated.filters)
+    assert html.count('data-reliable="1"') == n and f"{n} of {len(rated.filters)} filters interpretable" in html
+    low = [f for f in rated.filters if f.words and not f.interpretable]
+    assert (html.count("no reliable description") == len(low)) and (low or n)
+    plain = build_report(report_run["run"], dataset=None, images=0, out=tmp_path / "plain.html", show_progress=False)
+    assert 'value="confidence"' not in plain.read_text() and "confidence unavailable" in plain.read_text()

@@ -43,3 +43,6 @@ LR = 1e-3
 TRAIN_BATCH_SIZE = 128
 VAL_FRACTION = 0.1
 IOU_THRESHOLD = 0.04
+# A filter is `interpretable` when its top word's calibrated confidence (explain.confidence) is at least this:
+# more likely right than wrong.
+INTERPRETABLE = 0.5

@@ -61,7 +61,9 @@ def run_demo(out: str | Path = "lavise-demo", reference_size: int = 4000, target
     html = build_report(out, dataset=target, show_progress=extract.show_progress)
     echo(f"[6/6] done in {time.time() - t0:.0f} s. Results in {out.resolve()}:")
     echo("      explanations.json, explanations.csv, config.json, train_log.csv, explainer.safetensors, compare/")
-    for f in [f for f in ex.filters if f.words][:8]:
-        echo(f"      unit {f.unit:4d}: {', '.join(f.top_words[:8])}")
+    echo(f"      {ex.verdict()}")
+    for f in ex.ranked()[:8]:
+        echo(f"      unit {f.unit:4d}{'' if f.confidence is None else f' [{f.confidence:.2f}]'}: "
+             f"{', '.join(f.top_words[:8])}")
     echo(f"      open {html.resolve()} in a browser")
     return ex

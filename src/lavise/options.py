@@ -125,6 +125,7 @@ class TrainOptions(_Options):
         seed: seeds the split, the initialisation and the shuffling.
         heads: independently trained members whose unit outputs are summed (1: the paper's head).
         small_masks: extra inputs per pair pooled over 1-3 random cells of the object (0: the paper's set).
+        calibrate: fit the confidence calibrator on the reference set after training (``explain.confidence``).
     """
 
     epochs: int = D.EPOCHS
@@ -135,8 +136,11 @@ class TrainOptions(_Options):
     seed: int = 0
     heads: int = D.HEADS
     small_masks: int = D.SMALL_MASKS
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.calibrate, bool):
+            raise LaviseError(f"calibrate must be True or False, not {self.calibrate!r}")
         if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
             raise LaviseError(f"--epochs must be 1 or more, not {self.epochs!r}")
         if self.patience is not None and (not isinstance(self.patience, int) or isinstance(self.patience, bool)
@@ -270,6 +274,8 @@ class CompareOptions(_Options):
         rank_by: rank filters by percentage-point ``difference`` or by the test ``statistic``.
         top: filters listed with example images.
         examples: example qualified images per group and filter.
+        interpretable_only: test only the filters whose explanation is ``interpretable`` (calibrated confidence
+            of the top word at least ``defaults.INTERPRETABLE``); the correction then runs over those alone.
     """
 
     correction: str = "bh"
@@ -277,8 +283,11 @@ class CompareOptions(_Options):
     rank_by: str = "difference"
     top: int = 20
     examples: int = 4
+    interpretable_only: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.interpretable_only, bool):
+            raise LaviseError(f"interpretable_only must be True or False, not {self.interpretable_only!r}")
         _one_of("correction", self.correction, CORRECTIONS)
         _one_of("ranking", self.rank_by, RANK_BY)
         _number("--alpha", self.alpha)

@@ -96,6 +96,36 @@ def plot_model_comparison(result, ax=None, examples: int = 6):
     return fig, ax
 
 
+def plot_reliability(report: dict, ax=None, label: str = ""):
+    """Reliability diagram: share of top words right against their calibrated confidence, per confidence bin.
+
+    Args:
+        report: one method's entry of ``Evaluation.confidence`` (``reliability`` bins, ``ECE``).
+        ax: axes to draw on (default: a new figure).
+        label: the method's name, for the legend.
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    fig, ax = _new(ax, (4.2, 4.0))
+    bins = [b for b in report["reliability"] if b["items"]]
+    ax.plot([0, 1], [0, 1], ls="--", color="#999999", lw=1, label="perfect calibration")
+    ax.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["accuracy"] for b in bins], width=0.09,
+           color=PALETTE[0], alpha=0.35, label="share right per bin")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color=PALETTE[0],
+            label=f"{label or 'top word'} (ECE {report['ECE']:.3f})")
+    for b in bins:
+        ax.annotate(str(b["items"]), ((b["low"] + b["high"]) / 2, b["accuracy"]), textcoords="offset points",
+                    xytext=(0, 4), ha="center", fontsize=7, color="#555555")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("calibrated confidence of the top word")
+    ax.set_ylabel("share whose top word is in the ground truth")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig, ax
+
+
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Save a figure atomically as PNG and close it."""
     path = Path(path)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .compare import GROUP_FILE, MODEL_FILE, GroupComparison, ModelComparison
 from .data.base import ConceptDataset
 from .data.transforms import Preprocess
+from .defaults import INTERPRETABLE
 from .errors import LaviseError, RunError
 from .explain import Explanations
 from .features import FeatureCache
@@ -361,6 +362,7 @@ def build_report(
             cards.append({
                 "unit": f.unit, "words": f.words, "dead": f.dead, "saturated": f.saturated, "threshold": f.threshold,
                 "top_score": top, "search": "|".join(w["word"].lower() for w in f.words),
+                "confidence": f.confidence, "interpretable": f.interpretable,
                 "images": [{"id": im["image_id"], "act": im["max_activation"], "src": srcs.get((im["image_id"], f.unit))}
                            for im in f.images[:images]],
             })
@@ -401,13 +403,15 @@ def build_report(
                                    "figure": _figure_src(plot_model_comparison, mc, tmp_dir, f"compare_models{i}.png"),
                                    "shared": lst(mc.shared), "only_a": lst(mc.only_a), "only_b": lst(mc.only_b)})
 
-        settings = {k: v for k, v in ex.settings.items() if k not in ("versions",)}
+        settings = {k: v for k, v in ex.settings.items() if k not in ("versions", "confidence")}
         train_cfg = _training_summary(rf, cfg)
         context = {
             "title": title or f"LaViSE report: {ex.model} {ex.layer}",
             "overview": {"model": ex.model, "layer": ex.layer, "dataset": ex.dataset, "method": ex.method,
                          "filters": len(ex.filters), "dead": sum(f.dead for f in ex.filters),
-                         "run": str(rf.path.resolve())},
+                         "run": str(rf.path.resolve()), "verdict": ex.verdict()},
+            "has_confidence": any(f.confidence is not None for f in ex.filters),
+            "interpretable_at": (ex.settings.get("confidence") or {}).get("interpretable_at", INTERPRETABLE),
             "settings": settings, "train": train_cfg, "versions": ex.settings.get("versions", {}),
             "evaluation": evaluation_table(rf.path), "cards": cards, "groups": group_sections,
             "models": model_sections, "notes": notes, "images": images, "thumb": thumb,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import io as _io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,11 +24,14 @@ from .embeddings import Embeddings, load_embeddings
 from .errors import DatasetError, EmbeddingError, RunError
 from .explainer import ExplainerHead, hinge_rank_loss
 from .features import FeatureCache, extract_features
-from .io import atomic_path, write_json, write_text
+from .io import atomic_path, read_json, write_json, write_text
 from .models import TargetModel
 from .options import ExtractOptions, TrainOptions
 from .run import RunFolder, versions
 from .runtime import barrier, is_main_process
+
+if TYPE_CHECKING:
+    from .explain.confidence import Calibrator
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class TrainedExplainer:
         concept_vectors: (C, D) unit vectors.
         config: every setting (model, layer, datasets, embeddings, hyper-parameters, versions).
         history: one dict per epoch (train_loss, val_loss, val_top1, val_top5).
+        calibrator: the confidence model fitted on the reference set (None: not fitted, e.g. an older run).
     """
 
     head: ExplainerHead
@@ -47,6 +52,7 @@ class TrainedExplainer:
     concept_vectors: torch.Tensor
     config: dict
     history: list[dict] = field(default_factory=list)
+    calibrator: Calibrator | None = None
 
     def save(self, run: str | Path) -> RunFolder:
         """Write ``explainer.safetensors``, ``config.json`` and ``train_log.csv`` into ``run``."""
@@ -62,7 +68,11 @@ class TrainedExplainer:
             w.writeheader()
             w.writerows(self.history)
         write_text(rf / "train_log.csv", buf.getvalue())
-        rf.record("explainer", ["explainer.safetensors", "config.json", "train_log.csv"])
+        files = ["explainer.safetensors", "config.json", "train_log.csv"]
+        if self.calibrator is not None:
+            write_json(rf / "calibration.json", self.calibrator.to_dict())
+            files.append("calibration.json")
+        rf.record("explainer", files)
         return rf
 
     @classmethod
@@ -82,7 +92,11 @@ class TrainedExplainer:
         if log.is_file():
             with log.open(newline="") as f:
                 history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-        return cls(head, cfg["concepts"], tensors["concept_vectors"], cfg, history)
+        from .explain.confidence import Calibrator
+
+        cal = rf / "calibration.json"
+        calibrator = Calibrator.from_dict(read_json(cal, RunError, "calibration")) if cal.is_file() else None
+        return cls(head, cfg["concepts"], tensors["concept_vectors"], cfg, history, calibrator)
 
 
 def small_mask_pooled(cache: FeatureCache, copies: int, generator: torch.Generator,
@@ -220,6 +234,10 @@ def train_explainer(
         "versions": versions(),
     }
     result = TrainedExplainer(head, concepts, cv, config, history)
+    if o.calibrate:
+        from .explain.confidence import fit_on_reference
+
+        result = replace(result, calibrator=fit_on_reference(result, cache, emb, reference.spec, o.seed, extract))
     if out is not None and is_main_process():  # every rank trains the same head; rank 0 writes it
         result.save(out)
     barrier()

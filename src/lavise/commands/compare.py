@@ -25,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--out", help="output folder (default RUN/compare/<groups>)")
     p.add_argument("--top", type=int, default=20, help="filters listed with example images (default 20)")
     p.add_argument("--examples", type=int, default=4, help="example qualified images per group and filter (default 4)")
+    p.add_argument("--interpretable-only", action="store_true",
+                   help="test only filters whose explanation is interpretable (calibrated confidence of the top word "
+                        "at least 0.5); the multiple-testing correction runs over those alone")
     p.add_argument("--correction", default="bh", choices=CORRECTIONS,
                    help="multiple-testing correction over filters: bh = Benjamini-Hochberg (default), holm")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
@@ -71,7 +74,7 @@ def _use_agg() -> None:
 def compare_options(args) -> CompareOptions:
     """``CompareOptions`` from the flags of ``lavise compare``."""
     return CompareOptions(correction=args.correction, alpha=args.alpha, rank_by=args.rank_by, top=args.top,
-                          examples=args.examples)
+                          examples=args.examples, interpretable_only=args.interpretable_only)
 
 
 def compare(args) -> int:

@@ -110,8 +110,9 @@ def explain(args) -> int:
     if not is_main_process():
         return 0
     print(f"explained {len(ex.filters)} filters of {ex.layer}; wrote {out / 'explanations.json'} and .csv")
-    for f in [f for f in ex.filters if f.words][:8]:
-        print(f"  unit {f.unit:4d}: {', '.join(f.top_words[:8])}")
+    print(ex.verdict())
+    for f in ex.ranked()[:8]:
+        print(f"  unit {f.unit:4d}{'' if f.confidence is None else f' [{f.confidence:.2f}]'}: {', '.join(f.top_words[:8])}")
     return 0
 
 

@@ -124,6 +124,19 @@ def evaluate(args) -> int:
             print(f"# synonym-aware match (cosine >= {args.synonyms}; not part of the exact metric):")
             print(ev.table(conv, ["syn_P@1", "syn_P@5", "syn_R@5", "syn_R@10", "syn_F1@10"]))
         print()
+    for name, c in ev.confidence.items():
+        quart = ", ".join(f"{q['precision']:.2f}" for q in c["quartiles"])
+        print(f"# confidence of {name} (top word, {c['filters']} filters, score half): ECE {c['ECE']:.3f}, "
+              f"AUROC {c['AUROC_confidence']:.3f}; share right by confidence quartile (low to high) {quart}; "
+              f"{c['interpretable']} interpretable, P@1 there {c['P@1_interpretable']:.3f}")
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from ..plots import plot_reliability, save_figure
+
+        fig, _ = plot_reliability(c, label=name)
+        fig_path = save_figure(fig, Path(args.run) / f"reliability-{name.split()[0]}.png")
+        print(f"wrote the reliability diagram {fig_path.resolve()}")
     print(f"wrote {Path(args.run).resolve() / 'evaluation.json'}")
     return 0
 

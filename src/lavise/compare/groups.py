@@ -286,9 +286,18 @@ def compare_run(
     else:
         stat, p, _dof = chi_square(k, n)
         test, diff = f"chi-square test of independence ({len(names) - 1} dof)", pct.max(0) - pct.min(0)
-    qv = adjust_pvalues(p, options.correction)
+    sel = np.arange(d)
+    if options.interpretable_only:
+        if not any(f.confidence is not None for f in ex.filters):
+            raise RunError("--interpretable-only needs explanations with a calibrated confidence: "
+                           f"{ex.verdict().removeprefix('confidence unavailable: ')}")
+        sel = np.array(sorted(f.unit for f in ex.filters if f.interpretable and f.unit < d), dtype=np.int64)
+        if len(sel) == 0:
+            raise RunError("no filter of the explanations is interpretable; leave out --interpretable-only")
+    qv = np.full(d, np.nan)
+    qv[sel] = adjust_pvalues(p[sel], options.correction)  # over the tested filters only
     key = np.abs(diff) if options.rank_by == "difference" else np.abs(stat)
-    order = np.lexsort((np.arange(d), p, -key))
+    order = sel[np.lexsort((sel, p[sel], -key[sel]))]
 
     words = {f.unit: f.top_words for f in ex.filters}
     mx = np.asarray(cache.maxima, dtype=np.float32)
@@ -306,7 +315,8 @@ def compare_run(
             difference=round(float(diff[u]), 4), statistic=round(float(stat[u]), 6),
             p_value=float(p[u]), q_value=float(qv[u]), words=list(words.get(u, [])), examples=eg))
     settings = {"groups_from": source, "only": only, "one_vs_rest": one_vs_rest, "rank_by": options.rank_by,
-                "top": options.top, "examples": options.examples, "quantile": cache.stats.q, "images": int(n.sum()),
+                "top": options.top, "examples": options.examples, "interpretable_only": options.interpretable_only,
+                "filters_tested": int(len(sel)), "quantile": cache.stats.q, "images": int(n.sum()),
                 "ungrouped_images": int(len(row_groups) - n.sum()), "cache": cache.path.name,
                 "dataset_fingerprint": cache.meta["dataset_fingerprint"], "explanations_dataset": ex.dataset,
                 "versions": versions()}

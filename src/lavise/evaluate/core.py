@@ -159,12 +159,18 @@ def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(
         for name, (preds, info) in lists.items():
             u = info.get("units") or eval_units
             row = score_row(name, preds, gt, conv, ks, u, novel, o.explain.x, syn, o.match,
-                            **{k: v for k, v in info.items() if k not in ("units", "explained")})
+                            **{k: v for k, v in info.items() if k not in ("units", "explained", "filters")})
             if conv == o.conventions[0]:
                 row.update(grounded_scores(preds, cache, key, rows=sc_rows, seed=o.seed))
             rows.append(row)
     if "random-init" in o.controls:
         rows += _random_init_rows(run, dataset, ref, o, extract, eval_units, ks)
+    confidence = {}
+    for name, (_, info) in lists.items():
+        if info.get("filters"):
+            confidence[name] = confidence_report(info["filters"], gt.labels("netdissect"), key)
+            row = next(r for r in rows if r["name"] == name and r["convention"] == o.conventions[0])
+            row.update({k: confidence[name][k] for k in CONFIDENCE_COLUMNS})
     truth = {c: gt.labels(c) for c in o.conventions}
     iou = gt.iou("netdissect")
     per_filter = []
@@ -188,7 +194,7 @@ def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(
     if sc_rows is not None:
         settings["explain_image_ids"] = [cache.image_ids[int(r)] for r in ex_rows]
         settings["score_image_ids"] = [cache.image_ids[int(r)] for r in sc_rows]
-    result = Evaluation(settings, {c: gt.summary(c) for c in o.conventions}, rows, per_filter)
+    result = Evaluation(settings, {c: gt.summary(c) for c in o.conventions}, rows, per_filter, confidence)
     if save and run.saved:
         write_json(run.path / "evaluation.json", result.to_dict())
         run.record("evaluation", ["evaluation.json"])
@@ -233,11 +239,42 @@ def _methods(run: Run, dataset, cache, vocab, st: _Setting, o: EvalOptions, extr
         for f in fx:
             preds[f.unit] = f.top_words
         info = {"method": m, "units_scored": len(mu) if len(mu) != len(eval_units) else None}
+        if any(f.confidence is not None for f in fx):
+            info["filters"] = [f for f in fx if f.confidence is not None]
         if st.explain_rows is not None:
             info["source"] = "explain half"
         if m == "image" and len(mu) != len(eval_units):
             info["units"] = mu
         yield name, preds, info
+
+
+CONFIDENCE_COLUMNS = ("ECE", "AUROC_confidence", "interpretable", "P@1_interpretable", "median_confidence")
+
+
+def confidence_report(filters, truth: list[list[str]], match) -> dict:
+    """How well calibrated the filters' confidences are on the score half: the top word's confidence against
+    whether it is in the filter's ground truth (every explained filter; one without ground truth is never right),
+    and each word's against the same for that word.
+
+    Returns:
+        ``ECE`` (10 equal-width bins) and ``AUROC_confidence`` of the top word, the reliability diagram's bins,
+        precision by confidence quartile, ``interpretable`` filters and their P@1, the median filter confidence,
+        and the word-level ``ECE_words``.
+    """
+    from ..explain.confidence import auroc, expected_calibration_error, outcomes, quartile_precision, reliability
+
+    conf = np.array([f.confidence for f in filters], dtype=np.float64)
+    right = np.array([bool(f.words) and match(f.words[0]["word"]) in {match(c) for c in truth[f.unit]}
+                      for f in filters], dtype=np.float64)
+    inter = np.array([bool(f.interpretable) for f in filters])
+    _, y = outcomes(filters, truth, match)
+    wconf = np.array([w["confidence"] for f in filters for w in f.words], dtype=np.float64)
+    return {"filters": len(filters), "ECE": expected_calibration_error(conf, right),
+            "AUROC_confidence": auroc(conf, right), "interpretable": int(inter.sum()),
+            "P@1_interpretable": float(right[inter].mean()) if inter.any() else float("nan"),
+            "median_confidence": float(np.median(conf)) if len(conf) else float("nan"),
+            "ECE_words": expected_calibration_error(wconf, y), "reliability": reliability(conf, right),
+            "quartiles": quartile_precision(conf, right)}
 
 
 def _netdissect_lite_lists(run: Run, reference, o: EvalOptions, extract: ExtractOptions) -> list[list[str]]:

@@ -13,9 +13,11 @@ class Evaluation:
     ground_truth: dict  # convention -> summary
     rows: list[dict] = field(default_factory=list)
     filters: list[dict] = field(default_factory=list)
+    confidence: dict = field(default_factory=dict)  # method -> calibration on the score half (confidence_report)
 
     def to_dict(self) -> dict:
-        return {"settings": self.settings, "ground_truth": self.ground_truth, "rows": self.rows, "filters": self.filters}
+        return {"settings": self.settings, "ground_truth": self.ground_truth, "rows": self.rows, "filters": self.filters,
+                "confidence": self.confidence}
 
     def table(self, convention: str = "netdissect", columns: Sequence[str] | None = None) -> str:
         return format_table([r for r in self.rows if r["convention"] == convention], columns)

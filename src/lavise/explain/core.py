@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.base import ConceptDataset
+from ..defaults import INTERPRETABLE
 from ..embeddings import Vocabulary
 from ..embeddings.search import top_words
 from ..errors import EmbeddingError, LaviseError, RunError
@@ -170,7 +171,23 @@ def explain_cache(
         for start in range(0, n, step):
             sl = slice(start, start + step)
             top_idx[sl], top_sim[sl] = top_words(out[sl], vocab_t, s, penalty)
-    return rank_words(pairs, top_idx, top_sim, vocab, thr, cache, options.x)
+    filters = rank_words(pairs, top_idx, top_sim, vocab, thr, cache, options.x)
+    cal = explainer.calibrator
+    return cal.apply(filters) if cal is not None and cal.matches(options) else filters
+
+
+def confidence_note(explainer: TrainedExplainer, options: ExplainOptions) -> dict:
+    """Whether explanations with ``options`` carry a calibrated confidence, and why not where they do not."""
+    cal = explainer.calibrator
+    if cal is None:
+        return {"available": False, "why": "this run has no calibrator (trained before lavise calibrated explanations, "
+                                           "or its reference set gave no right or no wrong word); retrain it with "
+                                           "`lavise train` to get one"}
+    if not cal.matches(options):
+        fit = cal.fitted_on
+        return {"available": False, "why": f"the calibrator was fitted for --method {fit.get('method')} -p {fit.get('p')} "
+                                           f"-s {fit.get('s')}; explain with those to get a confidence"}
+    return {"available": True, "interpretable_at": INTERPRETABLE, "fitted_on": cal.fitted_on}
 
 
 def explain_run(run: Run, images: ConceptDataset, options: ExplainOptions = ExplainOptions(),
@@ -199,7 +216,8 @@ def explain_run(run: Run, images: ConceptDataset, options: ExplainOptions = Expl
                 "vocabulary_size": len(vocab.words), "amp": extract.amp, "hubness": options.hubness,
                 "calibration": options.calibration, "embeddings": cfg["embeddings"], "quantile": cache.stats.q,
                 "images": len(cache), "skipped_images": len(cache.meta.get("skipped", [])),
-                "dataset_fingerprint": cache.meta["dataset_fingerprint"], "versions": versions()}
+                "dataset_fingerprint": cache.meta["dataset_fingerprint"], "versions": versions(),
+                "confidence": confidence_note(explainer, options)}
     result = Explanations(cfg["model"], cfg["layer"], options.method, images.spec, settings, filters)
     dest = out if out is not None else (run.path if run.saved else None)
     if dest is not None and is_main_process():

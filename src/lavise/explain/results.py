@@ -18,10 +18,12 @@ class FilterExplanation:
 
     unit: int
     threshold: float
-    words: list[dict]  # [{"word", "score", "similarity"}], best first
+    words: list[dict]  # [{"word", "score", "similarity"[, "confidence"]}], best first
     images: list[dict]  # [{"image_id", "max_activation"}], most active first
     saturated: bool = False
     dead: bool = False
+    confidence: float | None = None  # calibrated probability that the top word is right (None: no calibrator)
+    interpretable: bool | None = None  # confidence >= defaults.INTERPRETABLE
 
     @property
     def top_words(self) -> list[str]:
@@ -58,6 +60,20 @@ class Explanations:
     def _by_unit(self) -> dict[int, FilterExplanation]:
         return {f.unit: f for f in self.filters}
 
+    def verdict(self) -> str:
+        """One line: how many filters are interpretable, or why there is no confidence."""
+        note = self.settings.get("confidence") or {}
+        if not note.get("available"):
+            return f"confidence unavailable: {note.get('why', 'these explanations predate calibrated confidence')}"
+        n = sum(bool(f.interpretable) for f in self.filters)
+        return (f"{n} of {len(self.filters)} filters interpretable (top word's calibrated confidence >= "
+                f"{note.get('interpretable_at')})")
+
+    def ranked(self) -> list[FilterExplanation]:
+        """Filters with words, most confident first where there is a confidence (else in filter order)."""
+        have = [f for f in self.filters if f.words]
+        return sorted(have, key=lambda f: -(f.confidence or 0.0)) if any(f.confidence is not None for f in have) else have
+
     def to_dict(self) -> dict:
         return {"model": self.model, "layer": self.layer, "method": self.method, "dataset": self.dataset,
                 "settings": self.settings, "filters": [asdict(f) for f in self.filters]}
@@ -65,10 +81,13 @@ class Explanations:
     def csv_text(self) -> str:
         buf = _io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["layer", "unit", "rank", "word", "score", "similarity"])
+        w.writerow(["layer", "unit", "rank", "word", "score", "similarity", "confidence", "filter_confidence",
+                    "interpretable"])
         for f in self.filters:
+            verdict = ["" if f.confidence is None else f.confidence, "" if f.interpretable is None else f.interpretable]
             for r, word in enumerate(f.words, 1):
-                w.writerow([self.layer, f.unit, r, word["word"], word["score"], word["similarity"]])
+                w.writerow([self.layer, f.unit, r, word["word"], word["score"], word["similarity"],
+                            word.get("confidence", ""), *verdict])
         return buf.getvalue()
 
     def save(self, run: str | Path, name: str = "explanations") -> Path:

@@ -1,0 +1,240 @@
+"""A calibrated confidence for every word and a verdict for every filter.
+
+A word's confidence is the probability that it names a concept in the filter's ground truth (IoU > 0.04 on
+images the words were not drawn from). It is read off signals the explain step has anyway (the word's vote
+share, its similarity, its margin to the next word, its rank; the filter's saturation and the share of its top
+images that exceed T_u) by a logistic model fitted when the explainer is trained, on the reference set, where the
+truth is known: the reference images are split in two seeded halves, filters are explained from one and their
+ground truth computed on the other. The model is stored in the run (``calibration.json``) and applied whenever
+the run explains.
+
+A filter's verdict is its top word's confidence; it is ``interpretable`` at ``INTERPRETABLE`` or above.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from ..defaults import INTERPRETABLE
+from ..errors import RunError
+
+if TYPE_CHECKING:
+    from ..embeddings import Embeddings
+    from ..features import FeatureCache
+    from ..options import ExplainOptions, ExtractOptions
+    from ..train import TrainedExplainer
+    from .results import FilterExplanation
+
+FEATURES = ("score", "similarity", "margin", "log_rank", "saturated", "qualified")
+FORMAT = "lavise-calibration-1"
+
+
+def word_features(f: FilterExplanation) -> np.ndarray:
+    """(len(f.words), len(FEATURES)) signals of each of the filter's words, best word first.
+
+    Args:
+        f: a filter's explanation (words with ``score`` and ``similarity``; top images with ``max_activation``).
+
+    Returns:
+        Per word: vote share, mean similarity, vote-share margin to the next word (the last word's own share),
+        log of its 1-based rank, whether the filter is saturated, and the share of the top images whose maximum
+        reaches T_u.
+    """
+    n = len(f.words)
+    if n == 0:
+        return np.zeros((0, len(FEATURES)))
+    score = np.array([w["score"] for w in f.words], dtype=np.float64)
+    sim = np.array([w["similarity"] for w in f.words], dtype=np.float64)
+    margin = score - np.append(score[1:], 0.0)
+    acts = np.array([im["max_activation"] for im in f.images], dtype=np.float64)
+    qualified = float(np.mean(acts >= f.threshold if f.saturated else acts > f.threshold)) if len(acts) else 0.0
+    return np.column_stack([score, sim, margin, np.log(np.arange(1, n + 1)), np.full(n, float(f.saturated)),
+                            np.full(n, qualified)])
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """A logistic model from ``FEATURES`` to the probability that a word is in its filter's ground truth.
+
+    Attributes:
+        mean, scale: standardisation of each feature.
+        coef, intercept: the logistic model on the standardised features.
+        fitted_on: where and how it was fitted (dataset, images, words, positives, explain settings).
+    """
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    features: tuple[str, ...] = FEATURES
+    fitted_on: dict = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, fitted_on: dict | None = None) -> "Calibrator":
+        """Fit on features ``X`` (n, F) and 0/1 outcomes ``y`` (n,); both outcomes must occur."""
+        from sklearn.linear_model import LogisticRegression
+
+        X, y = np.asarray(X, dtype=np.float64), np.asarray(y).astype(int)
+        if len(X) != len(y):
+            raise ValueError(f"{len(X)} feature rows but {len(y)} outcomes")
+        if len(set(y.tolist())) < 2:
+            raise ValueError("a calibrator needs right and wrong words; every outcome is the same")
+        mean, scale = X.mean(0), X.std(0)
+        scale[scale == 0] = 1.0
+        lr = LogisticRegression(C=1.0, max_iter=1000).fit((X - mean) / scale, y)
+        return cls(tuple(mean.tolist()), tuple(scale.tolist()), tuple(lr.coef_[0].tolist()),
+                   float(lr.intercept_[0]), FEATURES, dict(fitted_on or {}))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities for feature rows ``X`` (n, F)."""
+        X = np.asarray(X, dtype=np.float64).reshape(-1, len(self.features))
+        z = ((X - np.array(self.mean)) / np.array(self.scale)) @ np.array(self.coef) + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def apply(self, filters: Sequence[FilterExplanation]) -> list[FilterExplanation]:
+        """Each word with its ``confidence``; each filter with its verdict (top word's confidence, ``interpretable``)."""
+        out = []
+        for f in filters:
+            if not f.words:
+                out.append(replace(f, confidence=0.0, interpretable=False))
+                continue
+            conf = self.predict(word_features(f))
+            words = [{**w, "confidence": round(float(c), 6)} for w, c in zip(f.words, conf)]
+            out.append(replace(f, words=words, confidence=round(float(conf[0]), 6),
+                               interpretable=bool(conf[0] >= INTERPRETABLE)))
+        return out
+
+    def matches(self, options: ExplainOptions) -> bool:
+        """Whether ``options`` select words as the fit did (vote shares mean something else at another p, s or
+        input method, so the confidence is left out there)."""
+        fit = self.fitted_on
+        return all(fit.get(k, getattr(options, k)) == getattr(options, k) for k in ("method", "p", "s"))
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),
+                "coef": list(self.coef), "intercept": self.intercept, "interpretable_at": INTERPRETABLE,
+                "fitted_on": self.fitted_on}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Calibrator":
+        if d.get("format") != FORMAT or tuple(d.get("features", ())) != FEATURES:
+            raise RunError(f"calibration.json has format {d.get('format')!r} and features {d.get('features')}; this "
+                           f"lavise reads {FORMAT} with {list(FEATURES)}: retrain the run with `lavise train`")
+        return cls(tuple(d["mean"]), tuple(d["scale"]), tuple(d["coef"]), float(d["intercept"]), FEATURES,
+                   d.get("fitted_on", {}))
+
+
+def outcomes(filters: Sequence[FilterExplanation], truth: Sequence[Sequence[str]],
+             match: Callable[[str], str]) -> tuple[np.ndarray, np.ndarray]:
+    """Features and outcomes of every word of ``filters``: 1 where the word matches (by ``match``) a concept of
+    its filter's ground truth ``truth[unit]``."""
+    X, y = [], []
+    for f in filters:
+        if not f.words:
+            continue
+        keys = {match(c) for c in truth[f.unit]}
+        X.append(word_features(f))
+        y.extend(int(match(w["word"]) in keys) for w in f.words)
+    return (np.concatenate(X) if X else np.zeros((0, len(FEATURES)))), np.array(y, dtype=int)
+
+
+def expected_calibration_error(conf: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
+    """ECE: the |accuracy − mean confidence| of equal-width confidence bins, weighted by their share of items."""
+    conf, right = np.asarray(conf, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    if len(conf) == 0:
+        return math.nan
+    idx = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            total += m.sum() * abs(right[m].mean() - conf[m].mean())
+    return float(total / len(conf))
+
+
+def reliability(conf: np.ndarray, right: np.ndarray, bins: int = 10) -> list[dict]:
+    """Per equal-width bin: its range, items, mean confidence and share right (the reliability diagram's data)."""
+    conf, right = np.asarray(conf, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    idx = np.minimum((conf * bins).astype(int), bins - 1)
+    out = []
+    for b in range(bins):
+        m = idx == b
+        out.append({"low": b / bins, "high": (b + 1) / bins, "items": int(m.sum()),
+                    "confidence": float(conf[m].mean()) if m.any() else None,
+                    "accuracy": float(right[m].mean()) if m.any() else None})
+    return out
+
+
+def quartile_precision(conf: np.ndarray, right: np.ndarray) -> list[dict]:
+    """Share right in each quartile of confidence (lowest first; ties split by order)."""
+    conf, right = np.asarray(conf, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    order = np.argsort(conf, kind="stable")
+    out = []
+    for q, part in enumerate(np.array_split(order, 4), 1):
+        out.append({"quartile": q, "items": int(len(part)),
+                    "confidence": float(conf[part].mean()) if len(part) else None,
+                    "precision": float(right[part].mean()) if len(part) else None})
+    return out
+
+
+def auroc(conf: np.ndarray, right: np.ndarray) -> float:
+    """Area under the ROC curve of ``conf`` for ``right`` (NaN where one class is absent)."""
+    right = np.asarray(right).astype(bool)
+    if right.all() or not right.any():
+        return math.nan
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(right, conf))
+
+
+def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embeddings: Embeddings, dataset: str = "",
+                     seed: int = 0, extract: ExtractOptions | None = None,
+                     options: ExplainOptions | None = None) -> Calibrator | None:
+    """Fit the calibrator where the truth is known: explain every filter from one seeded half of the reference
+    cache, score each word against the IoU ground truth of the other half (lemma match), fit ``Calibrator``.
+
+    Args:
+        explainer: the trained head (its own calibrator, if any, is ignored).
+        cache: the reference cache (with its concept masks).
+        embeddings: the run's embeddings (the default vocabulary is built from them and the training concepts).
+        dataset: the reference set's spec, recorded.
+        seed: seeds the halves.
+        extract: device and progress (default ``ExtractOptions()``).
+        options: the word selection to calibrate (default ``ExplainOptions()``; other p, s or methods get no
+            confidence).
+
+    Returns:
+        The ``Calibrator``, or None (with a warning) where the reference set gives no right or no wrong word.
+    """
+    import warnings
+    from dataclasses import replace as _replace
+
+    from ..dissect import compute_ground_truth
+    from ..evaluate.core import split_rows
+    from ..evaluate.metrics import lemma
+    from ..options import ExplainOptions, ExtractOptions
+    from .core import compute_thresholds, explain_cache
+
+    options = options or ExplainOptions()
+    extract = extract or ExtractOptions()
+    if len(cache) < 2:
+        warnings.warn("confidence unavailable: the reference set has fewer than 2 images to split", stacklevel=2)
+        return None
+    vocab = embeddings.vocabulary(options.vocabulary, concepts=list(explainer.concepts), size=options.vocabulary_size)
+    thr = compute_thresholds(cache)
+    ex, sc = split_rows(len(cache), seed)
+    gt = compute_ground_truth(cache, thr, rows=sc, show_progress=False)
+    filters = explain_cache(_replace(explainer, calibrator=None), cache, vocab, options, None, extract, None, thr, ex)
+    X, y = outcomes(filters, gt.labels("netdissect"), lemma)
+    info = {"dataset": dataset, "explain_images": int(len(ex)), "truth_images": int(len(sc)), "words": int(len(y)),
+            "right": int(y.sum()), "method": options.method, "p": options.p, "s": options.s, "x": options.x,
+            "vocabulary": options.vocabulary, "seed": seed}
+    try:
+        return Calibrator.fit(X, y, info)
+    except ValueError as e:
+        warnings.warn(f"confidence unavailable: {e} on {dataset or 'the reference set'} "
+                      f"({len(y)} words, {int(y.sum())} right)", stacklevel=2)
+        return None

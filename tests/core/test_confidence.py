@@ -1,0 +1,183 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lavise.errors import RunError
+from lavise.explain.confidence import (
+    FEATURES,
+    Calibrator,
+    auroc,
+    expected_calibration_error,
+    outcomes,
+    quartile_precision,
+    reliability,
+    word_features,
+)
+from lavise.explain.results import Explanations, FilterExplanation
+from lavise.options import ExplainOptions, ExtractOptions, TrainOptions
+
+X = ExtractOptions(workers=0, show_progress=False)
+
+
+def _filter(unit=0, scores=(0.5, 0.3, 0.1), sims=(0.8, 0.6, 0.5), acts=(6.0, 3.0, 1.0, 0.5), thr=2.0, saturated=False,
+            words=("dog", "cats", "tree")):
+    return FilterExplanation(unit, thr, [{"word": w, "score": s, "similarity": m} for w, s, m in zip(words, scores, sims)],
+                             [{"image_id": i, "max_activation": a} for i, a in enumerate(acts)], saturated)
+
+
+def test_word_features_by_hand():
+    got = word_features(_filter())
+    want = np.array([[0.5, 0.8, 0.2, 0.0, 0.0, 0.5],          # 2 of 4 top images above T_u = 2
+                     [0.3, 0.6, 0.2, math.log(2), 0.0, 0.5],
+                     [0.1, 0.5, 0.1, math.log(3), 0.0, 0.5]])  # the last word's margin is its own share
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    sat = word_features(_filter(acts=(2.0, 2.0, 1.0, 0.0), saturated=True))
+    assert sat[0, FEATURES.index("saturated")] == 1.0 and sat[0, FEATURES.index("qualified")] == 0.5  # >= at the cap
+    assert word_features(_filter(scores=(), sims=(), words=())).shape == (0, len(FEATURES))
+
+
+def test_calibrator_recovers_known_probabilities():
+    rng = np.random.default_rng(0)
+    n = 40000
+    X_ = rng.normal(size=(n, len(FEATURES)))
+    true = 1 / (1 + np.exp(-(1.5 * X_[:, 0] - 0.8 * X_[:, 2] - 1.0)))
+    y = rng.random(n) < true
+    cal = Calibrator.fit(X_, y)
+    grid = rng.normal(size=(2000, len(FEATURES)))
+    want = 1 / (1 + np.exp(-(1.5 * grid[:, 0] - 0.8 * grid[:, 2] - 1.0)))
+    assert np.abs(cal.predict(grid) - want).max() < 0.03
+    # and it is calibrated on fresh draws: ECE of its own predictions is small
+    X2 = rng.normal(size=(n, len(FEATURES)))
+    p2 = 1 / (1 + np.exp(-(1.5 * X2[:, 0] - 0.8 * X2[:, 2] - 1.0)))
+    assert expected_calibration_error(cal.predict(X2), rng.random(n) < p2) < 0.02
+
+
+def test_calibrator_needs_both_outcomes_and_matching_lengths():
+    with pytest.raises(ValueError, match="right and wrong"):
+        Calibrator.fit(np.zeros((3, len(FEATURES))), [0, 0, 0])
+    with pytest.raises(ValueError, match="outcomes"):
+        Calibrator.fit(np.zeros((3, len(FEATURES))), [0, 1])
+
+
+def test_ece_reliability_quartiles_and_auroc_by_hand():
+    conf = np.array([0.1, 0.1, 0.9, 0.9])
+    right = np.array([0, 1, 1, 1])
+    # bin 1: accuracy 0.5 at confidence 0.1 (gap 0.4, 2 items); bin 9: 1.0 at 0.9 (gap 0.1, 2 items)
+    assert expected_calibration_error(conf, right) == pytest.approx((2 * 0.4 + 2 * 0.1) / 4)
+    rel = reliability(conf, right)
+    assert rel[1]["items"] == 2 and rel[1]["accuracy"] == 0.5 and rel[9]["confidence"] == pytest.approx(0.9)
+    assert rel[5]["items"] == 0 and rel[5]["accuracy"] is None
+    q = quartile_precision(np.array([0.4, 0.1, 0.3, 0.2, 0.8, 0.7, 0.6, 0.5]), np.array([0, 0, 0, 1, 1, 1, 0, 1]))
+    assert [r["precision"] for r in q] == [0.5, 0.0, 0.5, 1.0]  # (0.1, 0.2), (0.3, 0.4), (0.5, 0.6), (0.7, 0.8)
+    assert auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
+    assert math.isnan(auroc(np.array([0.1, 0.2]), np.array([1, 1])))
+
+
+def test_outcomes_match_lemmas_of_the_ground_truth():
+    from lavise.evaluate import lemma
+
+    f = _filter(unit=1)
+    X_, y = outcomes([f, _filter(unit=0, scores=(), sims=(), words=())], [[], ["cat", "car"]], lemma)
+    assert y.tolist() == [0, 1, 0]  # "cats" is "cat"
+    assert X_.shape == (3, len(FEATURES))
+
+
+def _cal(**fitted_on):
+    return Calibrator((0.0,) * 6, (1.0,) * 6, (4.0, 0.0, 0.0, 0.0, 0.0, 0.0), -1.0, FEATURES,
+                      {"method": "masked-attention", "p": 50, "s": 1, **fitted_on})
+
+
+def test_apply_sets_word_confidence_and_filter_verdict():
+    cal = _cal()
+    [f] = cal.apply([_filter()])
+    want = [1 / (1 + math.exp(-(4 * s - 1))) for s in (0.5, 0.3, 0.1)]
+    assert [w["confidence"] for w in f.words] == pytest.approx(want, abs=1e-6)
+    assert f.confidence == pytest.approx(want[0], abs=1e-6) and f.interpretable is True  # 0.73 >= 0.5
+    [g] = cal.apply([_filter(scores=(0.2, 0.1, 0.05))])
+    assert g.confidence < 0.5 and g.interpretable is False
+    [dead] = cal.apply([_filter(scores=(), sims=(), words=())])
+    assert dead.confidence == 0.0 and dead.interpretable is False
+    assert cal.matches(ExplainOptions()) and not cal.matches(ExplainOptions(p=25, s=5))
+    assert not cal.matches(ExplainOptions(method="attention"))
+
+
+def test_calibrator_round_trips_and_refuses_other_formats():
+    cal = _cal(dataset="x")
+    assert Calibrator.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
+    with pytest.raises(RunError, match="retrain"):
+        Calibrator.from_dict({**cal.to_dict(), "features": ["score"]})
+
+
+def test_explanations_csv_and_verdict_carry_the_confidence():
+    cal = _cal()
+    filters = cal.apply([_filter(0), _filter(1, scores=(0.1, 0.05, 0.02))])
+    ex = Explanations("m", "l", "masked-attention", "d", {"confidence": {"available": True, "interpretable_at": 0.5}},
+                      filters)
+    assert ex.verdict().startswith("1 of 2 filters interpretable")
+    assert [f.unit for f in ex.ranked()] == [0, 1]
+    rows = ex.csv_text().splitlines()
+    assert rows[0].endswith("confidence,filter_confidence,interpretable")
+    assert rows[1].split(",")[-1] == "True" and float(rows[1].split(",")[-3]) == pytest.approx(filters[0].confidence)
+    old = Explanations("m", "l", "attention", "d", {}, [_filter()])
+    assert old.verdict().startswith("confidence unavailable")
+    assert old.csv_text().splitlines()[1].endswith(",,,")
+
+
+def test_training_fits_a_calibrator_that_saving_and_loading_keep(tmp_path, tiny_model, squares, tiny_glove):
+    from lavise.embeddings import load_embeddings
+    from lavise.explain import explain_cache
+    from lavise.explain.confidence import fit_on_reference
+    from lavise.features import extract_features
+    from lavise.train import TrainedExplainer, train_explainer
+
+    emb = load_embeddings(f"glove:{tiny_glove}")
+    trained = train_explainer(tiny_model, squares, emb, out=tmp_path / "run", extract=X,
+                              options=TrainOptions(epochs=3, batch_size=16, heads=1, calibrate=False))
+    assert trained.calibrator is None and not (tmp_path / "run" / "calibration.json").exists()
+    cache = extract_features(tiny_model, trained.config["layer"], squares, tmp_path / "run" / "cache",
+                             list(trained.concepts), X)
+    options = ExplainOptions(vocabulary="concepts", p=5, s=3, x=3)  # every concept name per filter: some are right
+    cal = fit_on_reference(trained, cache, emb, squares.spec, 0, X, options)
+    assert cal is not None and 0 < cal.fitted_on["right"] < cal.fitted_on["words"]
+    from dataclasses import replace
+
+    replace(trained, calibrator=cal).save(tmp_path / "run")
+    loaded = TrainedExplainer.load(tmp_path / "run")
+    assert loaded.calibrator == cal
+    vocab = emb.vocabulary("concepts", concepts=list(trained.concepts))
+    fx = explain_cache(loaded, cache, vocab, options, None, X)
+    assert all(f.confidence is not None for f in fx if f.words)
+    assert all(f.confidence == f.words[0]["confidence"] for f in fx if f.words)
+    plain = explain_cache(loaded, cache, vocab, options.replace(p=4), None, X)  # fitted for p=5: no confidence
+    assert all(f.confidence is None for f in plain)
+
+
+def test_an_older_run_without_a_calibrator_still_explains_and_says_so(tmp_path, tiny_model, squares, tiny_glove):
+    from lavise.explain import explain_filters
+    from lavise.train import train_explainer
+
+    train_explainer(tiny_model, squares, f"glove:{tiny_glove}", out=tmp_path / "run", extract=X,
+                    options=TrainOptions(epochs=2, batch_size=16, heads=1, calibrate=False))
+    ex = explain_filters(tmp_path / "run", squares, ExplainOptions(vocabulary="concepts", p=5), X, target=tiny_model)
+    assert all(f.confidence is None and f.interpretable is None for f in ex.filters)
+    assert "retrain" in ex.verdict() and ex.settings["confidence"]["available"] is False
+
+
+def test_confidence_report_by_hand():
+    from dataclasses import replace
+
+    from lavise.evaluate import lemma
+    from lavise.evaluate.core import confidence_report
+
+    def f(unit, word, conf):
+        base = _filter(unit, scores=(0.5,), sims=(0.7,), words=(word,))
+        return replace(base, words=[{**base.words[0], "confidence": conf}], confidence=conf, interpretable=conf >= 0.5)
+
+    filters = [f(0, "dogs", 0.9), f(1, "cat", 0.9), f(2, "car", 0.1), f(3, "tree", 0.1)]
+    truth = [["dog"], [], ["car"], ["sky"]]
+    r = confidence_report(filters, truth, lemma)
+    assert r["ECE"] == pytest.approx(0.4)  # both bins: half right at confidence 0.9 and 0.1
+    assert r["interpretable"] == 2 and r["P@1_interpretable"] == 0.5 and r["median_confidence"] == pytest.approx(0.5)
+    assert r["AUROC_confidence"] == pytest.approx(0.5) and r["ECE_words"] == pytest.approx(0.4)
