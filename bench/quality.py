@@ -617,11 +617,15 @@ def confidence_lines(all_res) -> list[str]:
                      if r["name"] == "control: random-init model"), np.nan)
 
     quart = [" / ".join(f"{res['confidence']['quartiles'][q]['precision']:.3f}" for res in all_res) for q in range(4)]
+    quart_gt = [" / ".join(f"{res['confidence']['quartiles_with_truth'][q]['precision']:.3f}" for res in all_res)
+                for q in range(4)]
     return ["## Calibrated confidence of the default's top word (score half)", "",
             f"- ECE (10 bins): {seeds(lambda r: r['confidence']['ECE'])}; word-level ECE "
             f"{seeds(lambda r: r['confidence']['ECE_words'])}",
             f"- AUROC of the filter confidence for a right top word: {seeds(lambda r: r['confidence']['AUROC_confidence'])}",
             f"- share right by confidence quartile, lowest to highest (per seed): {'; '.join(quart)}",
+            f"- the same among filters with ground truth (where P@1 is measured): {'; '.join(quart_gt)}; AUROC there "
+            f"{seeds(lambda r: r['confidence']['AUROC_with_truth'])}",
             f"- interpretable filters (confidence ≥ 0.5): {seeds(lambda r: r['confidence']['interpretable'])}, P@1 there "
             f"{seeds(lambda r: r['confidence']['P@1_interpretable'])}",
             f"- median filter confidence: trained model {seeds(lambda r: r['confidence']['median_confidence'])}, "

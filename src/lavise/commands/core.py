@@ -43,6 +43,8 @@ def register(sub) -> None:
                    help=f"pairs per step (default {D.TRAIN_BATCH_SIZE})")
     p.add_argument("--heads", type=int, default=D.HEADS,
                    help=f"members of the explainer head, averaged (default {D.HEADS}; 1: the paper's single head)")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="do not fit the confidence calibrator (explanations then carry no confidence)")
     p.add_argument("--small-masks", type=int, default=D.SMALL_MASKS, metavar="K",
                    help=f"also train on K copies of each pair pooled over 1-{D.SMALL_MASK_CELLS} random cells of the "
                         f"object, the size of the activation masks filters are explained with (default {D.SMALL_MASKS})")
@@ -84,7 +86,7 @@ def train(args) -> int:
     ref = api.load_dataset(args.reference)
     options = TrainOptions(epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.train_batch_size,
                            val_fraction=args.val_fraction, seed=args.seed, heads=args.heads,
-                           small_masks=args.small_masks)
+                           small_masks=args.small_masks, calibrate=args.calibrate)
     res = api.train_explainer(tm, ref, args.embeddings, layer=args.layer, out=args.out, options=options,
                               extract=extract_options(args))
     best = res.config["train"]["best_epoch"]
@@ -94,6 +96,14 @@ def train(args) -> int:
     print(f"trained explainer for {tm.spec} {res.config['layer']} on {len(res.concepts)} concepts; kept epoch {best} "
           f"of {len(res.history)}: val top-1 {kept.get('val_top1', float('nan')):.3f}, "
           f"top-5 {kept.get('val_top5', float('nan')):.3f}")
+    cal = res.calibrator
+    if cal is not None:
+        fit = cal.fitted_on
+        print(f"confidence calibrated on the reference set: {fit['words']} words of every filter, explained from "
+              f"{fit['explain_images']} images and checked against the ground truth of the other "
+              f"{fit['truth_images']} ({fit['right']} right)")
+    else:
+        print("confidence unavailable: the reference set gave no right or no wrong word to calibrate on")
     print(f"saved to {Path(args.out).resolve()}")
     return 0
 

@@ -267,6 +267,7 @@ def confidence_report(filters, truth: list[list[str]], match) -> dict:
     right = np.array([bool(f.words) and match(f.words[0]["word"]) in {match(c) for c in truth[f.unit]}
                       for f in filters], dtype=np.float64)
     inter = np.array([bool(f.interpretable) for f in filters])
+    has = np.array([bool(truth[f.unit]) for f in filters], dtype=bool)
     _, y = outcomes(filters, truth, match)
     wconf = np.array([w["confidence"] for f in filters for w in f.words], dtype=np.float64)
     return {"filters": len(filters), "ECE": expected_calibration_error(conf, right),
@@ -274,7 +275,10 @@ def confidence_report(filters, truth: list[list[str]], match) -> dict:
             "P@1_interpretable": float(right[inter].mean()) if inter.any() else float("nan"),
             "median_confidence": float(np.median(conf)) if len(conf) else float("nan"),
             "ECE_words": expected_calibration_error(wconf, y), "reliability": reliability(conf, right),
-            "quartiles": quartile_precision(conf, right)}
+            "quartiles": quartile_precision(conf, right),
+            # the same among filters with ground truth, where P@1 is measured
+            "quartiles_with_truth": quartile_precision(conf[has], right[has]),
+            "AUROC_with_truth": auroc(conf[has], right[has])}
 
 
 def _netdissect_lite_lists(run: Run, reference, o: EvalOptions, extract: ExtractOptions) -> list[list[str]]:

@@ -192,7 +192,7 @@ def auroc(conf: np.ndarray, right: np.ndarray) -> float:
 
 def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embeddings: Embeddings, dataset: str = "",
                      seed: int = 0, extract: ExtractOptions | None = None,
-                     options: ExplainOptions | None = None) -> Calibrator | None:
+                     options: ExplainOptions | None = None, rows: np.ndarray | None = None) -> Calibrator | None:
     """Fit the calibrator where the truth is known: explain every filter from one seeded half of the reference
     cache, score each word against the IoU ground truth of the other half (lemma match), fit ``Calibrator``.
 
@@ -205,6 +205,7 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
         extract: device and progress (default ``ExtractOptions()``).
         options: the word selection to calibrate (default ``ExplainOptions()``; other p, s or methods get no
             confidence).
+        rows: the reference cache rows to split (default all).
 
     Returns:
         The ``Calibrator``, or None (with a warning) where the reference set gives no right or no wrong word.
@@ -220,12 +221,13 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
 
     options = options or ExplainOptions()
     extract = extract or ExtractOptions()
-    if len(cache) < 2:
+    rows = np.arange(len(cache)) if rows is None else np.sort(np.asarray(rows))
+    if len(rows) < 2:
         warnings.warn("confidence unavailable: the reference set has fewer than 2 images to split", stacklevel=2)
         return None
     vocab = embeddings.vocabulary(options.vocabulary, concepts=list(explainer.concepts), size=options.vocabulary_size)
     thr = compute_thresholds(cache)
-    ex, sc = split_rows(len(cache), seed)
+    ex, sc = (rows[half] for half in split_rows(len(rows), seed))
     gt = compute_ground_truth(cache, thr, rows=sc, show_progress=False)
     filters = explain_cache(_replace(explainer, calibrator=None), cache, vocab, options, None, extract, None, thr, ex)
     X, y = outcomes(filters, gt.labels("netdissect"), lemma)

@@ -1,0 +1,77 @@
+"""Where to fit the confidence calibrator: on all reference images (which the head was trained on) or only on
+the head's validation images (which it never saw); measured on the target scenes of the validation seeds.
+
+    python experiments/confidence.py            # seeds 100-102 (bench/quality.py --role validation's heads)
+
+For each seed and variant: fit ``explain.confidence.fit_on_reference`` on those reference rows, explain every
+filter from the explain half of the target scenes with lavise's defaults, and score the calibration of the top
+word against the score half's ground truth (``evaluate.core.confidence_report``).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from common import WORK, save
+
+quality = importlib.import_module("quality")  # bench/quality.py: importing common put bench/ on the path
+
+
+def one_seed(seed: int, model, emb) -> dict:
+    from lavise.evaluate import lemma
+    from lavise.evaluate.core import confidence_report
+    from lavise.explain.confidence import fit_on_reference
+    from lavise.train import validation_pairs
+
+    s = quality.Seed(SimpleNamespace(work=WORK, reference_size=4000, target_size=4000, lr=quality.LR), seed, model, emb)
+    v = quality.Variant()
+    head = s.head(v)
+    val = validation_pairs(s.rcache, head.config["train"]["val_fraction"], torch.Generator().manual_seed(seed))
+    val_rows = np.unique(s.rcache.pairs[val.numpy(), 0])
+    out = {}
+    for name, rows in (("all reference images", None), ("the head's validation images", val_rows)):
+        cal = fit_on_reference(head, s.rcache, emb, "reference", seed, s.quiet, rows=rows)
+        fx = [f for f in s.explanations(v, v.p, replace(head, calibrator=cal)) if f.confidence is not None]
+        rep = confidence_report(fx, s.gt.labels("netdissect"), lemma)
+        out[name] = {k: rep[k] for k in ("ECE", "AUROC_confidence", "interpretable", "P@1_interpretable",
+                                         "median_confidence", "ECE_words")}
+        out[name]["quartiles"] = [q["precision"] for q in rep["quartiles"]]
+        out[name]["fit_words"], out[name]["fit_right"] = cal.fitted_on["words"], cal.fitted_on["right"]
+        s.log(f"{name}: {out[name]}")
+    return out
+
+
+def main() -> None:
+    from lavise.embeddings import load_embeddings
+    from lavise.models import load_model
+
+    seeds = [int(x) for x in sys.argv[1:]] or quality.VALIDATION_SEEDS
+    if any(x < quality.FIRST_VALIDATION_SEED for x in seeds):
+        raise SystemExit("validation seeds only")
+    model, emb = load_model("efficientnet-lite0"), load_embeddings("glove-6b-50d")
+    per_seed = [one_seed(x, model, emb) for x in seeds]
+    lines = ["## Where to fit the confidence calibrator (validation seeds)", "",
+             f"Seeds {seeds}; lavise's defaults; calibration of the top word on the target's score half.", "",
+             "| fitted on | ECE | AUROC | share right by quartile (low→high) | interpretable | P@1 there | median confidence | word ECE |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in per_seed[0]:
+        r = [p[name] for p in per_seed]
+
+        def cell(k):
+            return " / ".join(f"{x[k]:.3f}" for x in r)
+        quart = "; ".join(" / ".join(f"{q:.2f}" for q in x["quartiles"]) for x in r)
+        lines.append(f"| {name} | {cell('ECE')} | {cell('AUROC_confidence')} | {quart} | "
+                     f"{' / '.join(str(x['interpretable']) for x in r)} | {cell('P@1_interpretable')} | "
+                     f"{cell('median_confidence')} | {cell('ECE_words')} |")
+    md = "\n".join(lines)
+    print(md)
+    save("confidence", md, {"seeds": seeds, "rows": per_seed})
+
+
+if __name__ == "__main__":
+    main()
