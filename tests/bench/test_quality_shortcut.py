@@ -83,3 +83,23 @@ def test_variant_labels_and_grid(quality):
         assert all(v.label() == "defaults" or v.label().startswith(field + "=") for v in variants)
         assert len(set(variants)) == len(variants) >= 2
     assert {v.train_tag for v in grid["heads"]} == {"h1-e30", "h3-e30", "h5-e30"}
+
+
+def test_grid_specs_are_typed_like_the_defaults(quality):
+    grid = quality.parse_grid(["p=50,150", "patience=None,5", "hubness=0,0.5", "method=attention"])
+    assert grid == {"p": [50, 150], "patience": [None, 5], "hubness": [0.0, 0.5], "method": ["attention"]}
+    with pytest.raises(SystemExit, match="FIELD=V1,V2"):
+        quality.parse_grid(["q=1"])
+    assert {v.p for v in quality.validation_grid(grid)["p"]} == {quality.Variant().p, 50, 150}
+
+
+def test_a_default_changes_only_to_an_alternative_better_on_every_seed(quality):
+    def row(name, *per_seed):
+        return {"name": name, "decision": (sum(per_seed) / len(per_seed), 0.0), "per_seed": {"decision": list(per_seed)}}
+
+    current = row("defaults", 0.40, 0.50, 0.45)
+    noisy = row("p=100", 0.60, 0.49, 0.46)  # higher mean, but worse on one seed
+    steady = row("p=25", 0.41, 0.51, 0.46)
+    assert quality.decide([current, noisy])["name"] == "defaults"
+    assert quality.decide([current, noisy, steady])["name"] == "p=25"
+    assert quality.decide([current, steady, row("p=10", 0.42, 0.52, 0.47)])["name"] == "p=10"
