@@ -521,11 +521,14 @@ def split_rows_for(s: Seed, base: Variant, k: int, lists: dict) -> list[dict]:
 def aggregate(rows_by_seed: list[list[dict]]) -> list[dict]:
     """Mean and sample SD over seeds of every numeric field, row by row (rows matched by name + convention);
     ``per_seed`` keeps every seed's headline values."""
+    def name(r):  # a per-seed detail in parentheses (the label-free γ) does not make another row
+        return r["name"].split(" (γ=")[0]
+
     out = []
     for r0 in rows_by_seed[0]:
-        key = (r0["name"], r0.get("convention"))
-        same = [next(r for r in rows if (r["name"], r.get("convention")) == key) for rows in rows_by_seed]
-        agg = {"name": r0["name"], "convention": r0.get("convention"), "kind": r0.get("kind", "")}
+        key = (name(r0), r0.get("convention"))
+        same = [next(r for r in rows if (name(r), r.get("convention")) == key) for rows in rows_by_seed]
+        agg = {"name": name(r0), "convention": r0.get("convention"), "kind": r0.get("kind", "")}
         for k, v in r0.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 vals = np.array([float(r[k]) for r in same])
