@@ -19,22 +19,30 @@ def quality():
         sys.path.remove(str(BENCH))
 
 
-@pytest.mark.parametrize("method", ["attention", "masked-attention", "activation", "original"])
-@pytest.mark.parametrize("p,s", [(5, 1), (3, 2)])
-def test_reused_head_outputs_give_explain_cache_words(quality, tmp_path, tiny_model, squares, tiny_glove, method, p, s):
+def _tiny(tmp_path, tiny_model, squares, tiny_glove, heads):
+    """A tiny trained head, its target cache, a vocabulary and the extract options."""
     from lavise.embeddings import load_embeddings
-    from lavise.explain import explain_cache
     from lavise.features import extract_features
-    from lavise.options import ExplainOptions, ExtractOptions, TrainOptions
+    from lavise.options import ExtractOptions, TrainOptions
     from lavise.train import train_explainer
 
     emb = load_embeddings(f"glove:{tiny_glove}")
     extract = ExtractOptions(workers=0, show_progress=False)
     trained = train_explainer(tiny_model, squares, emb, out=tmp_path / "run",
-                              options=TrainOptions(epochs=2, batch_size=16, heads=2), extract=extract)
+                              options=TrainOptions(epochs=2, batch_size=16, heads=heads), extract=extract)
     cache = extract_features(tiny_model, trained.config["layer"], squares, tmp_path / "cache",
                              concepts=list(squares.concepts), options=extract)
     vocab = emb.vocabulary("concepts", concepts=list(squares.concepts) + ["tree", "sun", "road"])
+    return trained, cache, vocab, extract
+
+
+@pytest.mark.parametrize("method", ["attention", "masked-attention", "activation", "original"])
+@pytest.mark.parametrize("p,s", [(5, 1), (3, 2)])
+def test_reused_head_outputs_give_explain_cache_words(quality, tmp_path, tiny_model, squares, tiny_glove, method, p, s):
+    from lavise.explain import explain_cache
+    from lavise.options import ExplainOptions
+
+    trained, cache, vocab, extract = _tiny(tmp_path, tiny_model, squares, tiny_glove, heads=2)
     units = list(range(cache.shape[0]))
     want = explain_cache(trained, cache, vocab, ExplainOptions(method=method, p=p, s=s, x=4), units, extract)
     mv = quality.method_vectors(trained, cache, method, p, units)
@@ -44,19 +52,10 @@ def test_reused_head_outputs_give_explain_cache_words(quality, tmp_path, tiny_mo
 
 
 def test_hubness_shortcut_gives_explain_cache_words(quality, tmp_path, tiny_model, squares, tiny_glove):
-    from lavise.embeddings import load_embeddings
     from lavise.explain import explain_cache
-    from lavise.features import extract_features
-    from lavise.options import ExplainOptions, ExtractOptions, TrainOptions
-    from lavise.train import train_explainer
+    from lavise.options import ExplainOptions
 
-    emb = load_embeddings(f"glove:{tiny_glove}")
-    extract = ExtractOptions(workers=0, show_progress=False)
-    trained = train_explainer(tiny_model, squares, emb, out=tmp_path / "run",
-                              options=TrainOptions(epochs=2, batch_size=16, heads=1), extract=extract)
-    cache = extract_features(tiny_model, trained.config["layer"], squares, tmp_path / "cache",
-                             concepts=list(squares.concepts), options=extract)
-    vocab = emb.vocabulary("concepts", concepts=list(squares.concepts) + ["tree", "sun", "road"])
+    trained, cache, vocab, extract = _tiny(tmp_path, tiny_model, squares, tiny_glove, heads=1)
     units = list(range(cache.shape[0]))
     options = ExplainOptions(method="masked-attention", p=4, s=2, x=4, hubness=2.0)
     want = explain_cache(trained, cache, vocab, options, units[:3], extract)  # r_w from every filter's outputs
