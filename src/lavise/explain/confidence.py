@@ -211,7 +211,6 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
         The ``Calibrator``, or None (with a warning) where the reference set gives no right or no wrong word.
     """
     import warnings
-    from dataclasses import replace as _replace
 
     from ..dissect import compute_ground_truth
     from ..evaluate.core import split_rows
@@ -229,7 +228,7 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
     thr = compute_thresholds(cache)
     ex, sc = (rows[half] for half in split_rows(len(rows), seed))
     gt = compute_ground_truth(cache, thr, rows=sc, show_progress=False)
-    filters = explain_cache(_replace(explainer, calibrator=None), cache, vocab, options, None, extract, None, thr, ex)
+    filters = explain_cache(replace(explainer, calibrator=None), cache, vocab, options, None, extract, None, thr, ex)
     X, y = outcomes(filters, gt.labels("netdissect"), lemma)
     info = {"dataset": dataset, "explain_images": int(len(ex)), "truth_images": int(len(sc)), "words": int(len(y)),
             "right": int(y.sum()), "method": options.method, "p": options.p, "s": options.s, "x": options.x,
