@@ -436,7 +436,9 @@ def run_test(args, seed, model, emb) -> dict:
     s.log("every category trained")
     if args.image_units:
         res["subset"] = image_subset(s, base, paper, lists, p_max)
-    res["splits"] = {str(k): split_rows_for(s, base, k, lists) for k in args.splits}
+    done = {str(k): split_rows_for(s, base, k, lists) for k in args.splits}
+    res["splits"] = {k: v[0] for k, v in done.items()}
+    res["split_confidence"] = {k: v[1] for k, v in done.items()}
     res["seconds"] = time.time() - s.t0
     return res
 
@@ -485,21 +487,28 @@ def image_subset(s: Seed, base: Variant, paper: Variant, lists: dict, p_max: int
     return [s.score(n, lst, units=units, grounded=False) for n, lst in sub.items()]
 
 
-def split_rows_for(s: Seed, base: Variant, k: int, lists: dict) -> list[dict]:
-    """A head trained on split k's seen categories only explains the filters; held-out concepts found."""
+def split_rows_for(s: Seed, base: Variant, k: int, lists: dict) -> tuple[list[dict], dict]:
+    """A head trained on split k's seen categories only explains the filters; held-out concepts found. Its
+    calibrator is fitted as a user's would be, on reference annotations of the seen categories only, and measured
+    on the score half separately for words naming seen and held-out concepts (issue 20)."""
     from lavise.data.scenes import SPLIT_SEED, category_split
     from lavise.evaluate import constant_words, shuffled_lists
+    from lavise.explain.confidence import fit_on_reference
 
     side = category_split(SPLIT_SEED + k)
     trained = s.head(base)
     seen = [c for c in trained.concepts if side.get(c) == "seen"]
     held = [c for c in s.tgt.concepts if side.get(c) == "held_out"]
     ex = train_subset(s.rcache, list(trained.concepts), trained.concept_vectors.numpy(), seen, base, s.seed)
-    out = {}
+    ex = dataclasses.replace(ex, calibrator=fit_on_reference(ex, s.rcache, s.emb, seed=s.seed, extract=s.quiet,
+                                                             concepts=seen))
+    out, conf = {}, {}
     for m in METHODS:
         mv = method_vectors(ex, s.tcache, m, base.p, s.units, rows=s.ex_rows)
-        out[m] = s.lists(dataclasses.replace(base, method=m), base.p, ex, mv)
+        fx = s.explanations(dataclasses.replace(base, method=m), base.p, ex, mv)
+        out[m] = full_lists(fx, s.d)
         if m == base.method:
+            conf = split_confidence(fx, s.gt.labels("netdissect"), seen, held)
             gamma = gamma_from_vectors(mv, ex, s.vocabulary(base.vocabulary), s.names, seed=s.seed)
             out[f"{m} +calibrated (γ={gamma:.3f}, label-free)"] = s.lists(base, base.p, ex, mv, gamma)
             shuffled = shuffled_lists(out[m], [u for u in s.units if s.gt.labels("netdissect")[u]], s.seed)
@@ -512,7 +521,47 @@ def split_rows_for(s: Seed, base: Variant, k: int, lists: dict) -> list[dict]:
     rows = [s.score(n, lst, held_out=held, grounded=False) for n, lst in out.items()]
     rows.append(random_mean_row(list(s.tgt.concepts), s.d, s.gt, held, s.seed, NAMES_MEAN))
     s.log(f"split {k}: {len(seen)} seen, {len(held)} held out")
-    return rows
+    return rows, conf
+
+
+def split_confidence(fx, truth, seen, held, top: int = 10) -> dict:
+    """Calibration of the words of each filter's top ``top`` by what they name: a seen concept, a held-out
+    concept or neither (lemma match). Per group: words, share right, mean confidence, ECE."""
+    from lavise.evaluate import lemma
+    from lavise.explain.confidence import expected_calibration_error
+
+    groups = {"seen": {lemma(c) for c in seen}, "held_out": {lemma(c) for c in held}}
+    acc = {g: ([], []) for g in ("seen", "held_out", "other")}
+    for f in fx:
+        keys = {lemma(c) for c in truth[f.unit]}
+        for w in f.words[:top]:
+            if w.get("confidence") is None:
+                return {}
+            key = lemma(w["word"])
+            g = next((g for g, names in groups.items() if key in names), "other")
+            acc[g][0].append(w["confidence"])
+            acc[g][1].append(int(key in keys))
+    res = {}
+    for g, (c, r) in acc.items():
+        c, r = np.array(c, dtype=float), np.array(r, dtype=float)
+        res[g] = {"words": int(len(c)), "right": int(r.sum()),
+                  "share_right": float(r.mean()) if len(r) else float("nan"),
+                  "mean_confidence": float(c.mean()) if len(c) else float("nan"),
+                  "ECE": expected_calibration_error(c, r)}
+    return res
+
+
+def redo_splits(args, res: dict, model, emb) -> dict:
+    """Recompute a kept seed's splits (its heads reloaded, not retrained)."""
+    from lavise.evaluate import netdissect_lists
+
+    args.reuse_heads = True
+    s = Seed(args, res["seed"], model, emb)
+    lists = {"netdissect (reference set)": netdissect_lists(s.rgt)}
+    done = {str(k): split_rows_for(s, Variant(), k, lists) for k in args.splits}
+    return dict(res, splits={k: v[0] for k, v in done.items()},
+                split_confidence={k: v[1] for k, v in done.items()},
+                seconds_splits_redone=time.time() - s.t0)
 
 
 # ----------------------------------------------------------------------------- report
@@ -637,6 +686,8 @@ def render_test(all_res, args, cmd) -> str:
                   "", "```", format_table(rows, SPLIT_COLUMNS), "```", "",
                   "Held-out concepts discovered, every seed:", "", "```",
                   per_seed_table(rows, ("novel_discovered",)), "```", ""]
+        if all(res.get("split_confidence", {}).get(k) for res in all_res):
+            lines += split_confidence_lines([res["split_confidence"][k] for res in all_res])
         for r in rows:
             if r["kind"] == "method" or not r["name"].startswith(("control", "netdissect")):
                 ratio = r["novel_discovered"][0] / max(names["novel_discovered"][0], 1e-9)
@@ -645,6 +696,18 @@ def render_test(all_res, args, cmd) -> str:
     lines.append(f"Versions: {json.dumps(versions())}; {platform.processor() or platform.machine()}; "
                  f"wall time {sum(r['seconds'] for r in all_res):.0f} s.")
     return "\n".join(lines)
+
+
+def split_confidence_lines(per_seed: list[dict]) -> list[str]:
+    """Calibration of the split head's top-10 words by what they name, every seed."""
+    lines = ["Calibrated confidence of the default's top-10 words (calibrator fitted on seen-category annotations "
+             "only), per seed: words, share right, mean confidence, ECE:", ""]
+    for g, label in (("seen", "naming a seen concept"), ("held_out", "naming a held-out concept"),
+                     ("other", "naming no concept of the dataset")):
+        cells = [f"{c[g]['words']} words, {c[g]['share_right']:.3f} right, confidence {c[g]['mean_confidence']:.3f}, "
+                 f"ECE {c[g]['ECE']:.3f}" for c in per_seed]
+        lines.append(f"- {label}: " + "; ".join(cells))
+    return lines + [""]
 
 
 def confidence_lines(all_res) -> list[str]:
@@ -705,6 +768,9 @@ def main(argv=None):
     ap.add_argument("--reuse-heads", action="store_true",
                     help="load a seed's head saved by an earlier run with the same training options instead of "
                          "training it again")
+    ap.add_argument("--redo-splits", action="store_true",
+                    help="with --resume (test role): recompute the category splits of the kept seeds, reloading "
+                         "their heads")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
     ap.add_argument("--run", help="user mode: an existing run folder to evaluate")
     ap.add_argument("--dataset", help="user mode: the dataset spec to evaluate on")
@@ -733,6 +799,9 @@ def main(argv=None):
         kept = args.work / f"{args.name}-seed{seed}-r{args.reference_size}-t{args.target_size}.json"
         if args.resume and kept.is_file():
             all_res.append(json.loads(kept.read_text()))
+            if args.redo_splits and args.role == "test":
+                all_res[-1] = redo_splits(args, all_res[-1], model, emb)
+                kept.write_text(json.dumps(all_res[-1], default=str))
             continue
         run = run_test if args.role == "test" else run_validation
         all_res.append(run(args, seed, model, emb))

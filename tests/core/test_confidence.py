@@ -141,6 +141,16 @@ def test_training_fits_a_calibrator_that_saving_and_loading_keep(tmp_path, tiny_
     options = ExplainOptions(vocabulary="concepts", p=5, s=3, x=3)  # every concept name per filter: some are right
     cal = fit_on_reference(trained, cache, emb, squares.spec, 0, X, options)
     assert cal is not None and 0 < cal.fitted_on["right"] < cal.fitted_on["words"]
+    # annotations for one concept at a time: each right word is right for exactly one of them
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        each = [fit_on_reference(trained, cache, emb, squares.spec, 0, X, options, concepts=[c])
+                for c in trained.concepts]
+    assert sum(c.fitted_on["right"] for c in each if c is not None) == cal.fitted_on["right"]
+    with pytest.warns(UserWarning, match="confidence unavailable"):
+        assert fit_on_reference(trained, cache, emb, squares.spec, 0, X, options, concepts=[]) is None
     from dataclasses import replace
 
     replace(trained, calibrator=cal).save(tmp_path / "run")

@@ -192,7 +192,8 @@ def auroc(conf: np.ndarray, right: np.ndarray) -> float:
 
 def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embeddings: Embeddings, dataset: str = "",
                      seed: int = 0, extract: ExtractOptions | None = None,
-                     options: ExplainOptions | None = None, rows: np.ndarray | None = None) -> Calibrator | None:
+                     options: ExplainOptions | None = None, rows: np.ndarray | None = None,
+                     concepts: Sequence[str] | None = None) -> Calibrator | None:
     """Fit the calibrator where the truth is known: explain every filter from one seeded half of the reference
     cache, score each word against the IoU ground truth of the other half (lemma match), fit ``Calibrator``.
 
@@ -206,6 +207,8 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
         options: the word selection to calibrate (default ``ExplainOptions()``; other p, s or methods get no
             confidence).
         rows: the reference cache rows to split (default all).
+        concepts: the concepts whose annotations count as truth (default every concept of the cache), as when
+            the reference set is annotated only for the categories the head was trained on.
 
     Returns:
         The ``Calibrator``, or None (with a warning) where the reference set gives no right or no wrong word.
@@ -229,10 +232,15 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
     ex, sc = (rows[half] for half in split_rows(len(rows), seed))
     gt = compute_ground_truth(cache, thr, rows=sc, show_progress=False)
     filters = explain_cache(replace(explainer, calibrator=None), cache, vocab, options, None, extract, None, thr, ex)
-    X, y = outcomes(filters, gt.labels("netdissect"), lemma)
+    truth = gt.labels("netdissect")
+    if concepts is not None:
+        keep = set(concepts)
+        truth = [[c for c in t if c in keep] for t in truth]
+    X, y = outcomes(filters, truth, lemma)
     info = {"dataset": dataset, "explain_images": int(len(ex)), "truth_images": int(len(sc)), "words": int(len(y)),
             "right": int(y.sum()), "method": options.method, "p": options.p, "s": options.s, "x": options.x,
-            "vocabulary": options.vocabulary, "seed": seed}
+            "vocabulary": options.vocabulary, "seed": seed,
+            "concepts": "all" if concepts is None else len(set(concepts))}
     try:
         return Calibrator.fit(X, y, info)
     except ValueError as e:
