@@ -216,3 +216,13 @@ def test_report_sorts_and_filters_by_confidence(tmp_path, report_run):
     assert (html.count("no reliable description") == len(low)) and (low or n)
     plain = build_report(report_run["run"], dataset=None, images=0, out=tmp_path / "plain.html", show_progress=False)
     assert 'value="confidence"' not in plain.read_text() and "confidence unavailable" in plain.read_text()
+
+
+def test_report_shows_and_sorts_by_each_filters_stability(report_run):
+    html = report_run["html"].read_text()
+    live = [f for f in report_run["ex"].filters if f.stability is not None]
+    assert live and 'value="stability"' in html
+    for f in live:
+        card = re.search(rf'id="u{f.unit}"[^>]*data-stability="([0-9.]*)"', html)
+        assert card and float(card.group(1)) == pytest.approx(f.stability, abs=1e-6)
+    assert html.count("resamples of the top images that elect the same top word") == len(live)

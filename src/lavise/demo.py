@@ -63,7 +63,6 @@ def run_demo(out: str | Path = "lavise-demo", reference_size: int = 4000, target
     echo("      explanations.json, explanations.csv, config.json, train_log.csv, explainer.safetensors, compare/")
     echo(f"      {ex.verdict()}")
     for f in ex.ranked()[:8]:
-        echo(f"      unit {f.unit:4d}{'' if f.confidence is None else f' [{f.confidence:.2f}]'}: "
-             f"{', '.join(f.top_words[:8])}")
+        echo(f"      {f.line()}")
     echo(f"      open {html.resolve()} in a browser")
     return ex

@@ -362,7 +362,7 @@ def build_report(
             cards.append({
                 "unit": f.unit, "words": f.words, "dead": f.dead, "saturated": f.saturated, "threshold": f.threshold,
                 "top_score": top, "search": "|".join(w["word"].lower() for w in f.words),
-                "confidence": f.confidence, "interpretable": f.interpretable,
+                "confidence": f.confidence, "interpretable": f.interpretable, "stability": f.stability,
                 "images": [{"id": im["image_id"], "act": im["max_activation"], "src": srcs.get((im["image_id"], f.unit))}
                            for im in f.images[:images]],
             })
@@ -411,6 +411,7 @@ def build_report(
                          "filters": len(ex.filters), "dead": sum(f.dead for f in ex.filters),
                          "run": str(rf.path.resolve()), "verdict": ex.verdict()},
             "has_confidence": any(f.confidence is not None for f in ex.filters),
+            "has_stability": any(f.stability is not None for f in ex.filters),
             "interpretable_at": (ex.settings.get("confidence") or {}).get("interpretable_at", INTERPRETABLE),
             "settings": settings, "train": train_cfg, "versions": ex.settings.get("versions", {}),
             "evaluation": evaluation_table(rf.path), "cards": cards, "groups": group_sections,

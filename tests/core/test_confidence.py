@@ -118,11 +118,11 @@ def test_explanations_csv_and_verdict_carry_the_confidence():
     assert ex.verdict().startswith("1 of 2 filters interpretable")
     assert [f.unit for f in ex.ranked()] == [0, 1]
     rows = ex.csv_text().splitlines()
-    assert rows[0].endswith("confidence,filter_confidence,interpretable")
-    assert rows[1].split(",")[-1] == "True" and float(rows[1].split(",")[-3]) == pytest.approx(filters[0].confidence)
+    assert rows[0].endswith("confidence,filter_confidence,interpretable,filter_stability")
+    assert rows[1].split(",")[-2] == "True" and float(rows[1].split(",")[-4]) == pytest.approx(filters[0].confidence)
     old = Explanations("m", "l", "attention", "d", {}, [_filter()])
     assert old.verdict().startswith("confidence unavailable")
-    assert old.csv_text().splitlines()[1].endswith(",,,")
+    assert old.csv_text().splitlines()[1].endswith(",,,,")
 
 
 def test_training_fits_a_calibrator_that_saving_and_loading_keep(tmp_path, tiny_model, squares, tiny_glove):

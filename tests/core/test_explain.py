@@ -171,3 +171,23 @@ def test_hub_scores_are_mean_cosines_to_the_k_nearest_outputs():
     torch.testing.assert_close(hub_scores(outputs, vocab, k=10), outputs.mul(1).matmul(vocab.T).mean(0))  # k capped at N
     big = F.normalize(torch.randn(9000, 2, generator=torch.Generator().manual_seed(0)), dim=1)  # blocks of 4096
     torch.testing.assert_close(hub_scores(big, vocab, k=5), (big @ vocab.T).topk(5, dim=0).values.mean(0))
+
+
+def test_vote_stability_matches_the_bootstrap_probabilities_worked_out_by_hand():
+    from lavise.explain.words import vote_stability
+
+    # A filter whose images all vote one word is stable. Words 3 and 4 with one vote each, 4 more similar: the
+    # top word (4) loses only to a resample that draws word 3 twice, P = 1/4. Words 1, 1, 2: word 1 loses only
+    # when a resample of 3 images draws word 2 at least twice, P = 3 (1/3)^2 (2/3) + (1/3)^3 = 7/27.
+    # Two images per filter here: filter 0 votes 5, 5 (stable); filter 2 votes 3 (similarity 0.2) and 4 (0.9).
+    idx = torch.tensor([[[5], [5]], [[3], [4]]])
+    sim = torch.tensor([[[0.5], [0.5]], [[0.2], [0.9]]])
+    got = vote_stability(idx, sim, torch.tensor([0, 2]), resamples=20000)
+    assert got[0] == 1.0 and got[1] == pytest.approx(0.75, abs=0.01)
+    idx3 = torch.tensor([[[1], [1], [2]]])
+    got3 = vote_stability(idx3, torch.full((1, 3, 1), 0.5), torch.tensor([7]), resamples=20000)
+    assert got3[0] == pytest.approx(20 / 27, abs=0.01)
+    # seeded per filter: the same figure alone or beside others
+    both = vote_stability(torch.cat([idx3, idx3]), torch.full((2, 3, 1), 0.5), torch.tensor([3, 7]), resamples=50)
+    alone = vote_stability(idx3, torch.full((1, 3, 1), 0.5), torch.tensor([7]), resamples=50)
+    assert both[1] == alone[0]

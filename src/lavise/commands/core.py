@@ -122,7 +122,7 @@ def explain(args) -> int:
     print(f"explained {len(ex.filters)} filters of {ex.layer}; wrote {out / 'explanations.json'} and .csv")
     print(ex.verdict())
     for f in ex.ranked()[:8]:
-        print(f"  unit {f.unit:4d}{'' if f.confidence is None else f' [{f.confidence:.2f}]'}: {', '.join(f.top_words[:8])}")
+        print(f"  {f.line()}")
     return 0
 
 

@@ -24,10 +24,18 @@ class FilterExplanation:
     dead: bool = False
     confidence: float | None = None  # calibrated probability that the top word is right (None: no calibrator)
     interpretable: bool | None = None  # confidence >= defaults.INTERPRETABLE
+    stability: float | None = None  # share of bootstrap resamples of the top images electing the same top word
 
     @property
     def top_words(self) -> list[str]:
         return [w["word"] for w in self.words]
+
+    def line(self, words: int = 8) -> str:
+        """One line for a summary: the filter, its confidence and stability where known, its first words."""
+        notes = [f"{self.confidence:.2f}"] if self.confidence is not None else []
+        notes += [f"stable {self.stability:.2f}"] if self.stability is not None else []
+        tag = f" [{', '.join(notes)}]" if notes else ""
+        return f"unit {self.unit:4d}{tag}: {', '.join(self.top_words[:words])}"
 
 
 @dataclass(frozen=True)
@@ -64,10 +72,16 @@ class Explanations:
         """One line: how many filters are interpretable, or why there is no confidence."""
         note = self.settings.get("confidence") or {}
         if not note.get("available"):
-            return f"confidence unavailable: {note.get('why', 'these explanations predate calibrated confidence')}"
+            return f"confidence unavailable: {note.get('why', 'these explanations predate calibrated confidence')}" \
+                + self._stability_note("; ")
         n = sum(bool(f.interpretable) for f in self.filters)
         return (f"{n} of {len(self.filters)} filters interpretable (top word's calibrated confidence >= "
-                f"{note.get('interpretable_at')})")
+                f"{note.get('interpretable_at')})" + self._stability_note("; "))
+
+    def _stability_note(self, sep: str) -> str:
+        st = sorted(f.stability for f in self.filters if f.stability is not None)
+        return f"{sep}median top-word stability {st[len(st) // 2]:.2f} (share of resamples of the top images " \
+               "electing it)" if st else ""
 
     def ranked(self) -> list[FilterExplanation]:
         """Filters with words, most confident first where there is a confidence (else in filter order)."""
@@ -82,9 +96,9 @@ class Explanations:
         buf = _io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["layer", "unit", "rank", "word", "score", "similarity", "confidence", "filter_confidence",
-                    "interpretable"])
+                    "interpretable", "filter_stability"])
         for f in self.filters:
-            verdict = ["" if f.confidence is None else f.confidence, "" if f.interpretable is None else f.interpretable]
+            verdict = ["" if v is None else v for v in (f.confidence, f.interpretable, f.stability)]
             for r, word in enumerate(f.words, 1):
                 w.writerow([self.layer, f.unit, r, word["word"], word["score"], word["similarity"],
                             word.get("confidence", ""), *verdict])

@@ -1,0 +1,348 @@
+"""Write the quality figures of README.md and docs/quality.md (and the reliability figure docs/reliability-test.png)
+from bench/results/quality-test.json, so that prose and tables never drift from the recorded results.
+
+    python bench/quality_docs.py           # rewrite the generated sections after python bench/quality.py
+    python bench/quality_docs.py --check   # exit 1 where README.md or docs/quality.md differ from the results
+
+Generated: README.md from "## How good are the explanations?" to "## How fast?" and the table of
+"## Differences from the paper"; docs/quality.md from "## Every category trained (the paper's setting), test
+seeds" to "## Scoring your own dataset". Everything else in those files is written by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "quality-test.json"
+FIGURE = ROOT / "docs" / "reliability-test.png"
+D = "masked-attention"
+ND = "netdissect (reference set)"
+NAMES = "control: random concept names, mean of 200 draws"
+GT_CEIL, ND_CEIL = "ceiling: ground truth of the explain half", "ceiling: NetDissect on the explain half"
+MAIN = [(D, "**lavise defaults** (masked-attention, p=100, s=1, 3 heads)"),
+        ("attention", "the paper's filter attention, lavise's p, s and head"),
+        ("activation", "activation masking"),
+        ("original", "original image"),
+        ("attention [paper p=25 s=5]", "the paper code's setting (filter attention, p=25, s=5)"),
+        (ND, "NetDissect (labels from the reference set)"),
+        (NAMES, "control: random concept names (mean of 200 draws)"),
+        ("control: constant", "control: the 20 most frequent reference concepts for every filter"),
+        ("control: shuffled", "control: the default's lists shuffled across filters"),
+        ("control: random-init model", "control: the whole pipeline on a randomly initialised model"),
+        (GT_CEIL, "ceiling: the explain half's own ground truth"),
+        (ND_CEIL, "ceiling: NetDissect with the explain half's own masks")]
+FULL = MAIN[:5] + [("masked-attention [paper p=25 s=5]", "masked-attention, p=25, s=5"),
+                   ("activation [paper p=25 s=5]", "activation masking, p=25, s=5"),
+                   ("original [paper p=25 s=5]", "original image, p=25, s=5")] + MAIN[5:6] + \
+    [("random words, mean of 200 draws", "random words from the vocabulary (mean of 200 draws)")] + MAIN[6:]
+
+
+def base(name: str) -> str:
+    return name.split(" (γ")[0]  # a per-seed γ in parentheses names the same row
+
+
+class Results:
+    """The per-seed results of ``bench/quality.py`` (test role) and the figures the docs quote."""
+
+    def __init__(self, seeds: list[dict]):
+        self.res = seeds
+        self.seeds = [r["seed"] for r in seeds]
+        self.seedstr = " / ".join(str(s) for s in self.seeds)
+
+    def vals(self, name: str, metric: str, split: str | None = None) -> list:
+        out = []
+        for r in self.res:
+            table = r["splits"][split] if split is not None else r["table"]
+            x = next((x for x in table if base(x["name"]) == base(name)
+                      and x.get("convention", "netdissect") == "netdissect"), None)
+            out.append(None if x is None else x.get(metric))
+        return out
+
+    def diff(self, a: str, b: str, metric: str) -> list[float]:
+        return [x - y for x, y in zip(self.vals(a, metric), self.vals(b, metric))]
+
+    def ahead(self, a: str, b: str, metric: str) -> bool:
+        return all(x > y for x, y in zip(self.vals(a, metric), self.vals(b, metric)))
+
+    def mean(self, name: str, metric: str) -> float:
+        return float(np.mean(self.vals(name, metric)))
+
+
+def ms(v, nd=3) -> str:
+    v = [x for x in v if x is not None]
+    if not v:
+        return "-"
+    a = np.array(v, float)
+    return f"{a.mean():.{nd}f}±{a.std(ddof=1):.{nd}f}" if len(a) > 1 else f"{a.mean():.{nd}f}"
+
+
+def per(v, nd=3) -> str:
+    return " / ".join("-" if x is None else f"{x:.{nd}f}" for x in v)
+
+
+def sgn(v) -> str:
+    return ", ".join(f"{x:+.3f}" for x in v)
+
+
+def table(R: Results, rows, cols=("P@1", "R@10", "F1@10"), auprc=False) -> str:
+    lines = ["| method | " + " | ".join(cols) + (" | AUPRC |" if auprc else " |"),
+             "|---" * (len(cols) + 1 + auprc) + "|"]
+    for n, label in rows:
+        cells = [ms(R.vals(n, m)) for m in cols] + ([ms(R.vals(n, "AUPRC"))] if auprc else [])
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_table(R: Results, rows, cols=("P@1", "R@10", "F1@10")) -> str:
+    lines = [f"| per seed ({R.seedstr}) | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for n, label in rows:
+        lines.append(f"| {label.replace('**', '')} | " + " | ".join(per(R.vals(n, m)) for m in cols) + " |")
+    return "\n".join(lines)
+
+
+def conf(R: Results, key: str, q: int | None = None, sub: str | None = None) -> list:
+    out = []
+    for r in R.res:
+        c = r.get("confidence")
+        out.append(None if c is None else (c[key][q][sub] if q is not None else c[key]))
+    return out
+
+
+def readme(R: Results) -> str:
+    ahead_p1 = R.ahead(D, ND, "P@1")
+    return f"""## How good are the explanations?
+
+`python bench/quality.py` (test seeds {", ".join(map(str, R.seeds))}; about 10 minutes a seed on 2 CPU cores):
+EfficientNet-Lite0, explainer trained on 4,000 built-in scenes of all 376 categories, every filter explained
+from one half of 4,000 other scenes and scored against the IoU ground truth of the other half (NetDissect's
+convention, words matched as lemmas; about {np.mean([r['gt']['netdissect']['filters_with_ground_truth'] for r in R.res]):.0f}
+of 1,280 filters have ground truth there). The defaults were decided on other draws (seeds 100–102). Mean ± SD
+over {len(R.seeds)} seeds ([bench/results/quality-test.md](bench/results/quality-test.md), every per-seed value there):
+
+{table(R, MAIN)}
+
+The claim is recall: the top 10 words hold {R.mean(D, 'R@10'):.2f} of a filter's ground-truth concepts against
+NetDissect's {R.mean(ND, 'R@10'):.2f}. P@1 is {'ahead of' if ahead_p1 else 'not ahead of'} NetDissect on every seed
+({per(R.diff(D, ND, 'P@1'))}); every control is far below on every seed, the randomly initialised model
+included. F1@10 favours NetDissect's one or two labels (it charges every word past the ground truth's
+{np.mean([r['gt']['netdissect']['concepts_per_filter'] for r in R.res]):.2f} concepts). Neither target of the
+evaluation issue is reached (R@10 ≥ 0.85, P@1 ≥ 0.60): the ground truth at this size is itself noisy (the two
+halves' ground truths agree at R@10 {R.mean(GT_CEIL, 'R@10'):.2f}), and even NetDissect given the explain half's
+own masks reaches only P@1 {R.mean(ND_CEIL, 'P@1'):.2f}. [docs/quality.md](docs/quality.md) has every row, the
+seen / held-out splits (no method names held-out concepts more often than random concept names: lavise claims
+no discovery of unseen concepts), the calibrated confidence, how the scores grow with the target set and the
+decisions behind each default.
+
+## Which explanations to trust?
+
+Every word carries a `confidence`, the calibrated probability that it is in the filter's ground truth, and every
+filter the confidence of its top word and an `interpretable` flag (confidence ≥ 0.5). The calibrator is a
+logistic model of signals the explain step has anyway (the word's vote share, similarity, margin to the next
+word and rank; the filter's saturation and the share of its top images above T_u), fitted when the explainer is
+trained, on the reference set's annotations (words from one half of the reference images, ground truth from the
+other), stored in the run (`calibration.json`) and applied whenever the run explains with the settings it was
+fitted for. `lavise evaluate` measures it on held-out data: expected calibration error, AUROC, precision by
+confidence quartile and a reliability diagram (`RUN/reliability-*.png`). On the benchmark above (top word, all
+1,280 filters, score half; per seed {R.seedstr}): ECE {per(conf(R, 'ECE'))}, AUROC
+{per(conf(R, 'AUROC_confidence'))}; among filters with ground truth, the most confident quarter has P@1
+{per(conf(R, 'quartiles_with_truth', 3, 'precision'))}. Most filters of this layer have no ground truth here, and
+the median filter confidence is accordingly low ({per(conf(R, 'median_confidence'))}). Words naming concepts the
+head was never trained on get confidences that are too low ([docs/quality.md](docs/quality.md#calibrated-confidence-issue-20-test-seeds)).
+`lavise compare --interpretable-only` tests only interpretable filters; the HTML report sorts and filters by confidence.
+"""
+
+
+def differences(R: Results) -> str:
+    return f"""| | lavise default | the paper | why (test seeds {R.seedstr}, held-out scoring) |
+|---|---|---|---|
+| explainer input | masked-attention: the paper's attention weights pooled only where the filter fires | filter attention, pooled over the whole image: `--method attention` | neighbouring objects no longer leak in: R@10 {sgn(R.diff(D, 'attention', 'R@10'))} |
+| word selection | p = 100 top images, s = 1 word per image | the paper code's p = 25, s = 5: `-p 25 -s 5` | masked-attention R@10 {sgn(R.diff(D, 'masked-attention [paper p=25 s=5]', 'R@10'))}; P@1 {sgn(R.diff(D, 'masked-attention [paper p=25 s=5]', 'P@1'))} |
+| explainer head | three copies of the paper's MLP, outputs averaged | one: `--heads 1` | decided on the validation draws: one member scored below three on every seed ([docs/quality.md](docs/quality.md#decisions-validation-seeds-100102)) |"""
+
+
+def split_section(R: Results) -> str:
+    blocks, nov = [], {}
+    for k in R.res[0]["splits"]:
+        names = [x["name"] for x in R.res[0]["splits"][k]]
+        lines = [f"| split {k} | P@1 | R@10 | F1@10 | held-out concepts found, per seed |", "|---|---|---|---|---|"]
+        for n in names:
+            cells = " | ".join(ms(R.vals(n, m, split=k)) for m in ("P@1", "R@10", "F1@10"))
+            found = per(R.vals(n, "novel_discovered", split=k), 2 if "mean of" in n else 0)
+            lines.append(f"| {base(n)} | {cells} | {found} |")
+        blocks.append("\n".join(lines))
+        nov[k] = [float(np.mean(R.vals(n, "novel_discovered", split=k))) for n in (D, D + " +calibrated", NAMES)]
+    found = "; ".join(f"split {k}: {a:.2f} / {b:.2f} / {c:.2f}" for k, (a, b, c) in nov.items())
+    return "\n\n".join(blocks) + f"""
+
+Held-out concepts found per seed, mean (masked-attention / with calibrated stacking / random concept names):
+{found}. **No discovery:** on no split does any method find held-out concepts twice as often as random concept
+names (the target); random names do better, because every one of them is a possible ground-truth concept. The
+scores above come from seen concepts."""
+
+
+def split_confidence_table(R: Results) -> str:
+    have = [k for k in R.res[0]["splits"] if all(r.get("split_confidence", {}).get(k) for r in R.res)]
+    if not have:
+        return "The calibration of words that name held-out concepts is not in these results."
+    lines = ["| split | words naming | words per seed | share right | mean confidence | ECE |", "|---|---|---|---|---|---|"]
+    for k in have:
+        for g, label in (("seen", "a seen concept"), ("held_out", "a held-out concept")):
+            cs = [r["split_confidence"][k][g] for r in R.res]
+            lines.append(f"| {k} | {label} | {per([c['words'] for c in cs], 0)} | {per([c['share_right'] for c in cs])} | "
+                         f"{per([c['mean_confidence'] for c in cs])} | {per([c['ECE'] for c in cs])} |")
+    held = [r["split_confidence"][k]["held_out"] for k in have for r in R.res]
+    seen = [r["split_confidence"][k]["seen"] for k in have for r in R.res]
+    under = sum(c["mean_confidence"] < c["share_right"] for c in held)
+    ratio = [c["share_right"] / c["mean_confidence"] for c in held if c["mean_confidence"] > 0]
+    return "\n".join(lines) + f"""
+
+In the seen / held-out splits the calibrator is fitted as a user's would be, on reference annotations of the seen
+categories only, and measured on each filter's top 10 words on the score half. Words naming held-out concepts
+get a lower confidence than their share right on {under} of {len(held)} split × seed draws (share right /
+mean confidence {min(ratio):.1f} to {max(ratio):.1f}×; for words naming seen concepts the ECE is
+{min(c['ECE'] for c in seen):.3f} to {max(c['ECE'] for c in seen):.3f}). The calibration does not carry over to
+unseen concepts: on the reference set those words are never right (no annotation names them), so the signals
+that would make them confident are learnt as signs of a wrong word. Treat the confidence of a word outside the
+training concepts as a lower bound."""
+
+
+def docs(R: Results) -> str:
+    gtf = [r["gt"]["netdissect"]["filters_with_ground_truth"] for r in R.res]
+    cpf = float(np.mean([r["gt"]["netdissect"]["concepts_per_filter"] for r in R.res]))
+    others = [n for n, _ in MAIN if n.startswith(("control", "netdissect"))]
+    lost = {m: [n for n in others if not R.ahead(D, n, m)] for m in ("P@1", "R@10", "F1@10")}
+    ratio = [a / b for a, b in zip(R.vals(D, "AUPRC"), R.vals(D, "AUPRC_random"))]
+    sub = {n: [next(y for y in r["subset"] if y["name"] == n)["R@10"] for r in R.res] for n in ("image", D)}
+    rnd_med = R.vals("control: random-init model", "median_confidence")
+
+    def verdict(m):
+        return "yes" if not lost[m] else "no: " + ", ".join(lost[m])
+
+    return f"""## Every category trained (the paper's setting), test seeds
+
+`python bench/quality.py` ([`bench/results/quality-test.md`](../bench/results/quality-test.md), with every
+per-seed row in the `.json`): test seeds {", ".join(map(str, R.seeds))}; head validation top-1
+{per([r['val_top1'] for r in R.res])}; {per(gtf, 0)} filters have ground truth on the score half, {cpf:.2f}
+concepts each. Mean ± SD over the seeds; AUPRC of random concepts {ms(R.vals(D, 'AUPRC_random'))}:
+
+{table(R, FULL, auprc=True)}
+
+{per_table(R, MAIN)}
+
+- **Against every control and NetDissect, every seed:** R@10 {verdict('R@10')}; P@1 {verdict('P@1')}; F1@10
+  {verdict('F1@10')}. F1@10 charges every word of a ten-word list past the ground truth's {cpf:.2f} concepts,
+  so a method that names one or two concepts (NetDissect) wins it; lavise's claim is recall.
+- **The targets (R@10 ≥ 0.85, P@1 ≥ 0.60) are not reached**, and the ceilings say why: the explain half's own
+  ground truth recalls only {R.mean(GT_CEIL, 'R@10'):.2f} of the score half's (P@1 {R.mean(GT_CEIL, 'P@1'):.2f}),
+  and NetDissect scored with the explain half's own masks, a supervised ceiling no label-free explainer should
+  beat, reaches P@1 {R.mean(ND_CEIL, 'P@1'):.3f} and R@10 {R.mean(ND_CEIL, 'R@10'):.3f}. How the scores and the
+  ceilings grow with the target set is measured below ([Target size](#target-size-why-the-targets-are-not-reached)).
+- **AUPRC:** the filter's own maximum activation separates score-half scenes with the concept its top word names
+  {per(ratio, 2)}× better than random concepts (target: 2×), and less well than NetDissect's label
+  ({ms(R.vals(ND, 'AUPRC'))}), which is chosen by overlap with exactly those masks.
+- **The paper's word selection** (p = 25, s = 5) against lavise's (p = 100, s = 1), filter attention: R@10
+  {per(R.diff('attention', 'attention [paper p=25 s=5]', 'R@10'))}, P@1
+  {per(R.diff('attention', 'attention [paper p=25 s=5]', 'P@1'))} per seed; masked-attention against filter
+  attention (lavise's p, s): R@10 {per(R.diff(D, 'attention', 'R@10'))}, P@1 {per(R.diff(D, 'attention', 'P@1'))}.
+- Image masking, the paper's slowest input, on 16 random filters with ground truth per seed: R@10
+  {ms(sub['image'])} against masked-attention's {ms(sub[D])} on the same filters.
+
+## Seen / held-out categories, three splits
+
+For each split, a head trained on the 263 seen categories only explains the same filters (held-out scoring as
+above); a held-out concept is found when it is in a filter's top 10 words and in that filter's ground truth.
+Calibrated stacking (`--calibration`, γ chosen without labels) is reported beside the default.
+
+{split_section(R)}
+
+## Calibrated confidence (issue 20), test seeds
+
+The default's top-word confidence on the score half (all 1,280 filters; a filter without ground truth is never
+right), per seed {R.seedstr}; the reliability diagram pools the seeds' bins:
+
+![reliability diagram of the top word's confidence, test seeds pooled](reliability-test.png)
+
+| measure | per seed | target |
+|---|---|---|
+| expected calibration error (10 bins) | {per(conf(R, 'ECE'))} | ≤ 0.05 |
+| AUROC of the confidence for a right top word | {per(conf(R, 'AUROC_confidence'))} | ≥ 0.8 |
+| share right in the most confident quarter of all filters | {per(conf(R, 'quartiles', 3, 'precision'))} | |
+| P@1 in the most confident quarter of the filters with ground truth | {per(conf(R, 'quartiles_with_truth', 3, 'precision'))} | ≥ 0.8 |
+| interpretable filters (confidence ≥ 0.5) | {per(conf(R, 'interpretable'), 0)} | |
+| P@1 among the interpretable filters | {per(conf(R, 'P@1_interpretable'))} | |
+| median filter confidence, trained model | {per(conf(R, 'median_confidence'))} | |
+| median filter confidence, randomly initialised model | {per(rnd_med)} | ≤ a third of the trained |
+| word-level ECE (every word of the top 20) | {per(conf(R, 'ECE_words'))} | |
+
+On the randomly initialised model no calibrator can be fitted (no word of its explanations on the reference set
+is in the ground truth), so its explanations carry no confidence at all ("-" above) rather than a low one.
+
+{split_confidence_table(R)}
+"""
+
+
+def pooled_reliability(R: Results) -> dict:
+    """The seeds' reliability bins pooled (items summed, means weighted by items) and the pooled ECE."""
+    bins = [dict(b, conf_sum=0.0, right_sum=0.0, items=0) for b in R.res[0]["confidence"]["reliability"]]
+    for r in R.res:
+        for acc, b in zip(bins, r["confidence"]["reliability"]):
+            acc["items"] += b["items"]
+            acc["conf_sum"] += b["items"] * (b["confidence"] or 0.0)
+            acc["right_sum"] += b["items"] * (b["accuracy"] or 0.0)
+    n = sum(b["items"] for b in bins)
+    for b in bins:
+        b["confidence"] = b["conf_sum"] / b["items"] if b["items"] else None
+        b["accuracy"] = b["right_sum"] / b["items"] if b["items"] else None
+    ece = sum(abs(b["right_sum"] - b["conf_sum"]) for b in bins) / n
+    return {"reliability": bins, "ECE": ece}
+
+
+def replace_between(text: str, start: str, end: str, new: str) -> str:
+    i, j = text.index(start), text.index(end)
+    return text[:i] + new.rstrip("\n") + "\n\n" + text[j:]
+
+
+def render(R: Results) -> dict[Path, str]:
+    """The new texts of README.md and docs/quality.md."""
+    readme_path, docs_path = ROOT / "README.md", ROOT / "docs" / "quality.md"
+    s = readme_path.read_text()
+    s = replace_between(s, "## How good are the explanations?", "## How fast?", readme(R))
+    i = s.index("| | lavise default")
+    s = s[:i] + differences(R) + s[s.index("\n\n", i):]
+    d = docs_path.read_text()
+    d = replace_between(d, "## Every category trained (the paper's setting), test seeds", "## Target size", docs(R))
+    return {readme_path: s, docs_path: d}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="only compare; exit 1 where a file differs")
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    R = Results(json.loads(args.results.read_text())["seeds"])
+    stale = []
+    for path, text in render(R).items():
+        if path.read_text() != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(text)
+    if args.check:
+        for p in stale:
+            print(f"{p.relative_to(ROOT)} differs from {args.results.name}: run python bench/quality_docs.py")
+        return 1 if stale else 0
+    if all("confidence" in r for r in R.res):
+        from lavise.plots import plot_reliability, save_figure
+
+        fig, _ = plot_reliability(pooled_reliability(R), label=f"top word, test seeds {R.seedstr} pooled")
+        save_figure(fig, FIGURE)
+    print("rewrote " + (", ".join(str(p.relative_to(ROOT)) for p in stale) or "nothing (up to date)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
