@@ -15,8 +15,6 @@ import importlib
 import sys
 from types import SimpleNamespace
 
-import numpy as np
-
 from common import WORK, save
 
 quality = importlib.import_module("quality")  # bench/quality.py: importing common put bench/ on the path
