@@ -198,9 +198,16 @@ class ActivationStats:
         return st
 
 
+# A saturated filter's T_u is its maximum in full precision; caches hold float16 maps, which round the maximum
+# by up to half a float16 step (a relative 2^-11) either way. Its cells count as at the cap from T_u (1 - 2^-11):
+# a cap rounded down still qualifies, and the next float16 value below the cap (e.g. 5.996 under ReLU6's 6) does not.
+SATURATION_TOLERANCE = 2.0 ** -11
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """T_u per filter and whether each filter is saturated (mask uses >=) or dead (mask empty)."""
+    """T_u per filter and whether each filter is saturated (mask uses >= the cap, within float16 rounding) or dead
+    (mask empty)."""
 
     values: np.ndarray  # (d,) float32
     inclusive: np.ndarray  # (d,) bool
@@ -223,7 +230,7 @@ class Thresholds:
         Returns:
             bool tensor shaped like ``acts``.
         """
-        t = torch.as_tensor(self.values, dtype=acts.dtype, device=acts.device)
+        t = torch.as_tensor(self.cut, dtype=torch.float32, device=acts.device).to(acts.dtype)
         inc = torch.as_tensor(self.inclusive, device=acts.device)
         dead = torch.as_tensor(self.dead, device=acts.device)
         if units is not None:
@@ -261,4 +268,10 @@ class Thresholds:
     def qualified(self, maxima: np.ndarray) -> np.ndarray:
         """Which images qualify for each filter (max activation above T_u, same rule as ``masks``): (N, d) bool."""
         mx = np.asarray(maxima, dtype=np.float32)
-        return np.where(self.inclusive, mx >= self.values, mx > self.values) & ~self.dead
+        return np.where(self.inclusive, mx >= self.cut, mx > self.values) & ~self.dead
+
+    @property
+    def cut(self) -> np.ndarray:
+        """(d,) float32 what ``masks`` compares with: T_u, lowered by ``SATURATION_TOLERANCE`` for saturated filters."""
+        v = np.asarray(self.values, dtype=np.float32)
+        return np.where(self.inclusive, v - np.abs(v) * np.float32(SATURATION_TOLERANCE), v).astype(np.float32)

@@ -184,3 +184,24 @@ def test_unsaturated_filters_still_threshold_the_upsampled_map():
     units = torch.tensor([0, 1, 0])
     got = thr.upsampled_masks(maps, units, up)
     assert torch.equal(got, thr.masks(up(maps), units=units))  # no saturated filter among units 0 and 1
+
+
+def test_a_cap_that_float16_rounds_down_still_counts_as_reached():
+    """A saturated filter's T_u is its full-precision maximum; the cache keeps float16 maps. A plateau at 3.4337614
+    is stored as 3.43359375 (rounded down): a plain >= T_u would leave the filter with no mask and no words."""
+    cap = np.float32(3.4337614)
+    stored = np.float32(np.float16(cap))
+    assert stored < cap  # the case: rounding went down
+    relu6 = np.float32(6.0)
+    below6 = np.float32(np.nextafter(np.float16(6.0), np.float16(0)))  # 5.99609375, the float16 value under 6
+    thr = Thresholds(values=np.array([cap, relu6, 1.0], np.float32), inclusive=np.array([True, True, False]),
+                     dead=np.zeros(3, bool))
+    maps = torch.tensor([[[stored, 0.0]], [[relu6, below6]], [[1.0, 1.0005]]])  # (d=3, h=1, w=2)
+    m = thr.masks(maps)
+    assert m[0].tolist() == [[True, False]]
+    assert m[1].tolist() == [[True, False]]  # 5.996 is not ReLU6's cap
+    assert m[2].tolist() == [[False, True]]  # unsaturated: strictly above T_u, no tolerance
+    assert thr.qualified(np.array([[stored, 6.0, 1.0], [cap, below6, 1.0005]])).tolist() == \
+        [[True, True, False], [True, False, True]]
+    # the same in float16 maps
+    assert thr.masks(maps.half())[0].tolist() == [[True, False]]
