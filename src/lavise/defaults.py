@@ -55,3 +55,6 @@ INTERPRETABLE = 0.5
 # A filter's `stability`: the share of bootstrap resamples of its top images whose votes elect its top word.
 # 50 resamples put the share's standard error below 0.07 at any value.
 STABILITY_RESAMPLES = 50
+# The noise probe of stability (evaluate --stability noise): sigma on [0, 1] pixels, about 5 grey levels, the level
+# at which "Corrupting Neuron Explanations" (ICCV 2023) reports NetDissect-style labels changing.
+NOISE_SIGMA = 0.02

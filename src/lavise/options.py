@@ -23,6 +23,8 @@ BASELINES = ("netdissect", "random", "netdissect-lite")
 # Controls: a constant list (most frequent concepts), random concept names of the evaluated dataset, the
 # explanations shuffled across filters, and the explainer run on a randomly initialised backbone.
 CONTROLS = ("constant", "names", "shuffled", "random-init")
+# Stability probes of `evaluate`: explain from the other half of the images; explain from noisy copies.
+STABILITY_PROBES = ("halves", "noise")
 MATCHING = ("lemma", "exact")
 SPLITS = ("halves", "none")  # evaluation images: explain on one half, score on the other; or all for both  # how words meet concepts: nouns lemmatised (the headline), or exact names
 CONVENTIONS = ("netdissect", "present")
@@ -221,6 +223,11 @@ class EvalOptions(_Options):
         split: ``halves`` (default): explanations come from a seeded half of the evaluated images and are scored
             against the ground truth of the other half, never from the images they were drawn from; ``none``:
             every image on both sides (the paper's protocol, optimistic).
+        stability: any of ``STABILITY_PROBES`` (``evaluate.stability``): ``halves`` re-explains from the score
+            half (cheap; needs the halves split), ``noise`` from noisy copies of the images (one more extraction
+            per draw).
+        noise_sigma: the noise probe's standard deviation on [0, 1] pixels.
+        noise_draws: the noise probe's draws.
     """
 
     explain: ExplainOptions = field(default_factory=ExplainOptions)
@@ -236,6 +243,9 @@ class EvalOptions(_Options):
     match: str = "lemma"
     controls: tuple[str, ...] = ("constant", "names", "shuffled")
     split: str = "halves"
+    stability: tuple[str, ...] = ("halves",)
+    noise_sigma: float = D.NOISE_SIGMA
+    noise_draws: int = 1
 
     def __post_init__(self) -> None:
         _one_of("--split", self.split, SPLITS)  # "unknown --split ..."
@@ -248,6 +258,14 @@ class EvalOptions(_Options):
         for c in self.controls:
             if c not in CONTROLS:
                 raise LaviseError(f"unknown control {c!r} in --controls; use any of {', '.join(CONTROLS)}")
+        if isinstance(self.stability, str):
+            raise LaviseError(f"--stability must be a list of names, not the string {self.stability!r}")
+        for c in self.stability:
+            if c not in STABILITY_PROBES:
+                raise LaviseError(f"unknown probe {c!r} in --stability; use any of {', '.join(STABILITY_PROBES)}")
+        if not (isinstance(self.noise_sigma, (int, float)) and 0 < self.noise_sigma <= 1):
+            raise LaviseError(f"--noise-sigma must be in (0, 1] (on [0, 1] pixels), not {self.noise_sigma!r}")
+        _positive("--noise-draws", self.noise_draws)
         if self.match not in MATCHING:
             raise LaviseError(f"--match must be one of {', '.join(MATCHING)}, not {self.match!r}")
         for c in self.conventions:

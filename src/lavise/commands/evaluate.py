@@ -6,7 +6,17 @@ from pathlib import Path
 from .. import defaults as D
 from ..cli import EPILOG, add_common, add_explain_options, explain_options, extract_options, parse_units
 from ..errors import LaviseError
-from ..options import BASELINES, CONTROLS, CONVENTIONS, DISSECT_CONVENTIONS, MATCHING, METHODS, SPLITS, EvalOptions
+from ..options import (
+    BASELINES,
+    CONTROLS,
+    CONVENTIONS,
+    DISSECT_CONVENTIONS,
+    MATCHING,
+    METHODS,
+    SPLITS,
+    STABILITY_PROBES,
+    EvalOptions,
+)
 
 # one table: methods, baselines, controls and ceilings (each row's kind), headline and exact match, grounded AUPRC
 TABLE_COLUMNS = ("kind", "filters", "P@1", "P@5", "R@1", "R@5", "R@10", "R@20", "F1@10", "exact_P@1", "exact_R@10",
@@ -32,6 +42,13 @@ def register(sub) -> None:
     p.add_argument("--split", default=EvalOptions().split, choices=SPLITS,
                    help="halves (default): explain on one seeded half of the images, score on the other; "
                         "none: all images on both sides (the paper's protocol, optimistic)")
+    p.add_argument("--stability", default=",".join(EvalOptions().stability),
+                   help=f"comma-separated stability probes of the first method ({','.join(STABILITY_PROBES)}; 'none' "
+                        "for none; default halves): halves explains from the score half too; noise from copies of "
+                        "the images with Gaussian pixel noise (one more extraction per draw)")
+    p.add_argument("--noise-sigma", type=float, default=D.NOISE_SIGMA,
+                   help=f"the noise probe's standard deviation on [0, 1] pixels (default {D.NOISE_SIGMA})")
+    p.add_argument("--noise-draws", type=int, default=1, help="the noise probe's draws (default 1)")
     p.add_argument("--match", default=EvalOptions().match, choices=MATCHING,
                    help="how words match concepts: lemma (default: 'cherries' matches 'cherry'; exact matches are "
                         "reported beside it) or exact")
@@ -100,7 +117,8 @@ def evaluate(args) -> int:
                           iou_threshold=args.iou_threshold, dataset_concepts_in_vocabulary=not args.no_dataset_concepts,
                           synonym_threshold=args.synonyms, image_units=args.image_units, seed=args.seed,
                           controls=tuple(_csv_list(args.controls, CONTROLS, "control")), split=args.split,
-                          match=args.match)
+                          match=args.match, stability=tuple(_csv_list(args.stability, STABILITY_PROBES, "probe")),
+                          noise_sigma=args.noise_sigma, noise_draws=args.noise_draws)
     extract = extract_options(args)
     run = Run.open(args.run)
     ds = load_dataset(args.dataset)
@@ -137,8 +155,31 @@ def evaluate(args) -> int:
         fig, _ = plot_reliability(c, label=name)
         fig_path = save_figure(fig, Path(args.run) / f"reliability-{name.split()[0]}.png")
         print(f"wrote the reliability diagram {fig_path.resolve()}")
+    for line in stability_lines(ev.stability):
+        print(line)
     print(f"wrote {Path(args.run).resolve() / 'evaluation.json'}")
     return 0
+
+
+def stability_lines(stability: dict) -> list[str]:
+    """The stability summary as printed lines."""
+    if not stability:
+        return []
+    if "skipped" in stability:
+        return [f"# stability of {stability['method']}: {stability['skipped']}"]
+    out = []
+    for probe, r in stability["probes"].items():
+        what = ("explained from the score half instead" if probe == "halves" else
+                f"the explain half with pixel noise sigma {stability['noise_sigma']:g} "
+                f"({stability['noise_draws']} draw{'s' if stability['noise_draws'] > 1 else ''})")
+        line = (f"# stability of {stability['method']}, {what}: top word unchanged for {r['top1_unchanged']:.3f} of "
+                f"{r['filters']} filters, top-10 overlap (Jaccard) {r['top10_jaccard']:.3f}")
+        if "top1_unchanged_interpretable" in r:
+            line += f"; {r['top1_unchanged_interpretable']:.3f} of the {r['interpretable_filters']} interpretable"
+        if "AUROC_vote_stability" in r:
+            line += f"; the filters' own stability predicts it with AUROC {r['AUROC_vote_stability']:.3f}"
+        out.append(line)
+    return out
 
 
 def dissect_cmd(args) -> int:

@@ -12,12 +12,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from ..errors import DatasetError
+
+if TYPE_CHECKING:
+    import torch
 
 # Allow very large images (we resize them anyway) but keep truncated files an error.
 Image.MAX_IMAGE_PIXELS = None
@@ -102,6 +105,11 @@ class ConceptDataset:
             except OSError:
                 pass
         return h.hexdigest()[:16]
+
+    def perturb(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Image ``i`` after preprocessing, (3, H, W) uint8, as the model sees it: unchanged here; perturbed
+        copies (``data.perturb``) override it."""
+        return x
 
     def _fingerprint_files(self) -> Sequence[Path]:
         """Annotation files whose change must invalidate caches."""

@@ -55,6 +55,7 @@ class _Setting:
     gt: GroundTruth
     explain_rows: np.ndarray | None
     thresholds: Thresholds
+    score_rows: np.ndarray | None = None
 
 
 def ranked_by_iou(gt: GroundTruth, k: int) -> list[list[str]]:
@@ -108,7 +109,7 @@ def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(
     key = match_key(o.match)
     seen = {key(c) for c in explainer.concepts}
     novel = sorted({c for c in dataset.concepts if key(c) not in seen})
-    st = _Setting(gt, ex_rows, thr)
+    st = _Setting(gt, ex_rows, thr, sc_rows)
     d = cache.shape[0]
     eval_units = list(range(d)) if units is None else list(units)
     vocab = run.vocabulary(o.explain, list(dataset.concepts) if o.dataset_concepts_in_vocabulary else [])
@@ -159,7 +160,7 @@ def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(
         for name, (preds, info) in lists.items():
             u = info.get("units") or eval_units
             row = score_row(name, preds, gt, conv, ks, u, novel, o.explain.x, syn, o.match,
-                            **{k: v for k, v in info.items() if k not in ("units", "explained", "filters")})
+                            **{k: v for k, v in info.items() if k not in _PRIVATE})
             if conv == o.conventions[0]:
                 row.update(grounded_scores(preds, cache, key, rows=sc_rows, seed=o.seed))
             rows.append(row)
@@ -171,6 +172,7 @@ def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(
             confidence[name] = confidence_report(info["filters"], gt.labels("netdissect"), key)
             row = next(r for r in rows if r["name"] == name and r["convention"] == o.conventions[0])
             row.update({k: confidence[name][k] for k in CONFIDENCE_COLUMNS})
+    stability, stable_pf = _stability(run, dataset, cache, vocab, st, o, extract, lists, key) if o.stability else ({}, {})
     truth = {c: gt.labels(c) for c in o.conventions}
     iou = gt.iou("netdissect")
     per_filter = []
@@ -180,6 +182,8 @@ def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(
         if "present" in truth:
             item["ground_truth_present"] = truth["present"][u]
         item["words"] = {name: preds[u][:max(ks)] for name, (preds, _) in lists.items()}
+        if stable_pf:
+            item["stability"] = {probe: pf.get(u) for probe, pf in stable_pf.items()}
         per_filter.append(item)
     eo = o.explain
     settings = {"run": str(run.path), "dataset": dataset.spec, "dataset_fingerprint": cache.meta["dataset_fingerprint"],
@@ -188,13 +192,14 @@ def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(
                 "dataset_concepts_in_vocabulary": o.dataset_concepts_in_vocabulary, "iou_threshold": o.iou_threshold,
                 "synonym_threshold": o.synonym_threshold, "calibration": eo.calibration, "hubness": eo.hubness,
                 "seed": o.seed, "match": o.match, "split": o.split, "controls": list(o.controls),
+                "stability": list(o.stability), "noise_sigma": o.noise_sigma, "noise_draws": o.noise_draws,
                 "explain_images": len(cache) if ex_rows is None else len(ex_rows),
                 "score_images": len(cache) if sc_rows is None else len(sc_rows),
                 "novel_concepts": novel, "images": len(cache), "versions": versions()}
     if sc_rows is not None:
         settings["explain_image_ids"] = [cache.image_ids[int(r)] for r in ex_rows]
         settings["score_image_ids"] = [cache.image_ids[int(r)] for r in sc_rows]
-    result = Evaluation(settings, {c: gt.summary(c) for c in o.conventions}, rows, per_filter, confidence)
+    result = Evaluation(settings, {c: gt.summary(c) for c in o.conventions}, rows, per_filter, confidence, stability)
     if save and run.saved:
         write_json(run.path / "evaluation.json", result.to_dict())
         run.record("evaluation", ["evaluation.json"])
@@ -238,7 +243,7 @@ def _methods(run: Run, dataset, cache, vocab, st: _Setting, o: EvalOptions, extr
         preds = [[] for _ in range(d)]
         for f in fx:
             preds[f.unit] = f.top_words
-        info = {"method": m, "units_scored": len(mu) if len(mu) != len(eval_units) else None}
+        info = {"method": m, "units_scored": len(mu) if len(mu) != len(eval_units) else None, "fx": fx, "options": eo}
         if any(f.confidence is not None for f in fx):
             info["filters"] = [f for f in fx if f.confidence is not None]
         if st.explain_rows is not None:
@@ -246,6 +251,54 @@ def _methods(run: Run, dataset, cache, vocab, st: _Setting, o: EvalOptions, extr
         if m == "image" and len(mu) != len(eval_units):
             info["units"] = mu
         yield name, preds, info
+
+
+_PRIVATE = ("units", "explained", "filters", "fx", "options")  # method info that is not a table column
+
+
+def _stability(run: Run, dataset, cache, vocab, st: _Setting, o: EvalOptions, extract: ExtractOptions,
+               lists: dict, key) -> tuple[dict, dict]:
+    """The first method's stability under each probe of ``o.stability`` (``evaluate.stability``): its summary,
+    and per probe each filter's figures."""
+    from ..explain import compute_thresholds, explain_cache
+    from .stability import per_filter, summarise
+
+    name, (preds, info) = next(iter(lists.items()))
+    fx, eo = info.get("fx"), info.get("options")
+    if fx is None or eo.method == "image":
+        why = "saved explanations of other images" if fx is None else "image masking reruns the clean images"
+        return {"method": name, "skipped": f"no stability probe of {why}"}, {}
+    units, d = [f.unit for f in fx], cache.shape[0]
+
+    def as_lists(filters) -> list[list[str]]:
+        out = [[] for _ in range(d)]
+        for f in filters:
+            out[f.unit] = f.top_words
+        return out
+
+    draws: dict[str, list] = {}
+    if "halves" in o.stability and st.score_rows is not None:
+        draws["halves"] = [as_lists(explain_cache(run.explainer, cache, vocab, eo, units, extract, None,
+                                                  st.thresholds, st.score_rows))]
+    if "noise" in o.stability:
+        from ..data.perturb import NoisyImages
+
+        draws["noise"] = []
+        for k in range(o.noise_draws):
+            ncache = run.cache(NoisyImages(dataset, o.noise_sigma, o.seed + k), None, extract)
+            if list(ncache.image_ids) != list(cache.image_ids):
+                raise LaviseError(f"the noisy copy of {dataset.spec} read other images than the clean one; rerun "
+                                  "with --strict to find the unreadable image")
+            # thresholds from the noisy images themselves, as a rerun on them would compute them
+            draws["noise"].append(as_lists(explain_cache(run.explainer, ncache, vocab, eo, units, extract, None,
+                                                         compute_thresholds(ncache), st.explain_rows)))
+    vote = {f.unit: f.stability for f in fx if f.stability is not None}
+    inter = {f.unit: f.interpretable for f in fx} if any(f.interpretable is not None for f in fx) else None
+    pf = {probe: per_filter(preds, ds, units, key) for probe, ds in draws.items()}
+    summary = {"method": name, "probes": {probe: summarise(p, vote, inter) for probe, p in pf.items()}}
+    if "noise" in draws:
+        summary["noise_sigma"], summary["noise_draws"] = o.noise_sigma, o.noise_draws
+    return summary, pf
 
 
 CONFIDENCE_COLUMNS = ("ECE", "AUROC_confidence", "interpretable", "P@1_interpretable", "median_confidence")

@@ -1,6 +1,7 @@
 """``Evaluation``: the scored rows of one evaluation, and plain-text tables of them."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -14,13 +15,26 @@ class Evaluation:
     rows: list[dict] = field(default_factory=list)
     filters: list[dict] = field(default_factory=list)
     confidence: dict = field(default_factory=dict)  # method -> calibration on the score half (confidence_report)
+    stability: dict = field(default_factory=dict)  # the first method under each probe (evaluate.stability)
 
     def to_dict(self) -> dict:
-        return {"settings": self.settings, "ground_truth": self.ground_truth, "rows": self.rows, "filters": self.filters,
-                "confidence": self.confidence}
+        """Plain data for JSON; an undefined figure (NaN: an AUROC with one class, a precision of no filter) is
+        null."""
+        return _defined({"settings": self.settings, "ground_truth": self.ground_truth, "rows": self.rows,
+                         "filters": self.filters, "confidence": self.confidence, "stability": self.stability})
 
     def table(self, convention: str = "netdissect", columns: Sequence[str] | None = None) -> str:
         return format_table([r for r in self.rows if r["convention"] == convention], columns)
+
+
+def _defined(obj):
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _defined(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_defined(v) for v in obj]
+    return obj
 
 
 DEFAULT_COLUMNS = ("filters", "P@1", "P@5", "P@10", "P@20", "R@1", "R@5", "R@10", "R@20", "F1@10")

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..defaults import INTERPRETABLE
 from ..errors import RunError
+from ..stats import SATURATION_TOLERANCE
 
 if TYPE_CHECKING:
     from ..embeddings import Embeddings
@@ -50,7 +51,8 @@ def word_features(f: FilterExplanation) -> np.ndarray:
     sim = np.array([w["similarity"] for w in f.words], dtype=np.float64)
     margin = score - np.append(score[1:], 0.0)
     acts = np.array([im["max_activation"] for im in f.images], dtype=np.float64)
-    qualified = float(np.mean(acts >= f.threshold if f.saturated else acts > f.threshold)) if len(acts) else 0.0
+    cut = f.threshold * (1 - SATURATION_TOLERANCE) if f.saturated else f.threshold
+    qualified = float(np.mean(acts >= cut if f.saturated else acts > cut)) if len(acts) else 0.0
     return np.column_stack([score, sim, margin, np.log(np.arange(1, n + 1)), np.full(n, float(f.saturated)),
                             np.full(n, qualified)])
 

@@ -26,10 +26,11 @@ class ImageLoader(torch.utils.data.Dataset):
         try:
             path = self.ds.items[i][1]
             if self.concept_index is None:  # a target set: its annotations (if any) are not needed
-                return {"index": i, "x": self.pre(self.pre.load(path), normalize=False)}
+                return {"index": i, "x": self.ds.perturb(i, self.pre(self.pre.load(path), normalize=False))}
             anns = [a for a in self.ds.annotations(i) if a.concept in self.concept_index]
             img = self.pre.load(path, masks=any(a.mask is not None for a in anns))
             x, mk = self.pre(img, [a.mask for a in anns], normalize=False)
+            x = self.ds.perturb(i, x)
         except (DatasetError, ValueError) as e:
             return {"index": i, "error": str(e)}
         s = self.eval_size
