@@ -55,6 +55,7 @@ from lavise.defaults import (
     EPOCHS,
     HEADS,
     LR,
+    NOISE_SIGMA,
     PAPER_TOP_IMAGES,
     PAPER_WORDS_PER_IMAGE,
     PATIENCE,
@@ -295,7 +296,7 @@ class Seed:
         self.d = self.tcache.shape[0]
         self.units = list(range(self.d))
         self.names = list(dict.fromkeys(list(self.ref.concepts) + list(self.tgt.concepts)))
-        self._heads, self._vectors, self._vocabs = {}, {}, {}
+        self._heads, self._vectors, self._vocabs, self._noisy = {}, {}, {}, None
         self.log(f"ground truth {self.gt.summary()}")
 
     def log(self, msg):
@@ -324,20 +325,52 @@ class Seed:
                                                      size=20000 if name == "common" else 10000)
         return self._vocabs[name]
 
-    def vectors(self, v: Variant, p_max: int):
-        key = (v.train_tag, v.method)
+    def vectors(self, v: Variant, p_max: int, probe: str = ""):
+        """Head outputs of the explain half (``probe`` "": the explanations; "halves": the score half instead;
+        "noise": the explain half of the noisy copy, its thresholds its own)."""
+        key = (v.train_tag, v.method, probe)
         if key not in self._vectors:
-            self._vectors[key] = method_vectors(self.head(v), self.tcache, v.method, p_max, self.units,
-                                                rows=self.ex_rows)
+            cache = self.noisy_cache() if probe == "noise" else self.tcache
+            rows = self.sc_rows if probe == "halves" else self.ex_rows
+            self._vectors[key] = method_vectors(self.head(v), cache, v.method, p_max, self.units, rows=rows)
         return self._vectors[key]
 
-    def explanations(self, v: Variant, p_max: int, explainer=None, vectors=None, calibration=0.0):
-        mv = self.vectors(v, p_max) if vectors is None else vectors
+    def noisy_cache(self):
+        """The target scenes with the default probe noise (σ = NOISE_SIGMA, seeded by the draw), extracted once."""
+        if self._noisy is None:
+            from lavise.data.perturb import NoisyImages
+            from lavise.features import extract_features
+
+            self._noisy = extract_features(self.model, self.layer, NoisyImages(self.tgt, NOISE_SIGMA, self.seed),
+                                           self.args.work / f"cache-target-{self.args.target_size}", None, self.quiet)
+            assert list(self._noisy.image_ids) == list(self.tcache.image_ids)
+            self.log(f"noisy copy (sigma {NOISE_SIGMA})")
+        return self._noisy
+
+    def explanations(self, v: Variant, p_max: int, explainer=None, vectors=None, calibration=0.0, probe: str = ""):
+        mv = self.vectors(v, p_max, probe) if vectors is None else vectors
         return words_from_vectors(first(mv, v.p), self.tcache, self.vocabulary(v.vocabulary), v.s, max(KS),
                                   explainer or self.head(v), calibration, v.hubness)
 
     def lists(self, v: Variant, p_max: int, explainer=None, vectors=None, calibration=0.0):
         return full_lists(self.explanations(v, p_max, explainer, vectors, calibration), self.d)
+
+    def stability(self, v: Variant, p_max: int) -> dict:
+        """The variant's stability under both probes (``lavise.evaluate.stability``), as ``lavise evaluate
+        --stability halves,noise`` measures it."""
+        from lavise.evaluate import lemma
+        from lavise.evaluate.stability import per_filter, summarise
+
+        fx = self.explanations(v, p_max)
+        base = full_lists(fx, self.d)
+        vote = {f.unit: f.stability for f in fx if f.stability is not None}
+        inter = {f.unit: f.interpretable for f in fx} if any(f.interpretable is not None for f in fx) else None
+        units = [f.unit for f in fx]
+        out = {}
+        for probe in ("halves", "noise"):
+            other = full_lists(self.explanations(v, p_max, probe=probe), self.d)
+            out[probe] = summarise(per_filter(base, [other], units, lemma), vote, inter)
+        return out
 
     def score(self, name, lists, conv="netdissect", held_out=None, units=None, grounded=True, **info):
         from lavise.evaluate import grounded_scores, lemma, score_row
@@ -374,9 +407,20 @@ def run_validation(args, seed, model, emb) -> dict:
         for v in variants:
             if v not in done:
                 done[v] = s.score(v.label(), s.lists(v, p_max), variant=dataclasses.asdict(v))
+                done[v].update(stability_columns(s.stability(v, p_max)))
             rows.setdefault(field, []).append(done[v])
         s.log(f"{field}: " + ", ".join(f"{r['name']} {decision(r):.3f}" for r in rows[field]))
     return {"seed": seed, "role": "validation", "layer": s.layer, "grid": rows, "seconds": time.time() - s.t0}
+
+
+def stability_columns(st: dict) -> dict:
+    """A row's stability columns: the share of filters keeping their top word under each probe."""
+    out = {}
+    for probe, r in st.items():
+        out[f"kept_{probe}"] = r["top1_unchanged"]
+        if "top1_unchanged_interpretable" in r:
+            out[f"kept_{probe}_interpretable"] = r["top1_unchanged_interpretable"]
+    return out
 
 
 def decision(row) -> float:
@@ -433,6 +477,7 @@ def run_test(args, seed, model, emb) -> dict:
         from lavise.evaluate.core import confidence_report
 
         res["confidence"] = confidence_report(fx, s.gt.labels("netdissect"), lemma)
+    res["stability"] = test_stability(s, base, paper, p_max)
     s.log("every category trained")
     if args.image_units:
         res["subset"] = image_subset(s, base, paper, lists, p_max)
@@ -441,6 +486,11 @@ def run_test(args, seed, model, emb) -> dict:
     res["split_confidence"] = {k: v[1] for k, v in done.items()}
     res["seconds"] = time.time() - s.t0
     return res
+
+
+def test_stability(s: Seed, base: Variant, paper: Variant, p_max: int) -> dict:
+    """Stability (issue 23) of lavise's defaults and of the paper code's word selection, both probes."""
+    return {"defaults": s.stability(base, p_max), f"paper p={paper.p} s={paper.s}": s.stability(paper, p_max)}
 
 
 def random_init_row(s: Seed, v: Variant, p_max: int) -> dict:
@@ -551,17 +601,25 @@ def split_confidence(fx, truth, seen, held, top: int = 10) -> dict:
     return res
 
 
-def redo_splits(args, res: dict, model, emb) -> dict:
-    """Recompute a kept seed's splits (its heads reloaded, not retrained)."""
+REDO = ("splits", "stability")
+
+
+def redo(args, res: dict, model, emb) -> dict:
+    """Recompute parts (``args.redo``) of a kept test seed's result, its heads reloaded, not retrained."""
     from lavise.evaluate import netdissect_lists
 
     args.reuse_heads = True
     s = Seed(args, res["seed"], model, emb)
-    lists = {"netdissect (reference set)": netdissect_lists(s.rgt)}
-    done = {str(k): split_rows_for(s, Variant(), k, lists) for k in args.splits}
-    return dict(res, splits={k: v[0] for k, v in done.items()},
-                split_confidence={k: v[1] for k, v in done.items()},
-                seconds_splits_redone=time.time() - s.t0)
+    res = dict(res)
+    if "splits" in args.redo:
+        lists = {"netdissect (reference set)": netdissect_lists(s.rgt)}
+        done = {str(k): split_rows_for(s, Variant(), k, lists) for k in args.splits}
+        res.update(splits={k: v[0] for k, v in done.items()}, split_confidence={k: v[1] for k, v in done.items()})
+    if "stability" in args.redo:
+        base, paper = Variant(), Variant(p=PAPER_TOP_IMAGES, s=PAPER_WORDS_PER_IMAGE)
+        res["stability"] = test_stability(s, base, paper, max(base.p, paper.p))
+    res.setdefault("redone", {}).update({part: time.time() - s.t0 for part in args.redo})
+    return res
 
 
 # ----------------------------------------------------------------------------- report
@@ -647,7 +705,8 @@ def render_validation(all_res, args, cmd) -> str:
         for r in agg:
             r["per seed"] = " ".join(f"{v:.3f}" for v in r["per_seed"]["decision"])
         lines += [f"## {field}: decided {win['name']} (incumbent: {incumbent})", "", "```",
-                  format_table(agg, ("P@1", "R@10", "F1@10", "AUPRC", "decision", "per seed")), "```", ""]
+                  format_table(agg, ("P@1", "R@10", "F1@10", "AUPRC", "decision", "per seed", "kept_noise",
+                                           "kept_noise_interpretable", "kept_halves", "kept_halves_interpretable")), "```", ""]
     lines.append(f"Versions: {json.dumps(versions())}; {platform.processor() or platform.machine()}; "
                  f"wall time {sum(r['seconds'] for r in all_res):.0f} s.")
     return "\n".join(lines)
@@ -674,6 +733,8 @@ def render_test(all_res, args, cmd) -> str:
     lines.append("")
     if all("confidence" in res for res in all_res):
         lines += confidence_lines(all_res)
+    if all("stability" in res for res in all_res):
+        lines += stability_lines(all_res)
     if "subset" in all_res[0]:
         rows = aggregate([res["subset"] for res in all_res])
         lines += [f"## The input methods on the same {args.image_units} random filters with ground truth per seed "
@@ -707,6 +768,22 @@ def split_confidence_lines(per_seed: list[dict]) -> list[str]:
         cells = [f"{c[g]['words']} words, {c[g]['share_right']:.3f} right, confidence {c[g]['mean_confidence']:.3f}, "
                  f"ECE {c[g]['ECE']:.3f}" for c in per_seed]
         lines.append(f"- {label}: " + "; ".join(cells))
+    return lines + [""]
+
+
+def stability_lines(all_res) -> list[str]:
+    """Stability of the default's and the paper's word selection under both probes, every seed."""
+    lines = ["## Stability: the top word under another half of the images and under pixel noise "
+             f"(sigma {NOISE_SIGMA})", ""]
+    for variant in all_res[0]["stability"]:
+        for probe in ("noise", "halves"):
+            rs = [res["stability"][variant][probe] for res in all_res]
+
+            def per(key, rs=rs):
+                return " / ".join("-" if r.get(key) is None else f"{r[key]:.3f}" for r in rs)
+            lines.append(f"- {variant}, {probe}: top word unchanged {per('top1_unchanged')} (interpretable filters "
+                         f"{per('top1_unchanged_interpretable')}); top-10 Jaccard {per('top10_jaccard')}; AUROC of the "
+                         f"filters' own vote stability {per('AUROC_vote_stability')}")
     return lines + [""]
 
 
@@ -768,8 +845,8 @@ def main(argv=None):
     ap.add_argument("--reuse-heads", action="store_true",
                     help="load a seed's head saved by an earlier run with the same training options instead of "
                          "training it again")
-    ap.add_argument("--redo-splits", action="store_true",
-                    help="with --resume (test role): recompute the category splits of the kept seeds, reloading "
+    ap.add_argument("--redo", nargs="+", choices=REDO, default=[],
+                    help="with --resume (test role): recompute these parts of the kept seeds' results, reloading "
                          "their heads")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
     ap.add_argument("--run", help="user mode: an existing run folder to evaluate")
@@ -799,8 +876,8 @@ def main(argv=None):
         kept = args.work / f"{args.name}-seed{seed}-r{args.reference_size}-t{args.target_size}.json"
         if args.resume and kept.is_file():
             all_res.append(json.loads(kept.read_text()))
-            if args.redo_splits and args.role == "test":
-                all_res[-1] = redo_splits(args, all_res[-1], model, emb)
+            if args.redo and args.role == "test":
+                all_res[-1] = redo(args, all_res[-1], model, emb)
                 kept.write_text(json.dumps(all_res[-1], default=str))
             continue
         run = run_test if args.role == "test" else run_validation
