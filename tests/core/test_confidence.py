@@ -1,5 +1,6 @@
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -36,6 +37,10 @@ def test_word_features_by_hand():
     sat = word_features(_filter(acts=(2.0, 2.0, 1.0, 0.0), saturated=True))
     assert sat[0, FEATURES.index("saturated")] == 1.0 and sat[0, FEATURES.index("qualified")] == 0.5  # >= at the cap
     assert word_features(_filter(scores=(), sims=(), words=())).shape == (0, len(FEATURES))
+    # columns by name, the filter's vote stability among them
+    f = replace(_filter(), stability=0.7)
+    np.testing.assert_allclose(word_features(f, ("stability", "score")), [[0.7, 0.5], [0.7, 0.3], [0.7, 0.1]])
+    assert word_features(_filter(), ("stability",)).tolist() == [[0.0], [0.0], [0.0]]  # unknown: 0
 
 
 def test_calibrator_recovers_known_probabilities():
@@ -107,7 +112,14 @@ def test_calibrator_round_trips_and_refuses_other_formats():
     cal = _cal(dataset="x")
     assert Calibrator.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
     with pytest.raises(RunError, match="retrain"):
-        Calibrator.from_dict({**cal.to_dict(), "features": ["score"]})
+        Calibrator.from_dict({**cal.to_dict(), "features": ["score", "colour"]})
+    # a calibrator on another subset of the known signals reads back and applies them by name
+    rng = np.random.default_rng(1)
+    X_ = rng.normal(size=(400, 2))
+    two = Calibrator.fit(X_, X_[:, 0] + rng.normal(size=400) > 0, {}, ("stability", "score"))
+    assert Calibrator.from_dict(json.loads(json.dumps(two.to_dict()))) == two
+    [f] = two.apply([replace(_filter(), stability=0.9)])
+    assert f.confidence == pytest.approx(float(two.predict(np.array([[0.9, 0.5]]))[0]), abs=1e-6)
 
 
 def test_explanations_csv_and_verdict_carry_the_confidence():
@@ -151,7 +163,6 @@ def test_training_fits_a_calibrator_that_saving_and_loading_keep(tmp_path, tiny_
     assert sum(c.fitted_on["right"] for c in each if c is not None) == cal.fitted_on["right"]
     with pytest.warns(UserWarning, match="confidence unavailable"):
         assert fit_on_reference(trained, cache, emb, squares.spec, 0, X, options, concepts=[]) is None
-    from dataclasses import replace
 
     replace(trained, calibrator=cal).save(tmp_path / "run")
     loaded = TrainedExplainer.load(tmp_path / "run")
@@ -176,7 +187,6 @@ def test_an_older_run_without_a_calibrator_still_explains_and_says_so(tmp_path, 
 
 
 def test_confidence_report_by_hand():
-    from dataclasses import replace
 
     from lavise.evaluate import lemma
     from lavise.evaluate.core import confidence_report

@@ -29,32 +29,37 @@ if TYPE_CHECKING:
     from ..train import TrainedExplainer
     from .results import FilterExplanation
 
+# Every signal a calibrator may use, and the default set (each a column of ``word_features``).
+KNOWN_FEATURES = ("score", "similarity", "margin", "log_rank", "saturated", "qualified", "stability")
 FEATURES = ("score", "similarity", "margin", "log_rank", "saturated", "qualified")
 FORMAT = "lavise-calibration-1"
 
 
-def word_features(f: FilterExplanation) -> np.ndarray:
-    """(len(f.words), len(FEATURES)) signals of each of the filter's words, best word first.
+def word_features(f: FilterExplanation, features: Sequence[str] = FEATURES) -> np.ndarray:
+    """(len(f.words), len(features)) signals of each of the filter's words, best word first.
 
     Args:
         f: a filter's explanation (words with ``score`` and ``similarity``; top images with ``max_activation``).
+        features: the columns, any of ``KNOWN_FEATURES``.
 
     Returns:
         Per word: vote share, mean similarity, vote-share margin to the next word (the last word's own share),
-        log of its 1-based rank, whether the filter is saturated, and the share of the top images whose maximum
-        reaches T_u.
+        log of its 1-based rank, whether the filter is saturated, the share of the top images whose maximum
+        reaches T_u, and the filter's vote stability (0 where unknown), in the order of ``features``.
     """
     n = len(f.words)
     if n == 0:
-        return np.zeros((0, len(FEATURES)))
+        return np.zeros((0, len(features)))
     score = np.array([w["score"] for w in f.words], dtype=np.float64)
     sim = np.array([w["similarity"] for w in f.words], dtype=np.float64)
     margin = score - np.append(score[1:], 0.0)
     acts = np.array([im["max_activation"] for im in f.images], dtype=np.float64)
     cut = f.threshold * (1 - SATURATION_TOLERANCE) if f.saturated else f.threshold
     qualified = float(np.mean(acts >= cut if f.saturated else acts > cut)) if len(acts) else 0.0
-    return np.column_stack([score, sim, margin, np.log(np.arange(1, n + 1)), np.full(n, float(f.saturated)),
-                            np.full(n, qualified)])
+    cols = {"score": score, "similarity": sim, "margin": margin, "log_rank": np.log(np.arange(1, n + 1)),
+            "saturated": np.full(n, float(f.saturated)), "qualified": np.full(n, qualified),
+            "stability": np.full(n, float(f.stability or 0.0))}
+    return np.column_stack([cols[c] for c in features])
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ class Calibrator:
     fitted_on: dict = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, fitted_on: dict | None = None) -> "Calibrator":
-        """Fit on features ``X`` (n, F) and 0/1 outcomes ``y`` (n,); both outcomes must occur."""
+    def fit(cls, X: np.ndarray, y: np.ndarray, fitted_on: dict | None = None,
+            features: Sequence[str] = FEATURES) -> "Calibrator":
+        """Fit on features ``X`` (n, len(features)) and 0/1 outcomes ``y`` (n,); both outcomes must occur."""
         from sklearn.linear_model import LogisticRegression
 
         X, y = np.asarray(X, dtype=np.float64), np.asarray(y).astype(int)
@@ -88,7 +94,7 @@ class Calibrator:
         scale[scale == 0] = 1.0
         lr = LogisticRegression(C=1.0, max_iter=1000).fit((X - mean) / scale, y)
         return cls(tuple(mean.tolist()), tuple(scale.tolist()), tuple(lr.coef_[0].tolist()),
-                   float(lr.intercept_[0]), FEATURES, dict(fitted_on or {}))
+                   float(lr.intercept_[0]), tuple(features), dict(fitted_on or {}))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probabilities for feature rows ``X`` (n, F)."""
@@ -103,7 +109,7 @@ class Calibrator:
             if not f.words:
                 out.append(replace(f, confidence=0.0, interpretable=False))
                 continue
-            conf = self.predict(word_features(f))
+            conf = self.predict(word_features(f, self.features))
             words = [{**w, "confidence": round(float(c), 6)} for w, c in zip(f.words, conf)]
             out.append(replace(f, words=words, confidence=round(float(conf[0]), 6),
                                interpretable=bool(conf[0] >= INTERPRETABLE)))
@@ -122,25 +128,27 @@ class Calibrator:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibrator":
-        if d.get("format") != FORMAT or tuple(d.get("features", ())) != FEATURES:
-            raise RunError(f"calibration.json has format {d.get('format')!r} and features {d.get('features')}; this "
-                           f"lavise reads {FORMAT} with {list(FEATURES)}: retrain the run with `lavise train`")
-        return cls(tuple(d["mean"]), tuple(d["scale"]), tuple(d["coef"]), float(d["intercept"]), FEATURES,
+        features = tuple(d.get("features", ()))
+        if d.get("format") != FORMAT or not features or not set(features) <= set(KNOWN_FEATURES):
+            raise RunError(f"calibration.json has format {d.get('format')!r} and features {list(features)}; this "
+                           f"lavise reads {FORMAT} with features among {list(KNOWN_FEATURES)}: retrain the run with "
+                           "`lavise train`")
+        return cls(tuple(d["mean"]), tuple(d["scale"]), tuple(d["coef"]), float(d["intercept"]), features,
                    d.get("fitted_on", {}))
 
 
 def outcomes(filters: Sequence[FilterExplanation], truth: Sequence[Sequence[str]],
-             match: Callable[[str], str]) -> tuple[np.ndarray, np.ndarray]:
-    """Features and outcomes of every word of ``filters``: 1 where the word matches (by ``match``) a concept of
-    its filter's ground truth ``truth[unit]``."""
+             match: Callable[[str], str], features: Sequence[str] = FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    """Features (``features``) and outcomes of every word of ``filters``: 1 where the word matches (by ``match``)
+    a concept of its filter's ground truth ``truth[unit]``."""
     X, y = [], []
     for f in filters:
         if not f.words:
             continue
         keys = {match(c) for c in truth[f.unit]}
-        X.append(word_features(f))
+        X.append(word_features(f, features))
         y.extend(int(match(w["word"]) in keys) for w in f.words)
-    return (np.concatenate(X) if X else np.zeros((0, len(FEATURES)))), np.array(y, dtype=int)
+    return (np.concatenate(X) if X else np.zeros((0, len(features)))), np.array(y, dtype=int)
 
 
 def expected_calibration_error(conf: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
@@ -195,7 +203,7 @@ def auroc(conf: np.ndarray, right: np.ndarray) -> float:
 def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embeddings: Embeddings, dataset: str = "",
                      seed: int = 0, extract: ExtractOptions | None = None,
                      options: ExplainOptions | None = None, rows: np.ndarray | None = None,
-                     concepts: Sequence[str] | None = None) -> Calibrator | None:
+                     concepts: Sequence[str] | None = None, features: Sequence[str] = FEATURES) -> Calibrator | None:
     """Fit the calibrator where the truth is known: explain every filter from one seeded half of the reference
     cache, score each word against the IoU ground truth of the other half (lemma match), fit ``Calibrator``.
 
@@ -211,6 +219,7 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
         rows: the reference cache rows to split (default all).
         concepts: the concepts whose annotations count as truth (default every concept of the cache), as when
             the reference set is annotated only for the categories the head was trained on.
+        features: the signals to fit on, any of ``KNOWN_FEATURES``.
 
     Returns:
         The ``Calibrator``, or None (with a warning) where the reference set gives no right or no wrong word.
@@ -238,13 +247,13 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
     if concepts is not None:
         keep = set(concepts)
         truth = [[c for c in t if c in keep] for t in truth]
-    X, y = outcomes(filters, truth, lemma)
+    X, y = outcomes(filters, truth, lemma, features)
     info = {"dataset": dataset, "explain_images": int(len(ex)), "truth_images": int(len(sc)), "words": int(len(y)),
             "right": int(y.sum()), "method": options.method, "p": options.p, "s": options.s, "x": options.x,
             "vocabulary": options.vocabulary, "seed": seed,
             "concepts": "all" if concepts is None else len(set(concepts))}
     try:
-        return Calibrator.fit(X, y, info)
+        return Calibrator.fit(X, y, info, features)
     except ValueError as e:
         warnings.warn(f"confidence unavailable: {e} on {dataset or 'the reference set'} "
                       f"({len(y)} words, {int(y.sum())} right)", stacklevel=2)
