@@ -187,7 +187,6 @@ def test_an_older_run_without_a_calibrator_still_explains_and_says_so(tmp_path, 
 
 
 def test_confidence_report_by_hand():
-
     from lavise.evaluate import lemma
     from lavise.evaluate.core import confidence_report
 
