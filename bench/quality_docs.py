@@ -113,6 +113,12 @@ def conf(R: Results, key: str, q: int | None = None, sub: str | None = None) -> 
     return out
 
 
+def held_max(R: Results, key: str) -> float:
+    """The largest value of ``key`` over every split and seed, for words naming held-out concepts (NaN: none)."""
+    v = [c["held_out"][key] for r in R.res for c in r.get("split_confidence", {}).values() if c]
+    return max(v) if v else float("nan")
+
+
 def readme(R: Results) -> str:
     ahead_p1 = R.ahead(D, ND, "P@1")
     return f"""## How good are the explanations?
@@ -152,7 +158,8 @@ confidence quartile and a reliability diagram (`RUN/reliability-*.png`). On the 
 {per(conf(R, 'AUROC_confidence'))}; among filters with ground truth, the most confident quarter has P@1
 {per(conf(R, 'quartiles_with_truth', 3, 'precision'))}. Most filters of this layer have no ground truth here, and
 the median filter confidence is accordingly low ({per(conf(R, 'median_confidence'))}). Words naming concepts the
-head was never trained on get confidences that are too low ([docs/quality.md](docs/quality.md#calibrated-confidence-issue-20-test-seeds)).
+head was never trained on are right at most {held_max(R, 'share_right'):.3f} of the time, at a mean confidence of at
+most {held_max(R, 'mean_confidence'):.3f} ([docs/quality.md](docs/quality.md#calibrated-confidence-issue-20-test-seeds)).
 `lavise compare --interpretable-only` tests only interpretable filters; the HTML report sorts and filters by confidence.
 
 {readme_stability(R)}
@@ -218,18 +225,22 @@ def split_confidence_table(R: Results) -> str:
                          f"{per([c['mean_confidence'] for c in cs])} | {per([c['ECE'] for c in cs])} |")
     held = [r["split_confidence"][k]["held_out"] for k in have for r in R.res]
     seen = [r["split_confidence"][k]["seen"] for k in have for r in R.res]
-    under = sum(c["mean_confidence"] < c["share_right"] for c in held)
-    ratio = [c["share_right"] / c["mean_confidence"] for c in held if c["mean_confidence"] > 0]
+
+    def span(xs, key, nd=3):
+        v = [x[key] for x in xs]
+        return f"{min(v):.{nd}f} to {max(v):.{nd}f}"
+
+    ratio = [c["share_right"] / c["mean_confidence"] for c in seen if c["mean_confidence"] > 0]
     return "\n".join(lines) + f"""
 
 In the seen / held-out splits the calibrator is fitted as a user's would be, on reference annotations of the seen
-categories only, and measured on each filter's top 10 words on the score half. Words naming held-out concepts
-get a lower confidence than their share right on {under} of {len(held)} split × seed draws (share right /
-mean confidence {min(ratio):.1f} to {max(ratio):.1f}×; for words naming seen concepts the ECE is
-{min(c['ECE'] for c in seen):.3f} to {max(c['ECE'] for c in seen):.3f}). The calibration does not carry over to
-unseen concepts: on the reference set those words are never right (no annotation names them), so the signals
-that would make them confident are learnt as signs of a wrong word. Treat the confidence of a word outside the
-training concepts as a lower bound."""
+categories only, and measured on each filter's top 10 words on the score half ({len(held)} split × seed draws).
+Words naming held-out concepts are right {span(held, 'share_right')} of the time and get a mean confidence of
+{span(held, 'mean_confidence')} (ECE {span(held, 'ECE')}): the confidence does not promise discoveries that are
+not there, but with so few right held-out words it cannot single one out. Words naming seen concepts are right
+{span(seen, 'share_right')} of the time at a mean confidence of {span(seen, 'mean_confidence')}
+({min(ratio):.1f} to {max(ratio):.1f} times under-confident; ECE {span(seen, 'ECE')}): a head trained on fewer
+categories is calibrated on fewer right words."""
 
 
 def docs(R: Results) -> str:
