@@ -4,7 +4,7 @@ under another half of the images and under pixel noise).
 
     python experiments/stability_variants.py            # seeds 100-102
 
-Rules, all from the same head outputs of each filter's p = 100 top images (masked-attention):
+Rules, all from the same head outputs of each filter's p = 100 top images (masked-attention; p = 200 where named):
     votes            lavise's default: each image votes for its nearest word, words ranked by votes
     lemma votes      the same, votes of words with one lemma pooled ("cat" and "cats")
     similarity votes each image's nearest word weighted by its cosine
@@ -80,7 +80,9 @@ def by_unit(lists, mv, d) -> list[list[str]]:
     return out
 
 
-RULES = ("votes", "lemma votes", "similarity votes", "rank votes, s=3", "centroid")
+RULES = ("votes", "lemma votes", "similarity votes", "rank votes, s=3", "centroid", "votes, p=200",
+         "similarity votes, p=200")
+P_MAX = 200
 
 
 def one_seed(seed: int, model, emb) -> list[dict]:
@@ -94,13 +96,14 @@ def one_seed(seed: int, model, emb) -> list[dict]:
     fx = s.explanations(v, v.p)
     inter = {f.unit: bool(f.interpretable) for f in fx}
     units = [f.unit for f in fx if f.words]
-    mvs = {probe: s.vectors(v, v.p, probe) for probe in ("", "halves", "noise")}
+    mvs = {probe: s.vectors(v, P_MAX, probe) for probe in ("", "halves", "noise")}
     caches = {"": s.tcache, "halves": s.tcache, "noise": s.noisy_cache()}
     head = s.head(v)
     rows = []
     for rule in RULES:
-        lists = {probe: by_unit(rule_lists(rule, mv, vocab, caches[probe], head), mv, s.d)
-                 for probe, mv in mvs.items()}
+        p = P_MAX if rule.endswith("p=200") else v.p
+        lists = {probe: by_unit(rule_lists(rule.split(", p=")[0], quality.first(mv, p), vocab, caches[probe], head),
+                                mv, s.d) for probe, mv in mvs.items()}
         row = s.score(rule, lists[""])
         for probe in ("halves", "noise"):
             r = summarise(per_filter(lists[""], [lists[probe]], units, lemma), None, inter)
@@ -126,7 +129,7 @@ def main() -> None:
     model, emb = load_model("efficientnet-lite0"), load_embeddings("glove-6b-50d")
     rows = [r for x in seeds for r in one_seed(x, model, emb)]
     lines = ["## Word rules: quality and stability (validation seeds)", "",
-             f"Seeds {seeds}; masked-attention, p = 100; noise sigma {quality.NOISE_SIGMA}; every value per seed, "
+             f"Seeds {seeds}; masked-attention, p = 100 unless named; noise sigma {quality.NOISE_SIGMA}; every value per seed, "
              "separated by /. kept: share of filters whose top word is unchanged (all filters with words; the "
              "default's interpretable filters).", "",
              "| rule | " + " | ".join(COLS) + " |", "|---" * (len(COLS) + 1) + "|"]
