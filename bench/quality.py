@@ -62,6 +62,7 @@ from lavise.defaults import (
     SMALL_MASKS,
     TOP_IMAGES,
     VOCABULARY,
+    VOTES,
     WORDS_PER_IMAGE,
 )
 
@@ -98,6 +99,7 @@ class Variant:
     s: int = WORDS_PER_IMAGE
     vocabulary: str = VOCABULARY
     hubness: float = 0.0
+    votes: str = VOTES
     heads: int = HEADS
     epochs: int = EPOCHS
     patience: int | None = PATIENCE
@@ -123,7 +125,7 @@ class Variant:
 
 
 GRID = {"method": list(METHODS), "p": [10, 25, 50, 100], "s": [1, 3, 5], "vocabulary": ["nouns", "common"],
-        "hubness": [0.0, 0.25, 0.5], "heads": [1, 3, 5], "epochs": [10, 30], "patience": [None, 5],
+        "hubness": [0.0, 0.25, 0.5], "votes": ["count", "similarity"], "heads": [1, 3, 5], "epochs": [10, 30], "patience": [None, 5],
         "small_masks": [0, 2]}
 
 
@@ -179,7 +181,7 @@ def first(mv, p):
     return dict(mv, V=mv["V"].view(U, pairs.p, -1)[:, :p].reshape(U * p, -1), pairs=pairs.first(p))
 
 
-def words_from_vectors(mv, cache, vocab, s, x, explainer=None, calibration=0.0, hubness=0.0):
+def words_from_vectors(mv, cache, vocab, s, x, explainer=None, calibration=0.0, hubness=0.0, votes="count"):
     """``explain_cache``'s last stages: top-s words per input (optionally calibrated, optionally with the hubness
     correction, whose r_w comes from ``mv``'s outputs: every filter's, as in ``explain_cache``), ranked by votes."""
     from lavise.explain import calibration_penalty, hub_scores, rank_words, top_words, vocabulary_tensor
@@ -191,10 +193,10 @@ def words_from_vectors(mv, cache, vocab, s, x, explainer=None, calibration=0.0, 
         hub = hubness * hub_scores(mv["V"], vt)
         pen = hub if pen is None else pen + hub
     idx, sim = top_words(mv["V"], vt, s, pen)
-    filters = rank_words(mv["pairs"], idx, sim, vocab, mv["thr"], cache, x)
+    filters = rank_words(mv["pairs"], idx, sim, vocab, mv["thr"], cache, x, votes)
     cal = getattr(explainer, "calibrator", None)
     pairs = mv["pairs"]
-    if cal is not None and cal.matches(SimpleNamespace(method=mv.get("method"), p=pairs.p, s=s)):
+    if cal is not None and cal.matches(SimpleNamespace(method=mv.get("method"), p=pairs.p, s=s, votes=votes)):
         filters = cal.apply(filters)  # as explain_cache does
     return filters
 
@@ -349,8 +351,9 @@ class Seed:
 
     def explanations(self, v: Variant, p_max: int, explainer=None, vectors=None, calibration=0.0, probe: str = ""):
         mv = self.vectors(v, p_max, probe) if vectors is None else vectors
-        return words_from_vectors(first(mv, v.p), self.tcache, self.vocabulary(v.vocabulary), v.s, max(KS),
-                                  explainer or self.head(v), calibration, v.hubness)
+        cache = self.noisy_cache() if probe == "noise" else self.tcache
+        return words_from_vectors(first(mv, v.p), cache, self.vocabulary(v.vocabulary), v.s, max(KS),
+                                  explainer or self.head(v), calibration, v.hubness, v.votes)
 
     def lists(self, v: Variant, p_max: int, explainer=None, vectors=None, calibration=0.0):
         return full_lists(self.explanations(v, p_max, explainer, vectors, calibration), self.d)
@@ -388,7 +391,8 @@ def check_shortcut(s: Seed, v: Variant, p_max: int):
 
     units = s.units[:: max(1, s.d // 20)]
     want = explain_cache(s.head(v), s.tcache, s.vocabulary(v.vocabulary),
-                         ExplainOptions(method=v.method, p=v.p, s=v.s, x=max(KS), hubness=v.hubness), units, s.quiet,
+                         ExplainOptions(method=v.method, p=v.p, s=v.s, x=max(KS), hubness=v.hubness, votes=v.votes),
+                         units, s.quiet,
                          rows=s.ex_rows)
     got = {u: words for u, words in enumerate(s.lists(v, p_max)) if u in set(units)}
     assert [f.top_words for f in want] == [got[f.unit] for f in want], "quality shortcut drifted"
@@ -509,7 +513,8 @@ def random_init_row(s: Seed, v: Variant, p_max: int) -> dict:
     thr = compute_thresholds(cache)
     gt = compute_ground_truth(cache, thr, rows=s.sc_rows)
     mv = method_vectors(trained, cache, v.method, p_max, s.units, rows=s.ex_rows)
-    fx = words_from_vectors(first(mv, v.p), cache, s.vocabulary(v.vocabulary), v.s, max(KS), trained, 0.0, v.hubness)
+    fx = words_from_vectors(first(mv, v.p), cache, s.vocabulary(v.vocabulary), v.s, max(KS), trained, 0.0, v.hubness,
+                            v.votes)
     preds = full_lists(fx, s.d)
     row = score_row("control: random-init model", preds, gt, "netdissect", KS, None, None, 10, kind="control")
     conf = [f.confidence for f in fx if f.confidence is not None]

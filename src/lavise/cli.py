@@ -12,7 +12,7 @@ import warnings
 
 from . import defaults as D
 from .errors import LaviseError
-from .options import METHODS, ExplainOptions, ExtractOptions
+from .options import METHODS, VOTES, ExplainOptions, ExtractOptions
 
 # Filled in only when help is shown (``_Parser.format_help``), so that running a command does not import the
 # dataset loaders just to describe them.
@@ -65,6 +65,9 @@ def add_explain_options(p: argparse.ArgumentParser, method: bool = True) -> None
                    help=f"correct for hub words that win votes for many filters (CSLS; default off; the flag alone "
                         f"uses {D.HUBNESS}, 0.5 is CSLS proper); the hub scores come from every filter's outputs, "
                         "also with --units")
+    p.add_argument("--votes", default=D.VOTES, choices=VOTES,
+                   help=f"how top images vote for words: count (one vote each, the paper; default {D.VOTES}) or "
+                        "similarity (each vote weighted by the word's cosine)")
     p.add_argument("--calibration", type=float, default=0.0, metavar="GAMMA",
                    help="calibrated stacking: subtract GAMMA from the similarity of the training concepts, so "
                         "unseen concepts can compete (default 0: off)")
@@ -80,7 +83,8 @@ def explain_options(args: argparse.Namespace, method: str | None = None) -> Expl
     """``ExplainOptions`` from the flags of ``add_explain_options`` (``method`` overrides ``--method``)."""
     return ExplainOptions(method=method or getattr(args, "method", D.DEFAULT_METHOD), p=args.top_images,
                           s=args.words_per_image, x=args.words, vocabulary=args.vocabulary,
-                          vocabulary_size=args.vocabulary_size, hubness=args.hubness, calibration=args.calibration)
+                          vocabulary_size=args.vocabulary_size, hubness=args.hubness, calibration=args.calibration,
+                          votes=args.votes)
 
 
 def build_parser() -> argparse.ArgumentParser:

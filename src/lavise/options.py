@@ -25,6 +25,8 @@ BASELINES = ("netdissect", "random", "netdissect-lite")
 CONTROLS = ("constant", "names", "shuffled", "random-init")
 # Stability probes of `evaluate`: explain from the other half of the images; explain from noisy copies.
 STABILITY_PROBES = ("halves", "noise")
+# How a filter's top images vote for words: one vote each, or each vote weighted by the word's cosine.
+VOTES = ("count", "similarity")
 MATCHING = ("lemma", "exact")
 SPLITS = ("halves", "none")  # evaluation images: explain on one half, score on the other; or all for both  # how words meet concepts: nouns lemmatised (the headline), or exact names
 CONVENTIONS = ("netdissect", "present")
@@ -176,6 +178,8 @@ class ExplainOptions(_Options):
         vocabulary_size: frequent words taken by ``nouns`` / ``common``.
         hubness: λ of the hub-word correction (CSLS; 0: off).
         calibration: γ subtracted from training-concept similarities (calibrated stacking; 0: off).
+        votes: ``count`` (each top image's words get one vote: the paper) or ``similarity`` (each vote weighted
+            by the word's cosine to the image's explainer output).
     """
 
     method: str = D.DEFAULT_METHOD
@@ -186,9 +190,12 @@ class ExplainOptions(_Options):
     vocabulary_size: int = D.VOCABULARY_SIZE
     hubness: float = 0.0
     calibration: float = 0.0
+    votes: str = D.VOTES
 
     def __post_init__(self) -> None:
         _one_of("method", self.method, METHODS)
+        if self.votes not in VOTES:
+            raise LaviseError(f"--votes must be one of {', '.join(VOTES)}, not {self.votes!r}")
         _positive("-p/--top-images", self.p, allow_none=False)
         _positive("-s/--words-per-image", self.s, allow_none=False)
         _positive("-x/--words", self.x, allow_none=False)

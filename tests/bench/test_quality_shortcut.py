@@ -37,16 +37,18 @@ def _tiny(tmp_path, tiny_model, squares, tiny_glove, heads):
 
 
 @pytest.mark.parametrize("method", ["attention", "masked-attention", "activation", "original"])
-@pytest.mark.parametrize("p,s", [(5, 1), (3, 2)])
-def test_reused_head_outputs_give_explain_cache_words(quality, tmp_path, tiny_model, squares, tiny_glove, method, p, s):
+@pytest.mark.parametrize("p,s,votes", [(5, 1, "count"), (3, 2, "count"), (4, 2, "similarity")])
+def test_reused_head_outputs_give_explain_cache_words(quality, tmp_path, tiny_model, squares, tiny_glove, method, p, s,
+                                                      votes):
     from lavise.explain import explain_cache
     from lavise.options import ExplainOptions
 
     trained, cache, vocab, extract = _tiny(tmp_path, tiny_model, squares, tiny_glove, heads=2)
     units = list(range(cache.shape[0]))
-    want = explain_cache(trained, cache, vocab, ExplainOptions(method=method, p=p, s=s, x=4), units, extract)
+    want = explain_cache(trained, cache, vocab, ExplainOptions(method=method, p=p, s=s, x=4, votes=votes), units,
+                         extract)
     mv = quality.method_vectors(trained, cache, method, p, units)
-    got = quality.words_from_vectors(mv, cache, vocab, s, 4)
+    got = quality.words_from_vectors(mv, cache, vocab, s, 4, votes=votes)
     assert [f.unit for f in got] == [f.unit for f in want]
     assert [f.words for f in got] == [f.words for f in want]
 

@@ -191,3 +191,25 @@ def test_vote_stability_matches_the_bootstrap_probabilities_worked_out_by_hand()
     both = vote_stability(torch.cat([idx3, idx3]), torch.full((2, 3, 1), 0.5), torch.tensor([3, 7]), resamples=50)
     alone = vote_stability(idx3, torch.full((1, 3, 1), 0.5), torch.tensor([7]), resamples=50)
     assert both[1] == alone[0]
+
+
+def test_similarity_votes_weigh_each_vote_by_its_cosine():
+    from types import SimpleNamespace
+
+    from lavise.explain.inputs import TopPairs
+    from lavise.explain.words import rank_words
+    from lavise.stats import Thresholds
+
+    # one filter, three top images: word 0 once at cosine 0.9, word 1 twice at 0.3 each
+    pairs = TopPairs(torch.tensor([0]), torch.tensor([[0, 1, 2]]), torch.tensor([[3.0, 2.0, 1.0]]))
+    idx, sim = torch.tensor([[0], [1], [1]]), torch.tensor([[0.9], [0.3], [0.3]])
+    vocab = SimpleNamespace(words=["apple", "bread"])
+    cache = SimpleNamespace(image_ids=["a", "b", "c"])
+    thr = Thresholds(values=np.array([0.5], np.float32), inclusive=np.zeros(1, bool), dead=np.zeros(1, bool))
+    [by_count] = rank_words(pairs, idx, sim, vocab, thr, cache, 2)
+    [by_sim] = rank_words(pairs, idx, sim, vocab, thr, cache, 2, votes="similarity")
+    assert [(w["word"], w["score"]) for w in by_count.words] == [("bread", pytest.approx(2 / 3)),
+                                                                  ("apple", pytest.approx(1 / 3))]
+    assert [(w["word"], w["score"]) for w in by_sim.words] == [("apple", pytest.approx(0.9 / 3)),
+                                                                ("bread", pytest.approx(0.6 / 3))]
+    assert [w["similarity"] for w in by_sim.words] == [pytest.approx(0.9), pytest.approx(0.3)]

@@ -191,6 +191,7 @@ def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(
                 "x": eo.x, "ks": ks, "vocabulary": eo.vocabulary, "vocabulary_size": len(vocab.words),
                 "dataset_concepts_in_vocabulary": o.dataset_concepts_in_vocabulary, "iou_threshold": o.iou_threshold,
                 "synonym_threshold": o.synonym_threshold, "calibration": eo.calibration, "hubness": eo.hubness,
+                "votes": eo.votes,
                 "seed": o.seed, "match": o.match, "split": o.split, "controls": list(o.controls),
                 "stability": list(o.stability), "noise_sigma": o.noise_sigma, "noise_draws": o.noise_draws,
                 "explain_images": len(cache) if ex_rows is None else len(ex_rows),

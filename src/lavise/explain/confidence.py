@@ -119,7 +119,8 @@ class Calibrator:
         """Whether ``options`` select words as the fit did (vote shares mean something else at another p, s or
         input method, so the confidence is left out there)."""
         fit = self.fitted_on
-        return all(fit.get(k, getattr(options, k)) == getattr(options, k) for k in ("method", "p", "s"))
+        return all(fit.get(k, getattr(options, k)) == getattr(options, k) for k in ("method", "p", "s")) and \
+            fit.get("votes", "count") == getattr(options, "votes", "count")  # calibrators before votes: counts
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),
@@ -250,6 +251,7 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
     X, y = outcomes(filters, truth, lemma, features)
     info = {"dataset": dataset, "explain_images": int(len(ex)), "truth_images": int(len(sc)), "words": int(len(y)),
             "right": int(y.sum()), "method": options.method, "p": options.p, "s": options.s, "x": options.x,
+            "votes": options.votes,
             "vocabulary": options.vocabulary, "seed": seed,
             "concepts": "all" if concepts is None else len(set(concepts))}
     try:

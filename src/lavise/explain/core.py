@@ -171,7 +171,7 @@ def explain_cache(
         for start in range(0, n, step):
             sl = slice(start, start + step)
             top_idx[sl], top_sim[sl] = top_words(out[sl], vocab_t, s, penalty)
-    filters = rank_words(pairs, top_idx, top_sim, vocab, thr, cache, options.x)
+    filters = rank_words(pairs, top_idx, top_sim, vocab, thr, cache, options.x, options.votes)
     cal = explainer.calibrator
     return cal.apply(filters) if cal is not None and cal.matches(options) else filters
 
@@ -214,7 +214,8 @@ def explain_run(run: Run, images: ConceptDataset, options: ExplainOptions = Expl
     filters = explain_cache(explainer, cache, vocab, options, units, extract, rerun)
     settings = {"p": options.p, "s": options.s, "x": options.x, "vocabulary": options.vocabulary,
                 "vocabulary_size": len(vocab.words), "amp": extract.amp, "hubness": options.hubness,
-                "calibration": options.calibration, "embeddings": cfg["embeddings"], "quantile": cache.stats.q,
+                "calibration": options.calibration, "votes": options.votes, "embeddings": cfg["embeddings"],
+                "quantile": cache.stats.q,
                 "images": len(cache), "skipped_images": len(cache.meta.get("skipped", [])),
                 "dataset_fingerprint": cache.meta["dataset_fingerprint"], "versions": versions(),
                 "confidence": confidence_note(explainer, options)}

@@ -54,7 +54,7 @@ def hub_scores(outputs: torch.Tensor, vocab: torch.Tensor, k: int = HUB_NEIGHBOU
 
 
 def rank_words(pairs: TopPairs, idx: torch.Tensor, sim: torch.Tensor, vocab: Vocabulary, thresholds: Thresholds,
-               cache: FeatureCache, x: int) -> list[FilterExplanation]:
+               cache: FeatureCache, x: int, votes: str = "count") -> list[FilterExplanation]:
     """Rank the words voted by each filter's top images by frequency (ties: mean similarity, then word order).
 
     Args:
@@ -64,6 +64,8 @@ def rank_words(pairs: TopPairs, idx: torch.Tensor, sim: torch.Tensor, vocab: Voc
         thresholds: T_u (dead filters get no words; the threshold and saturation are reported).
         cache: the target cache (image ids).
         x: words kept per filter.
+        votes: ``count`` (a word's ``score`` is its share of the votes) or ``similarity`` (each vote weighted by
+            its cosine, floored at 0; ``score`` is the weighted share).
 
     Returns:
         One ``FilterExplanation`` per filter of ``pairs``.
@@ -76,13 +78,15 @@ def rank_words(pairs: TopPairs, idx: torch.Tensor, sim: torch.Tensor, vocab: Voc
     uniq, inv, counts = torch.unique(keys, return_inverse=True, return_counts=True)
     sims = torch.zeros(len(uniq), dtype=torch.float64).scatter_add_(0, inv, sim.reshape(-1).double())
     fu, fw = (uniq // V).numpy(), (uniq % V).numpy()
-    cnt = counts.numpy()
-    mean_sim = (sims.numpy() / cnt)
+    mean_sim = (sims.numpy() / counts.numpy())
+    # the votes: counts, or sums of (non-negative) cosines
+    cnt = counts.numpy().astype(np.float64) if votes == "count" else torch.zeros(len(uniq), dtype=torch.float64) \
+        .scatter_add_(0, inv, sim.reshape(-1).double().clamp(min=0)).numpy()
     order = np.lexsort((fw, -mean_sim, -cnt, fu))  # by filter, then count desc, similarity desc, word index
     fu, fw, cnt, mean_sim = fu[order], fw[order], cnt[order], mean_sim[order]
     starts = np.searchsorted(fu, np.arange(U))
     ends = np.searchsorted(fu, np.arange(U), side="right")
-    stable = vote_stability(idx, sim, units)
+    stable = vote_stability(idx, sim, units, weighted=votes == "similarity")
     out = []
     for i, u in enumerate(units.tolist()):
         sl = slice(starts[i], min(ends[i], starts[i] + x))
@@ -98,7 +102,7 @@ def rank_words(pairs: TopPairs, idx: torch.Tensor, sim: torch.Tensor, vocab: Voc
 
 
 def vote_stability(idx: torch.Tensor, sim: torch.Tensor, units: torch.Tensor,
-                   resamples: int = STABILITY_RESAMPLES) -> np.ndarray:
+                   resamples: int = STABILITY_RESAMPLES, weighted: bool = False) -> np.ndarray:
     """Per filter, the share of bootstrap resamples of its top images whose votes elect the same top word as
     all of them (``rank_words``' rule: most votes, then highest mean similarity, then word order).
 
@@ -110,6 +114,7 @@ def vote_stability(idx: torch.Tensor, sim: torch.Tensor, units: torch.Tensor,
         units: (U,) the filters' numbers; filter u's resamples are seeded by u, so a filter gets the same
             figure whichever other filters are explained with it.
         resamples: bootstrap resamples per filter.
+        weighted: votes weighted by their (non-negative) cosine, as ``rank_words(votes="similarity")``.
 
     Returns:
         (U,) shares in [0, 1].
@@ -119,16 +124,24 @@ def vote_stability(idx: torch.Tensor, sim: torch.Tensor, units: torch.Tensor,
     for i, u in enumerate(units.tolist()):
         local, inv = torch.unique(idx[i].reshape(-1), return_inverse=True)  # sorted: argmax ties go to word order
         inv = inv.reshape(p, s)
-        votes = torch.zeros(p, len(local), dtype=torch.float64).scatter_add_(1, inv, torch.ones(p, s, dtype=torch.float64))
+        ones = sim[i].double().clamp(min=0) if weighted else torch.ones(p, s, dtype=torch.float64)
+        votes = torch.zeros(p, len(local), dtype=torch.float64).scatter_add_(1, inv, ones)
         sims = torch.zeros(p, len(local), dtype=torch.float64).scatter_add_(1, inv, sim[i].double())
         draws = torch.randint(p, (resamples, p), generator=torch.Generator().manual_seed(int(u)))
         weights = torch.zeros(resamples, p, dtype=torch.float64).scatter_add_(
             1, draws, torch.ones(resamples, p, dtype=torch.float64))
 
+        n_votes = torch.zeros(p, len(local), dtype=torch.float64).scatter_add_(
+            1, inv, torch.ones(p, s, dtype=torch.float64))
+
         def winner(w: torch.Tensor) -> torch.Tensor:
-            count, total = w @ votes, w @ sims
-            # counts differ by whole votes, mean similarities by less than 2: one key orders both
-            return (4.0 * count + total / count.clamp(min=1.0)).argmax(-1)
+            count, total, n = w @ votes, w @ sims, w @ n_votes
+            mean = total / n.clamp(min=1.0)
+            if not weighted:  # counts differ by whole votes, mean similarities by less than 2: one key orders both
+                return (4.0 * count + mean).argmax(-1)
+            # weighted sums tie only exactly; then the mean similarity decides, as in rank_words
+            best = count.max(-1, keepdim=True).values
+            return torch.where(count == best, mean, torch.full_like(mean, -9.0)).argmax(-1)
 
         out[i] = float((winner(weights) == winner(torch.ones(1, p, dtype=torch.float64))).double().mean())
     return out
