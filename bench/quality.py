@@ -330,7 +330,7 @@ class Seed:
     def vectors(self, v: Variant, p_max: int, probe: str = ""):
         """Head outputs of the explain half (``probe`` "": the explanations; "halves": the score half instead;
         "noise": the explain half of the noisy copy, its thresholds its own)."""
-        key = (v.train_tag, v.method, probe)
+        key = (v.train_tag, v.method, probe, p_max)  # p_max too: ``first`` cuts a longer list, never extends one
         if key not in self._vectors:
             cache = self.noisy_cache() if probe == "noise" else self.tcache
             rows = self.sc_rows if probe == "halves" else self.ex_rows

@@ -93,7 +93,7 @@ def one_seed(seed: int, model, emb) -> list[dict]:
     s = quality.Seed(args, seed, model, emb)
     v = quality.Variant()
     vocab = s.vocabulary(v.vocabulary)
-    fx = s.explanations(v, v.p)
+    fx = s.explanations(v, P_MAX)  # the same head outputs as the rules below
     inter = {f.unit: bool(f.interpretable) for f in fx}
     units = [f.unit for f in fx if f.words]
     mvs = {probe: s.vectors(v, P_MAX, probe) for probe in ("", "halves", "noise")}
