@@ -10,6 +10,8 @@ Rules, all from the same head outputs of each filter's p = 100 top images (maske
     similarity votes each image's nearest word weighted by its cosine
     rank votes, s=3  each image's three nearest words weighted 1, 1/2, 1/3
     centroid         the nearest words to the mean of the filter's outputs (no voting)
+    ..., qualifying  only the top images whose maximum reaches the filter's T_u vote (an image below it has an
+                     empty mask: masked-attention then feeds the head nothing, and its vote goes to a bias word)
 Stability is measured on every filter with words, and on the filters the default calls interpretable (the same
 filters for every rule).
 """
@@ -41,14 +43,28 @@ def weighted_lists(pairs, idx, sim, vocab, weights, key=None) -> list[list[str]]
             score[k] += float(c)
             best.setdefault(k, {}).setdefault(word, 0.0)
             best[k][word] += float(c)
-        ranked = sorted(score, key=lambda k: (-score[k], k))[:X]
+        ranked = sorted((k for k in score if score[k] > 0), key=lambda k: (-score[k], k))[:X]  # weightless: no vote
         out.append([max(best[k], key=best[k].get) for k in ranked])
     return out
+
+
+def qualifying(mv) -> torch.Tensor:
+    """(U·p,) 1 where the pair's image reaches its filter's T_u (the masks' rule), else 0."""
+    pairs, thr = mv["pairs"], mv["thr"]
+    t = torch.as_tensor(thr.cut)[pairs.units][:, None]
+    inc = torch.as_tensor(thr.inclusive)[pairs.units][:, None]
+    return torch.where(inc, pairs.vals >= t, pairs.vals > t).float().reshape(-1)
 
 
 def rule_lists(rule: str, mv, vocab, cache, head) -> list[list[str]]:
     from lavise.evaluate import lemma
     from lavise.explain import top_words, vocabulary_tensor
+
+    if rule.endswith(", qualifying"):
+        base = rule[: -len(", qualifying")]
+        idx, sim = top_words(torch.nn.functional.normalize(mv["V"], dim=1), vocabulary_tensor(vocab), 1)
+        w = qualifying(mv)[:, None] * (sim.clamp(min=0) if base == "similarity votes" else torch.ones_like(sim))
+        return weighted_lists(mv["pairs"], idx, sim, vocab, w)
 
     if rule == "votes":  # lavise's own rule, through its own stages
         return [f.top_words for f in quality.words_from_vectors(mv, cache, vocab, 1, X, head)]
@@ -80,8 +96,8 @@ def by_unit(lists, mv, d) -> list[list[str]]:
     return out
 
 
-RULES = ("votes", "lemma votes", "similarity votes", "rank votes, s=3", "centroid", "votes, p=200",
-         "similarity votes, p=200")
+RULES = ("votes", "lemma votes", "similarity votes", "rank votes, s=3", "centroid", "votes, qualifying",
+         "similarity votes, qualifying", "votes, p=200", "similarity votes, p=200", "votes, qualifying, p=200")
 P_MAX = 200
 
 
@@ -102,8 +118,9 @@ def one_seed(seed: int, model, emb) -> list[dict]:
     rows = []
     for rule in RULES:
         p = P_MAX if rule.endswith("p=200") else v.p
-        lists = {probe: by_unit(rule_lists(rule.split(", p=")[0], quality.first(mv, p), vocab, caches[probe], head),
-                                mv, s.d) for probe, mv in mvs.items()}
+        name = rule.split(", p=")[0]
+        lists = {probe: by_unit(rule_lists(name, quality.first(mv, p), vocab, caches[probe], head), mv, s.d)
+                 for probe, mv in mvs.items()}
         row = s.score(rule, lists[""])
         for probe in ("halves", "noise"):
             r = summarise(per_filter(lists[""], [lists[probe]], units, lemma), None, inter)
