@@ -123,7 +123,7 @@ def readme(R: Results) -> str:
     ahead_p1 = R.ahead(D, ND, "P@1")
     return f"""## How good are the explanations?
 
-`python bench/quality.py` (test seeds {", ".join(map(str, R.seeds))}; about 10 minutes a seed on 2 CPU cores):
+`python bench/quality.py` (test seeds {", ".join(map(str, R.seeds))}; about {np.median([r['seconds'] for r in R.res]) / 60:.0f} minutes a seed on 2 CPU cores):
 EfficientNet-Lite0, explainer trained on 4,000 built-in scenes of all 376 categories, every filter explained
 from one half of 4,000 other scenes and scored against the IoU ground truth of the other half (NetDissect's
 convention, words matched as lemmas; about {np.mean([r['gt']['netdissect']['filters_with_ground_truth'] for r in R.res]):.0f}
