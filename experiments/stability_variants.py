@@ -31,19 +31,24 @@ X = 20
 
 
 def weighted_lists(pairs, idx, sim, vocab, weights, key=None) -> list[list[str]]:
-    """Per filter, words ranked by the summed weight of their votes (ties: word order); ``key`` pools words."""
+    """Per filter, words ranked by the summed weight of their votes (ties: mean similarity, then word, as
+    ``rank_words``); ``key`` pools words."""
     U, p = pairs.rows.shape
     idx, sim, w = idx.view(U, p, -1).numpy(), sim.view(U, p, -1).numpy(), weights.view(U, p, -1).numpy()
     out = []
     for i in range(U):
-        score, best = defaultdict(float), {}
-        for j, c in zip(idx[i].ravel(), w[i].ravel()):
+        score, sims, n, best = defaultdict(float), defaultdict(float), defaultdict(int), {}
+        for j, m, c in zip(idx[i].ravel(), sim[i].ravel(), w[i].ravel()):
             word = vocab.words[j]
             k = key(word) if key else word
             score[k] += float(c)
+            if c > 0:
+                sims[k] += float(m)
+                n[k] += 1
             best.setdefault(k, {}).setdefault(word, 0.0)
             best[k][word] += float(c)
-        ranked = sorted((k for k in score if score[k] > 0), key=lambda k: (-score[k], k))[:X]  # weightless: no vote
+        ranked = sorted((k for k in score if score[k] > 0),  # a weightless vote is no vote
+                        key=lambda k: (-round(score[k], 9), -sims[k] / n[k], k))[:X]
         out.append([max(best[k], key=best[k].get) for k in ranked])
     return out
 
