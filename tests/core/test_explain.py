@@ -213,3 +213,32 @@ def test_similarity_votes_weigh_each_vote_by_its_cosine():
     assert [(w["word"], w["score"]) for w in by_sim.words] == [("apple", pytest.approx(0.9 / 3)),
                                                                 ("bread", pytest.approx(0.6 / 3))]
     assert [w["similarity"] for w in by_sim.words] == [pytest.approx(0.9), pytest.approx(0.3)]
+
+
+def test_only_top_images_the_filter_fires_on_vote():
+    """Below T_u a masked input is empty and the head's answer to nothing would collect votes: such images are
+    listed among the top images but do not vote, and a filter none of whose images fire gets no words."""
+    from types import SimpleNamespace
+
+    from lavise.explain.inputs import TopPairs
+    from lavise.explain.words import rank_words, vote_stability
+    from lavise.stats import Thresholds
+
+    # filter 0 (T_u 0.5): images at 3.0 and 2.0 vote apple, bread; images at 0.4 and 0.1 would vote cherry twice.
+    # filter 1 (saturated at 6): only its image at the cap votes. filter 2: no image reaches T_u.
+    pairs = TopPairs(torch.tensor([0, 1, 2]), torch.tensor([[0, 1, 2, 3]] * 3),
+                     torch.tensor([[3.0, 2.0, 0.4, 0.1], [6.0, 5.9, 5.0, 1.0], [0.2, 0.1, 0.1, 0.0]]))
+    idx = torch.tensor([[[0], [1], [2], [2]], [[1], [2], [2], [2]], [[0], [0], [1], [2]]])
+    sim = torch.full((3, 4, 1), 0.5)
+    vocab = SimpleNamespace(words=["apple", "bread", "cherry"])
+    cache = SimpleNamespace(image_ids=["a", "b", "c", "d"])
+    thr = Thresholds(values=np.array([0.5, 6.0, 0.5], np.float32), inclusive=np.array([False, True, False]),
+                     dead=np.zeros(3, bool))
+    f0, f1, f2 = rank_words(pairs, idx, sim, vocab, thr, cache, 3)
+    assert [(w["word"], w["score"]) for w in f0.words] == [("apple", 0.25), ("bread", 0.25)]  # shares of all 4
+    assert [(w["word"], w["score"]) for w in f1.words] == [("bread", 0.25)]
+    assert f2.words == [] and f2.stability is None and not f2.dead and len(f2.images) == 4
+    # the bootstrap counts the same voters: filter 1's only voter is drawn in 1 - (3/4)^4 of the resamples
+    st = vote_stability(idx, sim, pairs.units, resamples=20000, voting=torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0],
+                                                                                       [0, 0, 0, 0]]).bool())
+    assert st[1] == pytest.approx(1 - 0.75 ** 4, abs=0.01)

@@ -74,19 +74,24 @@ def rank_words(pairs: TopPairs, idx: torch.Tensor, sim: torch.Tensor, vocab: Voc
     U, p = rows.shape
     idx, sim = idx.reshape(U, p, -1), sim.reshape(U, p, -1)
     V = len(vocab.words)
-    keys = (torch.arange(U)[:, None, None] * V + idx).reshape(-1)
+    # Only images on which the filter fires vote: below T_u a masked input is empty and the head's answer to
+    # nothing would win the votes of every filter with fewer than p such images.
+    fires = qualifying(pairs, thr)
+    voting = fires[:, :, None].expand_as(idx).reshape(-1)
+    keys = (torch.arange(U)[:, None, None] * V + idx).reshape(-1)[voting]
     uniq, inv, counts = torch.unique(keys, return_inverse=True, return_counts=True)
-    sims = torch.zeros(len(uniq), dtype=torch.float64).scatter_add_(0, inv, sim.reshape(-1).double())
+    vsim = sim.reshape(-1)[voting].double()
+    sims = torch.zeros(len(uniq), dtype=torch.float64).scatter_add_(0, inv, vsim)
     fu, fw = (uniq // V).numpy(), (uniq % V).numpy()
     mean_sim = (sims.numpy() / counts.numpy())
     # the votes: counts, or sums of (non-negative) cosines
     cnt = counts.numpy().astype(np.float64) if votes == "count" else torch.zeros(len(uniq), dtype=torch.float64) \
-        .scatter_add_(0, inv, sim.reshape(-1).double().clamp(min=0)).numpy()
+        .scatter_add_(0, inv, vsim.clamp(min=0)).numpy()
     order = np.lexsort((fw, -mean_sim, -cnt, fu))  # by filter, then count desc, similarity desc, word index
     fu, fw, cnt, mean_sim = fu[order], fw[order], cnt[order], mean_sim[order]
     starts = np.searchsorted(fu, np.arange(U))
     ends = np.searchsorted(fu, np.arange(U), side="right")
-    stable = vote_stability(idx, sim, units, weighted=votes == "similarity")
+    stable = vote_stability(idx, sim, units, weighted=votes == "similarity", voting=fires)
     out = []
     for i, u in enumerate(units.tolist()):
         sl = slice(starts[i], min(ends[i], starts[i] + x))
@@ -101,8 +106,17 @@ def rank_words(pairs: TopPairs, idx: torch.Tensor, sim: torch.Tensor, vocab: Voc
     return out
 
 
+def qualifying(pairs: TopPairs, thresholds: Thresholds) -> torch.Tensor:
+    """(U, p) bool: whether each top image reaches its filter's T_u (the rule of ``Thresholds.masks``)."""
+    cut = torch.as_tensor(thresholds.cut)[pairs.units][:, None]
+    inc = torch.as_tensor(thresholds.inclusive)[pairs.units][:, None]
+    vals = pairs.vals.float()
+    return torch.where(inc, vals >= cut, vals > cut)
+
+
 def vote_stability(idx: torch.Tensor, sim: torch.Tensor, units: torch.Tensor,
-                   resamples: int = STABILITY_RESAMPLES, weighted: bool = False) -> np.ndarray:
+                   resamples: int = STABILITY_RESAMPLES, weighted: bool = False,
+                   voting: torch.Tensor | None = None) -> np.ndarray:
     """Per filter, the share of bootstrap resamples of its top images whose votes elect the same top word as
     all of them (``rank_words``' rule: most votes, then highest mean similarity, then word order).
 
@@ -115,6 +129,7 @@ def vote_stability(idx: torch.Tensor, sim: torch.Tensor, units: torch.Tensor,
             figure whichever other filters are explained with it.
         resamples: bootstrap resamples per filter.
         weighted: votes weighted by their (non-negative) cosine, as ``rank_words(votes="similarity")``.
+        voting: (U, p) bool, the images that vote (default all); the others are drawn but do not vote.
 
     Returns:
         (U,) shares in [0, 1].
@@ -124,24 +139,24 @@ def vote_stability(idx: torch.Tensor, sim: torch.Tensor, units: torch.Tensor,
     for i, u in enumerate(units.tolist()):
         local, inv = torch.unique(idx[i].reshape(-1), return_inverse=True)  # sorted: argmax ties go to word order
         inv = inv.reshape(p, s)
-        ones = sim[i].double().clamp(min=0) if weighted else torch.ones(p, s, dtype=torch.float64)
+        on = torch.ones(p, s, dtype=torch.float64) if voting is None else voting[i].double()[:, None].expand(p, s)
+        ones = on * (sim[i].double().clamp(min=0) if weighted else 1.0)
         votes = torch.zeros(p, len(local), dtype=torch.float64).scatter_add_(1, inv, ones)
-        sims = torch.zeros(p, len(local), dtype=torch.float64).scatter_add_(1, inv, sim[i].double())
+        sims = torch.zeros(p, len(local), dtype=torch.float64).scatter_add_(1, inv, sim[i].double() * on)
         draws = torch.randint(p, (resamples, p), generator=torch.Generator().manual_seed(int(u)))
         weights = torch.zeros(resamples, p, dtype=torch.float64).scatter_add_(
             1, draws, torch.ones(resamples, p, dtype=torch.float64))
-
-        n_votes = torch.zeros(p, len(local), dtype=torch.float64).scatter_add_(
-            1, inv, torch.ones(p, s, dtype=torch.float64))
+        n_votes = torch.zeros(p, len(local), dtype=torch.float64).scatter_add_(1, inv, on.contiguous())
 
         def winner(w: torch.Tensor) -> torch.Tensor:
             count, total, n = w @ votes, w @ sims, w @ n_votes
             mean = total / n.clamp(min=1.0)
-            if not weighted:  # counts differ by whole votes, mean similarities by less than 2: one key orders both
-                return (4.0 * count + mean).argmax(-1)
-            # weighted sums tie only exactly; then the mean similarity decides, as in rank_words
             best = count.max(-1, keepdim=True).values
-            return torch.where(count == best, mean, torch.full_like(mean, -9.0)).argmax(-1)
+            if not weighted:  # counts differ by whole votes, mean similarities by less than 2: one key orders both
+                won = (4.0 * count + mean).argmax(-1)
+            else:  # weighted sums tie only exactly; then the mean similarity decides, as in rank_words
+                won = torch.where(count == best, mean, torch.full_like(mean, -9.0)).argmax(-1)
+            return torch.where(best[..., 0] > 0, won, torch.full_like(won, -1))  # no voter drawn: no winner
 
         out[i] = float((winner(weights) == winner(torch.ones(1, p, dtype=torch.float64))).double().mean())
     return out
