@@ -6,7 +6,7 @@ from lavise.embeddings import load_embeddings
 from lavise.options import ExtractOptions
 
 
-def test_demo_explains_every_filter_with_real_words(tmp_path):
+def test_demo_explains_every_filter_with_real_words(tmp_path, capsys):
     out = tmp_path / "demo"
     lines = []
     ex = run_demo(out, reference_size=48, target_size=32, epochs=2, extract=ExtractOptions(workers=0, show_progress=False),
@@ -21,3 +21,4 @@ def test_demo_explains_every_filter_with_real_words(tmp_path):
     for name in ["explanations.json", "explanations.csv", "config.json", "explainer.safetensors", "report.html"]:
         assert (out / name).is_file(), name
     assert any("done in" in line for line in lines)
+    assert "builtin:scenes" not in capsys.readouterr().err  # no progress bar of the scene generator under --quiet

@@ -36,6 +36,10 @@ def run_demo(out: str | Path = "lavise-demo", reference_size: int = 4000, target
     out = Path(out)
     echo(f"[1/6] loading {DEMO_MODEL} (ImageNet weights, offline) and the built-in scenes")
     model = load_model(DEMO_MODEL)
+    from .data.scenes import generate_scenes
+
+    for split, size in (("train", reference_size), ("test", target_size)):  # generated once, with --quiet honoured
+        generate_scenes(size=size, seed=seed, split=split, show_progress=extract.show_progress)
     reference = load_dataset(f"builtin:scenes?size={reference_size}&seed={seed}&split=train")
     target = load_dataset(f"builtin:scenes?size={target_size}&seed={seed}&split=test")
     echo(f"[2/6] training the explainer for layer {model.default_layer} on {len(reference)} reference scenes")
