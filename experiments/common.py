@@ -20,3 +20,16 @@ def save(name: str, table_md: str, data: dict) -> Path:
 
 
 WORK = Path(__file__).resolve().parents[1] / "runs" / "bench"  # where bench/quality.py keeps its heads and caches
+
+
+def validation_setup(args: list[str]):
+    """The validation seeds named in ``args`` (default bench/quality.py's), refusing test seeds, and the benchmark's
+    model and embeddings: ``(seeds, model, embeddings)``."""
+    import quality  # bench/quality.py
+    from lavise.embeddings import load_embeddings
+    from lavise.models import load_model
+
+    seeds = [int(x) for x in args] or quality.VALIDATION_SEEDS
+    if any(x < quality.FIRST_VALIDATION_SEED for x in seeds):
+        raise SystemExit("validation seeds only: test seeds are for bench/quality.py's reports")
+    return seeds, load_model("efficientnet-lite0"), load_embeddings("glove-6b-50d")

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from common import WORK, save
+from common import WORK, save, validation_setup
 
 quality = importlib.import_module("quality")  # bench/quality.py: importing common put bench/ on the path
 
@@ -54,15 +54,9 @@ def one_seed(seed: int, model, emb, question: str = "rows") -> dict:
 
 
 def main() -> None:
-    from lavise.embeddings import load_embeddings
-    from lavise.models import load_model
-
     args = sys.argv[1:]
     question = args.pop(0) if args and args[0] in ("rows", "features") else "rows"
-    seeds = [int(x) for x in args] or quality.VALIDATION_SEEDS
-    if any(x < quality.FIRST_VALIDATION_SEED for x in seeds):
-        raise SystemExit("validation seeds only")
-    model, emb = load_model("efficientnet-lite0"), load_embeddings("glove-6b-50d")
+    seeds, model, emb = validation_setup(args)
     per_seed = [one_seed(x, model, emb, question) for x in seeds]
     title = {"rows": "Where to fit the confidence calibrator", "features": "Which signals the calibrator uses"}[question]
     lines = [f"## {title} (validation seeds)", "",

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from common import WORK, save
+from common import WORK, save, validation_setup
 
 quality = importlib.import_module("quality")  # bench/quality.py: importing common put bench/ on the path
 
@@ -98,13 +98,7 @@ def fmt_bins(per_seed, key) -> str:
 
 
 def main() -> None:
-    from lavise.embeddings import load_embeddings
-    from lavise.models import load_model
-
-    seeds = [int(x) for x in sys.argv[1:]] or quality.VALIDATION_SEEDS
-    if any(x < quality.FIRST_VALIDATION_SEED for x in seeds):
-        raise SystemExit("validation seeds only")
-    model, emb = load_model("efficientnet-lite0"), load_embeddings("glove-6b-50d")
+    seeds, model, emb = validation_setup(sys.argv[1:])
     per_seed = [one_seed(x, model, emb) for x in seeds]
     lines = ["## Why top words change under pixel noise (validation seeds)", "",
              f"Seeds {seeds}; lavise's defaults; sigma {quality.NOISE_SIGMA}; every value per seed, separated by /.", "",

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import torch
 
-from common import WORK, save
+from common import WORK, save, validation_setup
 
 quality = importlib.import_module("quality")  # bench/quality.py: importing common put bench/ on the path
 X = 20
@@ -142,13 +142,7 @@ COLS = ("P@1", "R@10", "F1@10", "kept_noise", "kept_noise_interpretable", "kept_
 
 
 def main() -> None:
-    from lavise.embeddings import load_embeddings
-    from lavise.models import load_model
-
-    seeds = [int(x) for x in sys.argv[1:]] or quality.VALIDATION_SEEDS
-    if any(x < quality.FIRST_VALIDATION_SEED for x in seeds):
-        raise SystemExit("validation seeds only")
-    model, emb = load_model("efficientnet-lite0"), load_embeddings("glove-6b-50d")
+    seeds, model, emb = validation_setup(sys.argv[1:])
     rows = [r for x in seeds for r in one_seed(x, model, emb)]
     lines = ["## Word rules: quality and stability (validation seeds)", "",
              f"Seeds {seeds}; masked-attention, p = 100 unless named; noise sigma {quality.NOISE_SIGMA}; every value per seed, "

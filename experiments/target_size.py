@@ -15,7 +15,7 @@ import importlib
 import sys
 from types import SimpleNamespace
 
-from common import WORK, save
+from common import WORK, save, validation_setup
 
 quality = importlib.import_module("quality")  # bench/quality.py: importing common put bench/ on the path
 SIZES = (1000, 2000, 4000, 8000)
@@ -56,13 +56,7 @@ def one_seed(seed: int, model, emb) -> list[dict]:
 
 
 def main() -> None:
-    from lavise.embeddings import load_embeddings
-    from lavise.models import load_model
-
-    seeds = [int(x) for x in sys.argv[1:]] or quality.VALIDATION_SEEDS
-    if any(x < quality.FIRST_VALIDATION_SEED for x in seeds):
-        raise SystemExit("validation seeds only")
-    model, emb = load_model("efficientnet-lite0"), load_embeddings("glove-6b-50d")
+    seeds, model, emb = validation_setup(sys.argv[1:])
     rows = [r for x in seeds for r in one_seed(x, model, emb)]
     names = list(dict.fromkeys(r["name"] for r in rows))
     lines = ["## Target scenes against the targets (validation seeds)", "",

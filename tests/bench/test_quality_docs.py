@@ -1,21 +1,6 @@
 """bench/quality_docs.py writes the README's and docs/quality.md's quality figures from the recorded results:
 they must be in step, and its pooling of reliability bins must be right."""
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-@pytest.fixture(scope="module")
-def qdocs():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import quality_docs
-        yield quality_docs
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def test_readme_and_docs_carry_the_recorded_results(qdocs):

@@ -1,22 +1,7 @@
 """bench/quality.py computes the head's outputs once per method and reuses them for every vocabulary and
 word-selection setting; the shortcut must give explain_cache's words exactly (it silently drifted once, when
 explain_cache began running a folded head)."""
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-@pytest.fixture(scope="module")
-def quality():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import quality
-        yield quality
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def _tiny(tmp_path, tiny_model, squares, tiny_glove, heads):
