@@ -102,3 +102,30 @@ def tiny_glove(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LAVISE_CACHE", str(tmp_path_factory.getbasetemp() / "lavise-cache"))
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _bench_module(name: str):
+    """A script of bench/ (not a package) imported by name."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def quality():
+    """bench/quality.py."""
+    return _bench_module("quality")
+
+
+@pytest.fixture(scope="module")
+def qdocs():
+    """bench/quality_docs.py."""
+    return _bench_module("quality_docs")
