@@ -53,22 +53,16 @@ def weighted_lists(pairs, idx, sim, vocab, weights, key=None) -> list[list[str]]
     return out
 
 
-def qualifying(mv) -> torch.Tensor:
-    """(U·p,) 1 where the pair's image reaches its filter's T_u (the masks' rule), else 0."""
-    pairs, thr = mv["pairs"], mv["thr"]
-    t = torch.as_tensor(thr.cut)[pairs.units][:, None]
-    inc = torch.as_tensor(thr.inclusive)[pairs.units][:, None]
-    return torch.where(inc, pairs.vals >= t, pairs.vals > t).float().reshape(-1)
-
-
 def rule_lists(rule: str, mv, vocab, cache, head) -> list[list[str]]:
     from lavise.evaluate import lemma
     from lavise.explain import top_words, vocabulary_tensor
+    from lavise.explain.words import qualifying
 
     if rule.endswith(", qualifying"):
         base = rule[: -len(", qualifying")]
         idx, sim = top_words(torch.nn.functional.normalize(mv["V"], dim=1), vocabulary_tensor(vocab), 1)
-        w = qualifying(mv)[:, None] * (sim.clamp(min=0) if base == "similarity votes" else torch.ones_like(sim))
+        fires = qualifying(mv["pairs"], mv["thr"]).float().reshape(-1, 1)  # lavise's own rule
+        w = fires * (sim.clamp(min=0) if base == "similarity votes" else torch.ones_like(sim))
         return weighted_lists(mv["pairs"], idx, sim, vocab, w)
 
     if rule == "votes":  # lavise's own rule, through its own stages
