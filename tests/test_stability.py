@@ -60,6 +60,50 @@ def test_noisy_images_are_seeded_per_image_and_cached_apart(squares):
         NoisyImages(squares, 0.0)
 
 
+def test_several_draws_are_distinct_copies_and_nest_on_the_inner_copy(squares):
+    x = torch.full((3, 8, 8), 128, dtype=torch.uint8)
+    one, three = NoisyImages(squares, 0.02, seed=1), NoisyImages(squares, 0.02, seed=1, draws=3)
+    k = three.perturb(5, x)
+    assert k.shape == (3, 3, 8, 8) and k.dtype == torch.uint8
+    assert not torch.equal(k[0], k[1]) and not torch.equal(k[1], k[2])
+    # draw 0 of three is the single copy: the generator seeded by (seed, image) runs on
+    assert torch.equal(k[0], one.perturb(5, x))
+    assert one.fingerprint() == NoisyImages(squares, 0.02, seed=1, draws=1).fingerprint() != three.fingerprint()
+    # a copy of a copy adds its noise to the inner copy's pixels
+    inner = NoisyImages(squares, 0.05, seed=7)
+    nested = NoisyImages(inner, 0.02, seed=1)
+    g = torch.Generator().manual_seed(1 * 1_000_003 + 5)
+    want = (inner.perturb(5, x).float() + torch.randn(x.shape, generator=g) * (0.02 * 255)).round().clamp(0, 255)
+    assert torch.equal(nested.perturb(5, x), want.to(torch.uint8))
+    with pytest.raises(ValueError, match="at least 1"):
+        NoisyImages(squares, 0.02, draws=0)
+
+
+def test_extraction_averages_the_features_of_the_draws(tmp_path, squares):
+    """A linear layer's map of the average of K copies is the average of its maps: the cache must hold exactly
+    that, worked out here from the copies themselves."""
+    from lavise.features import extract_features
+    from lavise.features.loader import ImageLoader
+    from lavise.models import wrap_model
+
+    net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.AvgPool2d(8))
+    torch.manual_seed(0)
+    pre = Preprocess(resize=32, crop=32)
+    model = wrap_model(net, pre, default_layer="1", name="linear")
+    smooth = NoisyImages(squares, 0.05, seed=3, draws=4)
+    cache = extract_features(model, "1", smooth, tmp_path, None, X)
+    plain = extract_features(model, "1", squares, tmp_path, None, X)
+    loader = ImageLoader(smooth, pre, None, (4, 4))
+    for i in (0, 7):
+        copies = loader[i]["x"]
+        assert copies.shape == (4, 3, 32, 32)
+        with torch.no_grad():
+            want = net(pre.normalize(copies)).mean(0)
+        got = cache.read(np.array([cache.rows_of(np.array([i]))[0]]))[0]
+        assert torch.allclose(got, want, atol=2e-3)  # the cache keeps float16 maps
+    assert not torch.allclose(cache.read(np.arange(4)), plain.read(np.arange(4)), atol=1e-3)
+
+
 class ColourNet(nn.Module):
     """Filters 0, 1, 2 respond to red, green and blue, capped like ReLU6 (inside a square far above the cap): the
     squares' 'cat', 'dog' and 'car' are planted in them."""
@@ -152,3 +196,47 @@ def test_bad_stability_options_are_one_line_errors():
         EvalOptions(noise_sigma=0)
     with pytest.raises(LaviseError, match="noise-draws"):
         EvalOptions(noise_draws=0)
+    with pytest.raises(LaviseError, match="--smooth must be a whole number 0 or more"):
+        ExplainOptions(smooth=-1)
+    with pytest.raises(LaviseError, match="smooth-sigma"):
+        ExplainOptions(smooth=2, smooth_sigma=0)
+    with pytest.raises(LaviseError, match="method 'image' reruns the clean images"):
+        ExplainOptions(method="image", smooth=2)
+
+
+def test_smoothed_explanations_come_from_the_averaged_copies(colour_run, squares, tmp_path):
+    """``explain --smooth K`` explains from the cache of K averaged noisy copies with that cache's own thresholds;
+    the words are the ones explain_cache gives on that cache, and the settings say how they were drawn."""
+    from lavise.data.perturb import smoothed
+    from lavise.explain import compute_thresholds, explain_cache
+    from lavise.run import Run
+
+    run, model = colour_run
+    eo = ExplainOptions(vocabulary="concepts", p=4, s=1, x=3, smooth=2, smooth_sigma=0.05)
+    r = Run.open(run, target=model, cache_dir=tmp_path)
+    ex = r.explain(squares, eo, X, out=tmp_path / "out")
+    copies = r.cache(smoothed(squares, 2, 0.05), None, X)
+    want = explain_cache(r.explainer, copies, r.vocabulary(eo), eo, None, X, None, compute_thresholds(copies))
+    assert [f.top_words for f in ex.filters] == [f.top_words for f in want]
+    assert ex.settings["smooth"] == 2 and ex.settings["smooth_sigma"] == 0.05
+    assert ex.settings["dataset_fingerprint"] == smoothed(squares, 2, 0.05).fingerprint() != squares.fingerprint()
+    assert [f.top_words[0] for f in ex.filters[:3]] == ["cat", "dog", "car"]  # the planted concepts survive
+
+
+def test_a_smoothed_runs_noise_probe_smooths_the_noisy_copy(colour_run, squares, tmp_path):
+    """Evaluate with --smooth: words from the smoothed copy, ground truth from the clean images, and the noise
+    probe explains a smoothed copy of the noisy copy (a rerun on noisy images with the same settings)."""
+    from lavise.run import Run
+
+    run, model = colour_run
+    eo = ExplainOptions(vocabulary="concepts", p=4, s=1, x=3, smooth=2)
+    options = EvalOptions(explain=eo, methods=("masked-attention",), baselines=(), controls=(), stability=("noise",))
+    r = Run.open(run, target=model, cache_dir=tmp_path)
+    ev = r.evaluate(squares, options, X, reference=squares, save=False)
+    specs = sorted(json.loads(m.read_text()).get("dataset", "") for m in tmp_path.glob("*/meta.json"))
+    assert any(s.endswith("noise(sigma=0.02, seed=1048576, draws=2)") and "noise(sigma=0.02, seed=0)" in s
+               for s in specs), specs
+    assert any(s.endswith("noise(sigma=0.02, seed=1048576, draws=2)") and "seed=0)" not in s for s in specs), specs
+    per = {f["unit"]: f for f in ev.filters}
+    assert [per[u]["words"]["masked-attention"][0] for u in (0, 1, 2)] == ["cat", "dog", "car"]
+    assert ev.settings["smooth"] == 2 and ev.stability["probes"]["noise"]["filters"] > 0

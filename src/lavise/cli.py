@@ -66,8 +66,13 @@ def add_explain_options(p: argparse.ArgumentParser, method: bool = True) -> None
                         f"uses {D.HUBNESS}, 0.5 is CSLS proper); the hub scores come from every filter's outputs, "
                         "also with --units")
     p.add_argument("--votes", default=D.VOTES, choices=VOTES,
-                   help=f"how top images vote for words: count (one vote each, the paper; default {D.VOTES}) or "
-                        "similarity (each vote weighted by the word's cosine)")
+                   help=f"how top images vote for words: count (one vote each, the paper) or similarity (each "
+                        f"vote weighted by the word's cosine); default {D.VOTES}")
+    p.add_argument("--smooth", type=int, default=D.SMOOTH, metavar="K",
+                   help=f"average each image's layer maps over K noisy copies (default {D.SMOOTH}: the clean images), "
+                        "so that words do not hang on one exact grid of pixel values")
+    p.add_argument("--smooth-sigma", type=float, default=D.SMOOTH_SIGMA, metavar="SIGMA",
+                   help=f"pixel noise of the --smooth copies, on [0, 1] pixels (default {D.SMOOTH_SIGMA})")
     p.add_argument("--calibration", type=float, default=0.0, metavar="GAMMA",
                    help="calibrated stacking: subtract GAMMA from the similarity of the training concepts, so "
                         "unseen concepts can compete (default 0: off)")
@@ -84,7 +89,7 @@ def explain_options(args: argparse.Namespace, method: str | None = None) -> Expl
     return ExplainOptions(method=method or getattr(args, "method", D.DEFAULT_METHOD), p=args.top_images,
                           s=args.words_per_image, x=args.words, vocabulary=args.vocabulary,
                           vocabulary_size=args.vocabulary_size, hubness=args.hubness, calibration=args.calibration,
-                          votes=args.votes)
+                          votes=args.votes, smooth=args.smooth, smooth_sigma=args.smooth_sigma)
 
 
 def build_parser() -> argparse.ArgumentParser:

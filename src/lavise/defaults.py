@@ -63,3 +63,9 @@ VOTES = "count"
 # The noise probe of stability (evaluate --stability noise): sigma on [0, 1] pixels, about 5 grey levels, the level
 # at which "Corrupting Neuron Explanations" (ICCV 2023) reports NetDissect-style labels changing.
 NOISE_SIGMA = 0.02
+# Smoothing (explain --smooth K): each target image's layer maps averaged over K noisy copies of it (Gaussian pixel
+# noise of SMOOTH_SIGMA, seeded per image by SMOOTH_SEED, apart from the noise probe's seeds), so a filter is
+# described by its response around each image rather than at one exact grid of pixel values. 0: the clean images.
+SMOOTH = 0
+SMOOTH_SIGMA = NOISE_SIGMA
+SMOOTH_SEED = 1 << 20

@@ -180,6 +180,8 @@ class ExplainOptions(_Options):
         calibration: γ subtracted from training-concept similarities (calibrated stacking; 0: off).
         votes: ``count`` (each top image's words get one vote: the paper) or ``similarity`` (each vote weighted
             by the word's cosine to the image's explainer output).
+        smooth: noisy copies of each target image whose layer maps are averaged (0: the clean images only).
+        smooth_sigma: their pixel noise (standard deviation on [0, 1] pixels).
     """
 
     method: str = D.DEFAULT_METHOD
@@ -191,9 +193,18 @@ class ExplainOptions(_Options):
     hubness: float = 0.0
     calibration: float = 0.0
     votes: str = D.VOTES
+    smooth: int = D.SMOOTH
+    smooth_sigma: float = D.SMOOTH_SIGMA
 
     def __post_init__(self) -> None:
         _one_of("method", self.method, METHODS)
+        _positive("--smooth", self.smooth, allow_none=False, zero=True)
+        _number("--smooth-sigma", self.smooth_sigma)
+        if not 0 < self.smooth_sigma <= 1:
+            raise LaviseError(f"--smooth-sigma must be above 0 and at most 1 (on [0, 1] pixels), not {self.smooth_sigma}")
+        if self.smooth and self.method == "image":
+            raise LaviseError("--smooth averages layer maps, but method 'image' reruns the clean images; "
+                              "use --smooth 0 with it")
         if self.votes not in VOTES:
             raise LaviseError(f"--votes must be one of {', '.join(VOTES)}, not {self.votes!r}")
         _positive("-p/--top-images", self.p, allow_none=False)

@@ -191,7 +191,7 @@ def evaluate_explanations(run: Run, dataset, options: EvalOptions = EvalOptions(
                 "x": eo.x, "ks": ks, "vocabulary": eo.vocabulary, "vocabulary_size": len(vocab.words),
                 "dataset_concepts_in_vocabulary": o.dataset_concepts_in_vocabulary, "iou_threshold": o.iou_threshold,
                 "synonym_threshold": o.synonym_threshold, "calibration": eo.calibration, "hubness": eo.hubness,
-                "votes": eo.votes,
+                "votes": eo.votes, "smooth": eo.smooth, "smooth_sigma": eo.smooth_sigma,
                 "seed": o.seed, "match": o.match, "split": o.split, "controls": list(o.controls),
                 "stability": list(o.stability), "noise_sigma": o.noise_sigma, "noise_draws": o.noise_draws,
                 "explain_images": len(cache) if ex_rows is None else len(ex_rows),
@@ -218,7 +218,10 @@ def _methods(run: Run, dataset, cache, vocab, st: _Setting, o: EvalOptions, extr
     todo = [(m, o.explain.replace(method=m, x=K), m) for m in o.methods]
     if not todo and run.saved and run.has("explanations", verify=True):
         ex = Explanations.load(run.path)
-        same = ex.settings.get("dataset_fingerprint") == cache.meta["dataset_fingerprint"]
+        from ..data.perturb import smoothed
+
+        drawn = smoothed(dataset, int(ex.settings.get("smooth", 0)), float(ex.settings.get("smooth_sigma", 1.0)))
+        same = ex.settings.get("dataset_fingerprint") == drawn.fingerprint()
         if st.explain_rows is None or not same:
             preds = [[] for _ in range(d)]
             for f in ex.filters:
@@ -240,7 +243,8 @@ def _methods(run: Run, dataset, cache, vocab, st: _Setting, o: EvalOptions, extr
             rng = np.random.default_rng(o.seed)
             mu = sorted(rng.choice(cand, size=min(o.image_units, len(cand)), replace=False).tolist())
         rerun = ImageRerun.of(run.target, run.layer, dataset) if m == "image" else None
-        fx = explain_cache(run.explainer, cache, vocab, eo, mu, extract, rerun, st.thresholds, st.explain_rows)
+        ecache, ethr = _explained(run, dataset, cache, eo, st.thresholds, extract)
+        fx = explain_cache(run.explainer, ecache, vocab, eo, mu, extract, rerun, ethr, st.explain_rows)
         preds = [[] for _ in range(d)]
         for f in fx:
             preds[f.unit] = f.top_words
@@ -255,6 +259,27 @@ def _methods(run: Run, dataset, cache, vocab, st: _Setting, o: EvalOptions, extr
 
 
 _PRIVATE = ("units", "explained", "filters", "fx", "options")  # method info that is not a table column
+
+
+def _copy_cache(run: Run, copy, cache, extract: ExtractOptions):
+    """The cache of a perturbed or smoothed copy of the evaluated images, checked to hold the same images."""
+    ccache = run.cache(copy, None, extract)
+    if list(ccache.image_ids) != list(cache.image_ids):
+        raise LaviseError(f"the copy {copy.spec} read other images than the clean one; rerun with --strict to find "
+                          "the unreadable image")
+    return ccache
+
+
+def _explained(run: Run, dataset, cache, eo: ExplainOptions, thresholds, extract: ExtractOptions):
+    """The cache and thresholds words come from: the evaluated images', or with ``eo.smooth`` their smoothed copy's
+    (its own thresholds, as ``lavise explain --smooth`` computes them; the ground truth stays the clean images')."""
+    if not eo.smooth:
+        return cache, thresholds
+    from ..data.perturb import smoothed
+    from ..explain import compute_thresholds
+
+    scache = _copy_cache(run, smoothed(dataset, eo.smooth, eo.smooth_sigma), cache, extract)
+    return scache, compute_thresholds(scache)
 
 
 def _stability(run: Run, dataset, cache, vocab, st: _Setting, o: EvalOptions, extract: ExtractOptions,
@@ -279,17 +304,17 @@ def _stability(run: Run, dataset, cache, vocab, st: _Setting, o: EvalOptions, ex
 
     draws: dict[str, list] = {}
     if "halves" in o.stability and st.score_rows is not None:
-        draws["halves"] = [as_lists(explain_cache(run.explainer, cache, vocab, eo, units, extract, None,
-                                                  st.thresholds, st.score_rows))]
+        ecache, ethr = _explained(run, dataset, cache, eo, st.thresholds, extract)
+        draws["halves"] = [as_lists(explain_cache(run.explainer, ecache, vocab, eo, units, extract, None,
+                                                  ethr, st.score_rows))]
     if "noise" in o.stability:
-        from ..data.perturb import NoisyImages
+        from ..data.perturb import NoisyImages, smoothed
 
         draws["noise"] = []
         for k in range(o.noise_draws):
-            ncache = run.cache(NoisyImages(dataset, o.noise_sigma, o.seed + k), None, extract)
-            if list(ncache.image_ids) != list(cache.image_ids):
-                raise LaviseError(f"the noisy copy of {dataset.spec} read other images than the clean one; rerun "
-                                  "with --strict to find the unreadable image")
+            # a smoothed run's rerun on noisy images smooths them the same way
+            noisy = smoothed(NoisyImages(dataset, o.noise_sigma, o.seed + k), eo.smooth, eo.smooth_sigma)
+            ncache = _copy_cache(run, noisy, cache, extract)
             # thresholds from the noisy images themselves, as a rerun on them would compute them
             draws["noise"].append(as_lists(explain_cache(run.explainer, ncache, vocab, eo, units, extract, None,
                                                          compute_thresholds(ncache), st.explain_rows)))

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.base import ConceptDataset
+from ..data.perturb import smoothed
 from ..defaults import INTERPRETABLE
 from ..embeddings import Vocabulary
 from ..embeddings.search import top_words
@@ -209,12 +210,13 @@ def explain_run(run: Run, images: ConceptDataset, options: ExplainOptions = Expl
     explainer, cfg = run.explainer, run.settings
     check_units(units, explainer.head.in_dim, cfg["layer"])  # before any extraction
     vocab = run.vocabulary(options)
-    cache = run.cache(images, None, extract)
+    cache = run.cache(smoothed(images, options.smooth, options.smooth_sigma), None, extract)
     rerun = ImageRerun.of(run.target, cfg["layer"], images) if options.method == "image" else None
     filters = explain_cache(explainer, cache, vocab, options, units, extract, rerun)
     settings = {"p": options.p, "s": options.s, "x": options.x, "vocabulary": options.vocabulary,
                 "vocabulary_size": len(vocab.words), "amp": extract.amp, "hubness": options.hubness,
-                "calibration": options.calibration, "votes": options.votes, "embeddings": cfg["embeddings"],
+                "calibration": options.calibration, "votes": options.votes, "smooth": options.smooth,
+                "smooth_sigma": options.smooth_sigma, "embeddings": cfg["embeddings"],
                 "quantile": cache.stats.q,
                 "images": len(cache), "skipped_images": len(cache.meta.get("skipped", [])),
                 "dataset_fingerprint": cache.meta["dataset_fingerprint"], "versions": versions(),

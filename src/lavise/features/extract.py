@@ -115,12 +115,17 @@ def _consume(batch: dict, part: PartWriter, extractor: FeatureExtractor, dataset
         part.progress["skipped"].append({"index": b["index"], "image_id": dataset.items[b["index"]][0], "error": b["error"]})
     if batch["x"] is None:
         return
-    x = batch["x"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    x = pre.normalize(x)  # on the device, keeping the memory format
-    with torch.autocast(device_type=device.split(":")[0], enabled=amp):
-        f = extractor(x)
+    x = batch["x"]
+    draws = [x] if x.dim() == 4 else list(x.unbind(1))  # several noisy copies of each image: features averaged
+    f = None
+    for xk in draws:
+        xk = pre.normalize(xk.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last))
+        with torch.autocast(device_type=device.split(":")[0], enabled=amp):
+            fk = extractor(xk).float()
+        f = fk if f is None else f + fk  # (inference tensors: no in-place update outside inference mode)
+    if len(draws) > 1:
+        f = f / len(draws)
     # Everything per value happens on the model's device; only float16 maps and small summaries come back.
-    f = f.float()
     maxima, means = f.amax((2, 3)), f.mean((2, 3))
     if not torch.isfinite(means).all():  # a NaN or infinity anywhere in a map makes its mean non-finite
         raise ModelError(f"layer {layer!r} produced NaN or infinite activations; check the weights and input scaling")

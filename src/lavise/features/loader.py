@@ -52,8 +52,14 @@ def collate(items: list[dict]) -> dict:
     ``mfeat`` (P, h', w') and ``meval`` (P, bytes) masks in pair order; ``errors`` of unreadable images.
     """
     good = [b for b in items if "error" not in b]
-    # stacked as (B, H, W, 3) and viewed as NCHW: channels-last, the model's format, in one copy
-    out = {"x": torch.stack([b["x"].permute(1, 2, 0) for b in good]).permute(0, 3, 1, 2) if good else None,
+    # stacked as (B, H, W, 3) and viewed as NCHW: channels-last, the model's format, in one copy; a dataset of
+    # several noisy draws per image (data.perturb) gives (B, K, 3, H, W), each draw channels-last
+    x = None
+    if good and good[0]["x"].dim() == 4:
+        x = torch.stack([b["x"].permute(0, 2, 3, 1) for b in good]).permute(0, 1, 4, 2, 3)
+    elif good:
+        x = torch.stack([b["x"].permute(1, 2, 0) for b in good]).permute(0, 3, 1, 2)
+    out = {"x": x,
            "index": torch.tensor([b["index"] for b in good], dtype=torch.int64),
            "errors": [b for b in items if "error" in b], "dropped": sum(b.get("dropped", 0) for b in good)}
     if good and "concepts" in good[0]:
