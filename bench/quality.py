@@ -181,7 +181,7 @@ def first(mv, p):
     return dict(mv, V=mv["V"].view(U, pairs.p, -1)[:, :p].reshape(U * p, -1), pairs=pairs.first(p))
 
 
-def words_from_vectors(mv, cache, vocab, s, x, explainer=None, calibration=0.0, hubness=0.0, votes="count"):
+def words_from_vectors(mv, cache, vocab, s, x, explainer=None, calibration=0.0, hubness=0.0, votes=VOTES):
     """``explain_cache``'s last stages: top-s words per input (optionally calibrated, optionally with the hubness
     correction, whose r_w comes from ``mv``'s outputs: every filter's, as in ``explain_cache``), ranked by votes."""
     from lavise.explain import calibration_penalty, hub_scores, rank_words, top_words, vocabulary_tensor
@@ -313,13 +313,28 @@ class Seed:
             kept = TrainedExplainer.load(out)  # an earlier head of this seed trained with the same options
             want = v.train_options(self.seed, self.args.lr).to_dict()
             if all(kept.config["train"].get(k) == x for k, x in want.items() if k != "calibrate"):
-                self._heads[v.train_tag] = kept
+                self._heads[v.train_tag] = self.recalibrated(kept, out)
         if v.train_tag not in self._heads:
             self._heads[v.train_tag] = train_explainer(
                 self.model, self.ref, self.emb, out=self.base.with_name(self.base.name + f"-{v.train_tag}"),
                 cache_dir=self.base / "cache", extract=self.quiet, options=v.train_options(self.seed, self.args.lr))
             self.log(f"head {v.train_tag}")
         return self._heads[v.train_tag]
+
+    def recalibrated(self, kept, out):
+        """A reused head with the calibrator training would fit now: refitted (and saved) where the kept one was
+        fitted for another word selection (e.g. before the default votes changed)."""
+        from lavise.explain.confidence import fit_on_reference
+        from lavise.io import write_json
+        from lavise.options import ExplainOptions
+
+        if kept.calibrator is not None and kept.calibrator.matches(ExplainOptions()):
+            return kept
+        cal = fit_on_reference(kept, self.rcache, self.emb, self.ref.spec, self.seed, self.quiet)
+        if cal is not None:
+            write_json(out / "calibration.json", cal.to_dict())
+        self.log("calibrator refitted for the current word selection")
+        return dataclasses.replace(kept, calibrator=cal)
 
     def vocabulary(self, name):
         if name not in self._vocabs:

@@ -55,11 +55,10 @@ INTERPRETABLE = 0.5
 # A filter's `stability`: the share of bootstrap resamples of its top images whose votes elect its top word.
 # 50 resamples put the share's standard error below 0.07 at any value.
 STABILITY_RESAMPLES = 50
-# Votes of a filter's top images: one per image (the paper). Weighting each vote by its cosine ("similarity")
-# won the validation role (bench/results/quality-validation-p-votes.md: decision score 0.474 / 0.454 / 0.458
-# against 0.466 / 0.452 / 0.455; P@1 and top-word stability up on every seed) and becomes the default once the
-# test seeds have measured it; until then every reported figure is for counts.
-VOTES = "count"
+# Votes of a filter's top images: "count", one per image (the paper), or "similarity", each weighted by its
+# cosine. Similarity won the validation role (bench/results/quality-validation-p-votes.md: decision score
+# 0.474 / 0.454 / 0.458 against 0.466 / 0.452 / 0.455; P@1 and top-word stability up on every seed).
+VOTES = "similarity"
 # The noise probe of stability (evaluate --stability noise): sigma on [0, 1] pixels, about 5 grey levels, the level
 # at which "Corrupting Neuron Explanations" (ICCV 2023) reports NetDissect-style labels changing.
 NOISE_SIGMA = 0.02

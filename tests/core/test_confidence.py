@@ -91,7 +91,8 @@ def test_outcomes_match_lemmas_of_the_ground_truth():
 
 def _cal(**fitted_on):
     return Calibrator((0.0,) * 6, (1.0,) * 6, (4.0, 0.0, 0.0, 0.0, 0.0, 0.0), -1.0, FEATURES,
-                      {"method": "masked-attention", "p": ExplainOptions().p, "s": 1, **fitted_on})
+                      {"method": "masked-attention", "p": ExplainOptions().p, "s": 1, "votes": ExplainOptions().votes,
+                       **fitted_on})
 
 
 def test_apply_sets_word_confidence_and_filter_verdict():
