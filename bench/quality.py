@@ -460,7 +460,7 @@ def run_test(args, seed, model, emb) -> dict:
     )
 
     s = Seed(args, seed, model, emb)
-    base, paper = Variant(), Variant(p=PAPER_TOP_IMAGES, s=PAPER_WORDS_PER_IMAGE)
+    base, paper, counted = test_variants()
     p_max = max(base.p, paper.p)
     check_shortcut(s, base, p_max)
     trained = s.head(base)
@@ -473,6 +473,7 @@ def run_test(args, seed, model, emb) -> dict:
         lists[m] = s.lists(dataclasses.replace(base, method=m), p_max)
         lists[f"{m} [paper p={paper.p} s={paper.s}]"] = s.lists(dataclasses.replace(paper, method=m), p_max)
         kinds[m] = kinds[f"{m} [paper p={paper.p} s={paper.s}]"] = "method"
+    lists[COUNTED], kinds[COUNTED] = s.lists(counted, p_max), "method"  # the paper's votes, lavise's other defaults
     lists["netdissect (reference set)"], kinds["netdissect (reference set)"] = netdissect_lists(s.rgt), "baseline"
     vocab = s.vocabulary(base.vocabulary)
     lists["random words"], kinds["random words"] = random_words(vocab.words, s.d, max(KS), seed), "baseline"
@@ -496,7 +497,7 @@ def run_test(args, seed, model, emb) -> dict:
         from lavise.evaluate.core import confidence_report
 
         res["confidence"] = confidence_report(fx, s.gt.labels("netdissect"), lemma)
-    res["stability"] = test_stability(s, base, paper, p_max)
+    res["stability"] = test_stability(s, base, paper, counted, p_max)
     s.log("every category trained")
     if args.image_units:
         res["subset"] = image_subset(s, base, paper, lists, p_max)
@@ -507,9 +508,20 @@ def run_test(args, seed, model, emb) -> dict:
     return res
 
 
-def test_stability(s: Seed, base: Variant, paper: Variant, p_max: int) -> dict:
-    """Stability (issue 23) of lavise's defaults and of the paper code's word selection, both probes."""
-    return {"defaults": s.stability(base, p_max), f"paper p={paper.p} s={paper.s}": s.stability(paper, p_max)}
+COUNTED = f"{DEFAULT_METHOD} [count votes]"
+
+
+def test_variants() -> tuple[Variant, Variant, Variant]:
+    """lavise's defaults; the paper code's word selection (p = 25, s = 5, one vote per word); lavise's defaults
+    with the paper's one vote per word."""
+    return Variant(), Variant(p=PAPER_TOP_IMAGES, s=PAPER_WORDS_PER_IMAGE, votes="count"), Variant(votes="count")
+
+
+def test_stability(s: Seed, base: Variant, paper: Variant, counted: Variant, p_max: int) -> dict:
+    """Stability (issue 23) of lavise's defaults, of the paper code's word selection and of the defaults with
+    counted votes, both probes."""
+    return {"defaults": s.stability(base, p_max), f"paper p={paper.p} s={paper.s}": s.stability(paper, p_max),
+            "count votes": s.stability(counted, p_max)}
 
 
 def random_init_row(s: Seed, v: Variant, p_max: int) -> dict:
@@ -551,7 +563,7 @@ def image_subset(s: Seed, base: Variant, paper: Variant, lists: dict, p_max: int
     sub = {n: lists[n] for n in lists if not n.startswith(("control", "ceiling", "random"))}
     for tag, v in (("", base), (f" [paper p={paper.p} s={paper.s}]", paper)):
         fx = words_from_vectors(first(mvi, v.p), s.tcache, s.vocabulary(v.vocabulary), v.s, max(KS), s.head(base),
-                                0.0, v.hubness)
+                                0.0, v.hubness, v.votes)
         sub["image" + tag] = full_lists(fx, s.d)
     s.log(f"image masking on {len(units)} filters")
     return [s.score(n, lst, units=units, grounded=False) for n, lst in sub.items()]
@@ -636,8 +648,8 @@ def redo(args, res: dict, model, emb) -> dict:
         done = {str(k): split_rows_for(s, Variant(), k, lists) for k in args.splits}
         res.update(splits={k: v[0] for k, v in done.items()}, split_confidence={k: v[1] for k, v in done.items()})
     if "stability" in args.redo:
-        base, paper = Variant(), Variant(p=PAPER_TOP_IMAGES, s=PAPER_WORDS_PER_IMAGE)
-        res["stability"] = test_stability(s, base, paper, max(base.p, paper.p))
+        base, paper, counted = test_variants()
+        res["stability"] = test_stability(s, base, paper, counted, max(base.p, paper.p))
     res.setdefault("redone", {}).update({part: time.time() - s.t0 for part in args.redo})
     return res
 

@@ -36,7 +36,9 @@ MAIN = [(D, "**lavise defaults** (masked-attention, p=100, s=1, 3 heads)"),
         ("control: random-init model", "control: the whole pipeline on a randomly initialised model"),
         (GT_CEIL, "ceiling: the explain half's own ground truth"),
         (ND_CEIL, "ceiling: NetDissect with the explain half's own masks")]
-FULL = MAIN[:5] + [("masked-attention [paper p=25 s=5]", "masked-attention, p=25, s=5"),
+COUNTED = "masked-attention [count votes]"
+FULL = MAIN[:1] + [(COUNTED, "lavise defaults with the paper's one vote per image (`--votes count`)")] + MAIN[1:5] + \
+    [("masked-attention [paper p=25 s=5]", "masked-attention, p=25, s=5"),
                    ("activation [paper p=25 s=5]", "activation masking, p=25, s=5"),
                    ("original [paper p=25 s=5]", "original image, p=25, s=5")] + MAIN[5:6] + \
     [("random words, mean of 200 draws", "random words from the vocabulary (mean of 200 draws)")] + MAIN[6:]
@@ -190,7 +192,14 @@ def differences(R: Results) -> str:
 |---|---|---|---|
 | explainer input | masked-attention: the paper's attention weights pooled only where the filter fires | filter attention, pooled over the whole image: `--method attention` | neighbouring objects no longer leak in: R@10 {sgn(R.diff(D, 'attention', 'R@10'))} |
 | word selection | p = 100 top images, s = 1 word per image | the paper code's p = 25, s = 5: `-p 25 -s 5` | masked-attention R@10 {sgn(R.diff(D, 'masked-attention [paper p=25 s=5]', 'R@10'))}; P@1 {sgn(R.diff(D, 'masked-attention [paper p=25 s=5]', 'P@1'))} |
+| votes | each top image's vote weighted by its word's cosine | one vote per image: `--votes count` | P@1 {sgn(R.diff(D, COUNTED, 'P@1'))}; top word unchanged under noise {sgn(stab_diff(R, 'noise'))} |
 | explainer head | three copies of the paper's MLP, outputs averaged | one: `--heads 1` | decided on the validation draws: one member scored below three on every seed ([docs/quality.md](docs/quality.md#decisions-validation-seeds-100102)) |"""
+
+
+def stab_diff(R: Results, probe: str) -> list:
+    """Top word unchanged under ``probe``: the defaults minus the defaults with counted votes, per seed."""
+    return [a - b for a, b in zip(stab(R, "defaults", probe, "top1_unchanged"),
+                                  stab(R, "count votes", probe, "top1_unchanged"))]
 
 
 def split_section(R: Results) -> str:
