@@ -390,6 +390,28 @@ class Seed:
             out[probe] = summarise(per_filter(base, [other], units, lemma), vote, inter)
         return out
 
+    def netdissect_stability(self) -> dict:
+        """The supervised ceiling's stability: NetDissect's ranked labels from the explain half's masks, against
+        the same from the noisy copy of the explain half (its own thresholds) and from the score half."""
+        from lavise.dissect import compute_ground_truth
+        from lavise.evaluate import lemma, ranked_by_iou
+        from lavise.evaluate.stability import per_filter, summarise
+        from lavise.explain import compute_thresholds
+
+        from lavise.data.perturb import NoisyImages
+        from lavise.features import extract_features
+
+        noisy = extract_features(self.model, self.layer, NoisyImages(self.tgt, NOISE_SIGMA, self.seed),
+                                 self.args.work / f"cache-target-{self.args.target_size}", list(self.tgt.concepts),
+                                 self.quiet)  # the probe's noisy copy, with the (unchanged) masks kept
+        assert list(noisy.image_ids) == list(self.tcache.image_ids)
+        base = ranked_by_iou(self.gt_a, max(KS))
+        other = {"halves": ranked_by_iou(self.gt, max(KS)),
+                 "noise": ranked_by_iou(compute_ground_truth(noisy, compute_thresholds(noisy), rows=self.ex_rows),
+                                        max(KS))}
+        units = [u for u in self.units if base[u]]
+        return {probe: summarise(per_filter(base, [lst], units, lemma)) for probe, lst in other.items()}
+
     def score(self, name, lists, conv="netdissect", held_out=None, units=None, grounded=True, **info):
         from lavise.evaluate import grounded_scores, lemma, score_row
 
@@ -521,7 +543,12 @@ def test_stability(s: Seed, base: Variant, paper: Variant, counted: Variant, p_m
     """Stability (issue 23) of lavise's defaults, of the paper code's word selection and of the defaults with
     counted votes, both probes."""
     return {"defaults": s.stability(base, p_max), f"paper p={paper.p} s={paper.s}": s.stability(paper, p_max),
-            "count votes": s.stability(counted, p_max)}
+            "count votes": s.stability(counted, p_max), NETDISSECT_STABILITY: s.netdissect_stability()}
+
+
+# The control of the stability probes: the supervised ceiling's labels (concepts ranked by IoU on the explain
+# half's own masks) under the same probes. No label-free explainer should be expected to be steadier than this.
+NETDISSECT_STABILITY = "ceiling: NetDissect on the explain half"
 
 
 def random_init_row(s: Seed, v: Variant, p_max: int) -> dict:

@@ -360,6 +360,13 @@ def docs_stability(R: Results) -> str:
               f"interpretable filters on {met('halves', 'top1_unchanged_interpretable', 0.75)}. The filters' own "
               "vote stability tells stable filters from unstable ones (the AUROC column) and is in every "
               "explanation; what was tried to raise stability is below."]
+    ceil = "ceiling: NetDissect on the explain half"
+    if all(ceil in r["stability"] for r in R.res):
+        lines += ["", f"The control row is the supervised ceiling: NetDissect's labels ranked by IoU on the explain "
+                  f"half's own masks, under the same probes (filters with a label). Its top concept survives the "
+                  f"noise for {per(stab(R, ceil, 'noise', 'top1_unchanged'))} of the filters and another sample "
+                  f"of scenes for {per(stab(R, ceil, 'halves', 'top1_unchanged'))}: at this size the annotations "
+                  "themselves give another best concept on another sample for most filters."]
     return "\n".join(lines)
 
 
