@@ -27,6 +27,9 @@ def test_layers_lists_dotted_names_with_shapes(tiny_spec, capsys):
     (["train", "--model", "python:conftest:TinyNet", "--layer", "blok2", "--reference", "folder:/nonexistent", "--out", "x"], "did you mean block2"),
     (["explain", "/nonexistent/run", "--images", "folder:/tmp"], "does not exist"),
     (["layers", "python:conftest:NoSuchFactory"], "cannot import"),
+    (["explain", "/nonexistent/run", "--images", "folder:/tmp", "--method", "image", "--smooth", "2"],
+     "method 'image' reruns the clean images"),
+    (["evaluate", "/nonexistent/run", "--dataset", "folder:/tmp", "--smooth", "-1"], "--smooth must be a whole number"),
 ])
 def test_bad_input_gives_one_line_error_and_exit_code_2(tiny_spec, capsys, argv, needle):
     assert main(argv) == 2
