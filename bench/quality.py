@@ -327,12 +327,15 @@ class Seed:
         from lavise.explain.confidence import fit_on_reference
         from lavise.io import write_json
         from lavise.options import ExplainOptions
+        from lavise.run import RunFolder
 
         if kept.calibrator is not None and kept.calibrator.matches(ExplainOptions()):
             return kept
         cal = fit_on_reference(kept, self.rcache, self.emb, self.ref.spec, self.seed, self.quiet)
-        if cal is not None:
+        if cal is not None:  # written as training would, with the folder's manifest recording the new file
             write_json(out / "calibration.json", cal.to_dict())
+            RunFolder(out).record("explainer", ["explainer.safetensors", "config.json", "train_log.csv",
+                                                "calibration.json"])
         self.log("calibrator refitted for the current word selection")
         return dataclasses.replace(kept, calibrator=cal)
 
