@@ -184,7 +184,10 @@ recomputed) the top word is unchanged for {per(stab(R, 'defaults', 'noise', 'top
 the other half of the scenes for {per(stab(R, 'defaults', 'halves', 'top1_unchanged'))}
 ({per(stab(R, 'defaults', 'halves', 'top1_unchanged_interpretable'))}). Every filter carries its own `stability`,
 the share of bootstrap resamples of its top images that elect its top word; `lavise evaluate --stability
-halves,noise` measures both probes on any dataset ([docs/quality.md](docs/quality.md#stability-issue-23-test-seeds))."""
+halves,noise` measures both probes on any dataset ([docs/quality.md](docs/quality.md#stability-issue-23-test-seeds)).
+`--smooth K` explains from each image's maps averaged over K noisy copies: more top words survive the noise,
+fewer are right on the clean images
+([docs/quality.md](docs/quality.md#explaining-from-averaged-noisy-copies---smooth-k))."""
 
 
 def differences(R: Results) -> str:
