@@ -369,8 +369,22 @@ def docs_stability(R: Results) -> str:
                   f"half's own masks, under the same probes (filters with a label). Its top concept survives the "
                   f"noise for {per(stab(R, ceil, 'noise', 'top1_unchanged'))} of the filters and another sample "
                   f"of scenes for {per(stab(R, ceil, 'halves', 'top1_unchanged'))}: at this size the annotations "
-                  "themselves give another best concept on another sample for most filters."]
+                  "themselves give another best concept on another sample for most filters. "
+                  f"{steadier(R, ceil)}"]
     return "\n".join(lines)
+
+
+def steadier(R: Results, ceil: str) -> str:
+    """Whether the defaults' top words are at least as stable as the ceiling's labels, probe by probe."""
+    out = []
+    for probe, what in (("noise", "under the noise"), ("halves", "across the halves")):
+        d = [a - b for a, b in zip(stab(R, "defaults", probe, "top1_unchanged"), stab(R, ceil, probe, "top1_unchanged"))]
+        verdict = ("steadier than the ceiling's on every seed" if all(x > 0 for x in d) else
+                   "less steady than the ceiling's on every seed" if all(x < 0 for x in d) else
+                   "neither steadier nor less steady than the ceiling's on every seed")
+        out.append(f"{verdict} {what} ({per(d)})")
+    return ("Over their own filters (every filter with words; the ceiling's, every filter with a label), the "
+            "defaults' top words are " + "; ".join(out) + ".")
 
 
 def top_bin_note(R: Results) -> str:
