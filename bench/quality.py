@@ -396,12 +396,11 @@ class Seed:
     def netdissect_stability(self) -> dict:
         """The supervised ceiling's stability: NetDissect's ranked labels from the explain half's masks, against
         the same from the noisy copy of the explain half (its own thresholds) and from the score half."""
+        from lavise.data.perturb import NoisyImages
         from lavise.dissect import compute_ground_truth
         from lavise.evaluate import lemma, ranked_by_iou
         from lavise.evaluate.stability import per_filter, summarise
         from lavise.explain import compute_thresholds
-
-        from lavise.data.perturb import NoisyImages
         from lavise.features import extract_features
 
         noisy = extract_features(self.model, self.layer, NoisyImages(self.tgt, NOISE_SIGMA, self.seed),

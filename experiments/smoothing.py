@@ -42,9 +42,9 @@ def kept(base, other, lemma) -> float:
 
 def one_seed(seed: int, model, emb, draws: list[int], train_draws: list[int]) -> dict:
     from lavise.data.perturb import NoisyImages
-    from lavise.train import TrainedExplainer, train_explainer
     from lavise.evaluate import lemma
     from lavise.features import extract_features
+    from lavise.train import TrainedExplainer, train_explainer
 
     args = SimpleNamespace(work=WORK, reference_size=4000, target_size=4000, lr=quality.LR, reuse_heads=True)
     s = quality.Seed(args, seed, model, emb)
