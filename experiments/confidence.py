@@ -5,6 +5,11 @@ filter's vote stability too).
 
     python experiments/confidence.py rows            # seeds 100-102 (bench/quality.py --role validation's heads)
     python experiments/confidence.py features 100 101 102
+    python experiments/confidence.py grounding 100 101 102
+
+``grounding``: each word's reference IoU, the IoU on the reference set of the filter with the concept the word
+names (0 where it names none), as a signal: fitted with the IoU of the reference explain half (the truth comes
+from the other half), applied with the IoU of all reference images.
 
 For each seed and variant: fit ``explain.confidence.fit_on_reference`` on those reference rows, explain every
 filter from the explain half of the target scenes with lavise's defaults, and score the calibration of the top
@@ -25,6 +30,37 @@ from common import WORK, save, validation_setup
 quality = importlib.import_module("quality")  # bench/quality.py: importing common put bench/ on the path
 
 
+def grounded(filters, iou: np.ndarray, concepts) -> list:
+    """``filters`` with each word's ``grounding``: the filter's IoU (``iou``, filters x concepts) with the concept
+    the word names (lemma match), 0 where it names none."""
+    from lavise.evaluate import lemma
+
+    col = {lemma(c): j for j, c in enumerate(concepts)}
+    return [replace(f, words=[{**w, "grounding": float(iou[f.unit, col[lemma(w["word"])]])
+                               if lemma(w["word"]) in col else 0.0} for w in f.words]) for f in filters]
+
+
+def fit_grounded(s, head, emb, features):
+    """``fit_on_reference`` with the grounding signal from the reference explain half."""
+    from lavise.dissect import compute_ground_truth
+    from lavise.evaluate import lemma
+    from lavise.evaluate.core import split_rows
+    from lavise.explain import compute_thresholds
+    from lavise.explain.confidence import Calibrator, outcomes
+    from lavise.explain.core import explain_cache
+    from lavise.options import ExplainOptions
+
+    o = ExplainOptions()
+    vocab = emb.vocabulary(o.vocabulary, concepts=list(head.concepts), size=o.vocabulary_size)
+    thr = compute_thresholds(s.rcache)
+    ex, sc = split_rows(len(s.rcache), s.seed)
+    truth = compute_ground_truth(s.rcache, thr, rows=sc).labels("netdissect")
+    gex = compute_ground_truth(s.rcache, thr, rows=ex)
+    fx = explain_cache(replace(head, calibrator=None), s.rcache, vocab, o, None, s.quiet, None, thr, ex)
+    X, y = outcomes(grounded(fx, gex.iou(), gex.concepts), truth, lemma, features)
+    return Calibrator.fit(X, y, {"words": len(y), "right": int(y.sum())}, features)
+
+
 def one_seed(seed: int, model, emb, question: str = "rows") -> dict:
     from lavise.evaluate import lemma
     from lavise.evaluate.core import confidence_report
@@ -40,14 +76,25 @@ def one_seed(seed: int, model, emb, question: str = "rows") -> dict:
     out = {}
     variants = {"rows": (("all reference images", None, FEATURES), ("the head's validation images", val_rows, FEATURES)),
                 "features": (("the default signals", None, FEATURES),
-                             ("with the filter's vote stability", None, FEATURES + ("stability",)))}[question]
+                             ("with the filter's vote stability", None, FEATURES + ("stability",))),
+                "grounding": (("the default signals", None, FEATURES),
+                              ("with the word's reference IoU", "grounding", FEATURES + ("grounding",)),
+                              ("with reference IoU and vote stability", "grounding",
+                               FEATURES + ("grounding", "stability")))}[question]
     for name, rows, features in variants:
-        cal = fit_on_reference(head, s.rcache, emb, "reference", seed, s.quiet, rows=rows, features=features)
-        fx = [f for f in s.explanations(v, v.p, replace(head, calibrator=cal)) if f.confidence is not None]
+        if isinstance(rows, str):  # grounding: the reference IoU of each word
+            cal = fit_grounded(s, head, emb, features)
+            fx = grounded(s.explanations(v, v.p, replace(head, calibrator=None)), s.rgt.iou(), s.rgt.concepts)
+            fx = cal.apply(fx)
+        else:
+            cal = fit_on_reference(head, s.rcache, emb, "reference", seed, s.quiet, rows=rows, features=features)
+            fx = [f for f in s.explanations(v, v.p, replace(head, calibrator=cal)) if f.confidence is not None]
         rep = confidence_report(fx, s.gt.labels("netdissect"), lemma)
         out[name] = {k: rep[k] for k in ("ECE", "AUROC_confidence", "interpretable", "P@1_interpretable",
                                          "median_confidence", "ECE_words")}
         out[name]["quartiles"] = [q["precision"] for q in rep["quartiles"]]
+        out[name]["quartiles_with_truth"] = [q["precision"] for q in rep["quartiles_with_truth"]]
+        out[name]["AUROC_with_truth"] = rep["AUROC_with_truth"]
         out[name]["fit_words"], out[name]["fit_right"] = cal.fitted_on["words"], cal.fitted_on["right"]
         s.log(f"{name}: {out[name]}")
     return out
@@ -55,21 +102,24 @@ def one_seed(seed: int, model, emb, question: str = "rows") -> dict:
 
 def main() -> None:
     args = sys.argv[1:]
-    question = args.pop(0) if args and args[0] in ("rows", "features") else "rows"
+    question = args.pop(0) if args and args[0] in ("rows", "features", "grounding") else "rows"
     seeds, model, emb = validation_setup(args)
     per_seed = [one_seed(x, model, emb, question) for x in seeds]
-    title = {"rows": "Where to fit the confidence calibrator", "features": "Which signals the calibrator uses"}[question]
+    title = {"rows": "Where to fit the confidence calibrator", "features": "Which signals the calibrator uses",
+             "grounding": "The word's reference IoU as a signal"}[question]
     lines = [f"## {title} (validation seeds)", "",
              f"Seeds {seeds}; lavise's defaults; calibration of the top word on the target's score half.", "",
-             "| calibrator | ECE | AUROC | share right by quartile (low→high) | interpretable | P@1 there | median confidence | word ECE |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| calibrator | ECE | AUROC | share right by quartile (low→high) | P@1 by quartile, filters with ground truth "
+             "| interpretable | P@1 there | median confidence | word ECE |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in per_seed[0]:
         r = [p[name] for p in per_seed]
 
         def cell(k):
             return " / ".join(f"{x[k]:.3f}" for x in r)
         quart = "; ".join(" / ".join(f"{q:.2f}" for q in x["quartiles"]) for x in r)
-        lines.append(f"| {name} | {cell('ECE')} | {cell('AUROC_confidence')} | {quart} | "
+        qtruth = "; ".join(" / ".join(f"{q:.2f}" for q in x["quartiles_with_truth"]) for x in r)
+        lines.append(f"| {name} | {cell('ECE')} | {cell('AUROC_confidence')} | {quart} | {qtruth} | "
                      f"{' / '.join(str(x['interpretable']) for x in r)} | {cell('P@1_interpretable')} | "
                      f"{cell('median_confidence')} | {cell('ECE_words')} |")
     md = "\n".join(lines)

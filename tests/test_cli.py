@@ -43,7 +43,7 @@ def test_layer_with_non_4d_output_is_rejected(tiny_model):
     from lavise.errors import ModelError
     from lavise.features import FeatureExtractor
 
-    with pytest.raises(ModelError, match="not a 4-D feature map"):
+    with pytest.raises(ModelError, match="neither a feature map nor a sequence of image tokens"):
         FeatureExtractor(tiny_model, "fc")(torch.zeros(1, 3, 64, 64))
 
 
@@ -67,3 +67,13 @@ def test_help_lists_the_registered_dataset_kinds(capsys):
         build_parser().parse_args(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "Datasets: " + ", ".join(list_datasets()) in out
+
+
+def test_layers_marks_token_layers_with_their_map_shape(capsys):
+    pytest.importorskip("timm")
+    assert main(["layers", "timm:test_vit", "--size", "160"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split("\t")[0]: line.split("\t")[2:] for line in out[1:]}
+    assert rows["blocks.0"] == ["64x10x10", "tokens (1 prefix, 10x10 grid)"]
+    assert rows["patch_embed.proj"] == ["64x10x10"]  # the patch embedding's own convolution: a plain map
+    assert "head" not in rows and "default layer: norm" in out[0]

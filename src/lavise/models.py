@@ -4,6 +4,8 @@ Specs:
     ``efficientnet-lite0``            ImageNet EfficientNet-Lite0 shipped by a pip package (offline).
     ``torchvision:NAME``              any torchvision classification architecture; ``weights=PATH``.
     ``torchvision:NAME:DEFAULT``      torchvision's hub weights (downloads; needs a network).
+    ``timm:NAME``                     any timm architecture (``pip install lavise[timm]``); ``weights=PATH``.
+    ``timm:NAME:pretrained``          timm's own pretrained weights (downloads; needs a network).
     ``python:package.module:factory`` any user model: ``factory()`` returns an ``nn.Module``.
 """
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -55,7 +58,8 @@ class TargetModel:
 
 
 MODELS: Registry[Callable[[str, str | None], TargetModel]] = Registry(
-    "model", ModelError, usage="efficientnet-lite0, torchvision:NAME[:DEFAULT] or python:package.module:factory"
+    "model", ModelError,
+    usage="efficientnet-lite0, torchvision:NAME[:DEFAULT], timm:NAME[:pretrained] or python:package.module:factory"
 )
 
 register_model = MODELS.register
@@ -64,7 +68,7 @@ starting with ``prefix`` (the part before the first ``:``)."""
 
 
 def list_models() -> list[str]:
-    """The registered model spec prefixes, sorted (``efficientnet-lite0``, ``python``, ``torchvision``)."""
+    """The registered model spec prefixes, sorted (``efficientnet-lite0``, ``python``, ``timm``, ``torchvision``)."""
     return MODELS.names()
 
 
@@ -231,6 +235,35 @@ def _python(rest: str, weights: str | None) -> TargetModel:
     return TargetModel(f"python:{rest}", module, pre, layer, "", weights)
 
 
+@register_model("timm", help="timm:NAME[:pretrained]: a timm architecture (pip install lavise[timm])")
+def _timm(rest: str, weights: str | None) -> TargetModel:
+    try:
+        import timm
+        from timm.data import resolve_data_config
+    except ImportError:
+        raise ModelError("timm: models need the timm package: pip install 'lavise[timm]'") from None
+    name, _, hub = rest.partition(":")
+    if hub not in ("", "pretrained"):
+        raise ModelError(f"timm:{rest}: the only tag after the name is ':pretrained' (timm's own weights)")
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        raise ModelError(f"timm has no model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+                         + " (timm.list_models() lists them)")
+    try:
+        module = timm.create_model(name, pretrained=bool(hub))
+    except Exception as e:  # noqa: BLE001 - network and hub failures come in many types
+        raise ModelError(f"cannot create timm:{rest} ({str(e).splitlines()[0][:160]}); "
+                         "without a network, pass --weights PATH instead") from None
+    if weights:
+        _apply_weights(module, weights, f"timm:{name}")
+    cfg = resolve_data_config({}, model=module)
+    crop = int(cfg["input_size"][-1])
+    # timm's eval transform: resize the shorter side to floor(crop / crop_pct), centre-crop
+    pre = Preprocess(resize=int(math.floor(crop / cfg.get("crop_pct", 0.875))), crop=crop,
+                     mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), interpolation=cfg.get("interpolation", "bicubic"))
+    return TargetModel(f"timm:{rest}", module, pre, _last_conv_layer(module, pre.crop), "", weights)
+
+
 def layer_shapes(module: nn.Module, size: int = 224) -> list[tuple[str, str, tuple[int, ...] | None]]:
     """Run one dummy image through ``module`` and record every submodule's output shape.
 
@@ -261,14 +294,22 @@ def layer_shapes(module: nn.Module, size: int = 224) -> list[tuple[str, str, tup
 
 
 def _last_conv_layer(module: nn.Module, size: int) -> str:
-    """The last module to *finish* with a spatial (h, w > 1) 4-D output: e.g. ResNet's ``layer4``."""
+    """The last module to *finish* with a spatial (h, w > 1) map: e.g. ResNet's ``layer4``, a ViT's last token
+    output (``features.layout``: channels-last maps and patch tokens count as maps)."""
+    from .features.layout import detect, map_shape, patch_size, prefix_tokens
+
+    patch, prefix = patch_size(module), prefix_tokens(module)
     order: list[str] = []
     handles = []
     try:
         for name, m in module.named_modules():
             if name:
                 def hook(_m, _i, out, name=name):
-                    if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] > 1 and out.shape[-2] > 1:
+                    if _i and out is _i[0]:  # an Identity (e.g. timm's norm_pre) names no new layer
+                        return
+                    layout = detect(tuple(out.shape), (size, size), patch, True, prefix) \
+                        if isinstance(out, torch.Tensor) else None
+                    if layout is not None and min(map_shape(tuple(out.shape), layout)[1:]) > 1:
                         order.append(name)
                 handles.append(m.register_forward_hook(hook))
         with torch.inference_mode():
@@ -277,7 +318,7 @@ def _last_conv_layer(module: nn.Module, size: int) -> str:
         for h in handles:
             h.remove()
     if not order:
-        raise ModelError("model has no layer with a spatial 4-D output; name one with --layer")
+        raise ModelError("model has no layer with a spatial map or image tokens; name one with --layer")
     return order[-1]
 
 

@@ -11,7 +11,7 @@ from lavise.io import read_json
 from lavise.models import list_models, load_model, register_model
 
 DATASET_KINDS = {"coco", "vg", "broden", "folder", "manifest", "builtin"}
-MODEL_PREFIXES = {"efficientnet-lite0", "torchvision", "python"}
+MODEL_PREFIXES = {"efficientnet-lite0", "torchvision", "timm", "python"}
 
 
 def test_list_datasets_names_every_loader():
@@ -36,7 +36,7 @@ def test_list_models_names_every_spec_prefix():
     assert callable(register_model)
 
 
-@pytest.mark.parametrize("spec", ["resnet50", "timm:resnet50"])
+@pytest.mark.parametrize("spec", ["resnet50", "keras:resnet50"])
 def test_unknown_model_error_shows_how_to_write_every_spec(spec):
     with pytest.raises(ModelError, match="unknown model") as e:
         load_model(spec)

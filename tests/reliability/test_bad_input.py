@@ -188,7 +188,7 @@ def test_unknown_layer_suggests_the_closest_names(ds, tmp_path):
 def test_layer_without_a_4d_feature_map(ds, tmp_path):
     args = train_args(ds)
     args[args.index("block2")] = "fc"
-    assert_one_error_line(Lavise(tmp_path)(args), "'fc'", "not a 4-D feature map")
+    assert_one_error_line(Lavise(tmp_path)(args), "'fc'", "neither a feature map nor a sequence of image tokens")
 
 
 def test_nan_activations(ds, tmp_path):

@@ -20,10 +20,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("layers", help="list a model's layers with their output shapes")
     p.add_argument("model", nargs="?", default="efficientnet-lite0",
-                   help="efficientnet-lite0, torchvision:NAME[:DEFAULT] or python:module:factory")
+                   help="efficientnet-lite0, torchvision:NAME[:DEFAULT], timm:NAME[:pretrained] or python:module:factory")
     p.add_argument("--weights", help="state_dict / checkpoint / .safetensors file")
     p.add_argument("--size", type=int, default=224, help="input size in pixels (default 224)")
-    p.add_argument("--all", action="store_true", help="also list layers whose output is not a 4-D map")
+    p.add_argument("--all", action="store_true", help="also list layers whose output is not a map")
     p.set_defaults(func=layers)
 
     p = sub.add_parser("train", help="train the explainer for one layer", epilog=EPILOG)
@@ -65,14 +65,21 @@ def register(sub) -> None:
 
 
 def layers(args) -> int:
+    from ..features.layout import detect, map_shape, patch_size, prefix_tokens
     from ..models import layer_shapes, load_model
 
     tm = load_model(args.model, args.weights)
-    print(f"# {tm.spec}: layers and output shapes for a {args.size} px input (default layer: {tm.default_layer})")
+    patch, prefix = patch_size(tm.module), prefix_tokens(tm.module)
+    print(f"# {tm.spec}: layers and the maps they give for a {args.size} px input, as channels x height x width "
+          f"(default layer: {tm.default_layer})")
     for name, kind, shape in layer_shapes(tm.module, args.size):
-        if shape is None or (len(shape) != 3 and not args.all):
+        layout = detect((1, *shape), (args.size, args.size), patch, True, prefix) if shape is not None else None
+        if layout is None:
+            if args.all and shape is not None:
+                print(f"{name}\t{kind}\t{'x'.join(map(str, shape))}\t(not a map)")
             continue
-        print(f"{name}\t{kind}\t{'x'.join(map(str, shape))}")
+        mark = "" if layout.kind == "nchw" else f"\t{layout.describe()}"
+        print(f"{name}\t{kind}\t{'x'.join(map(str, map_shape((1, *shape), layout)))}{mark}")
     return 0
 
 

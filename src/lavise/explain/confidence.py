@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .results import FilterExplanation
 
 # Every signal a calibrator may use, and the default set (each a column of ``word_features``).
-KNOWN_FEATURES = ("score", "similarity", "margin", "log_rank", "saturated", "qualified", "stability")
+KNOWN_FEATURES = ("score", "similarity", "margin", "log_rank", "saturated", "qualified", "stability", "grounding")
 FEATURES = ("score", "similarity", "margin", "log_rank", "saturated", "qualified")
 FORMAT = "lavise-calibration-1"
 
@@ -58,7 +58,8 @@ def word_features(f: FilterExplanation, features: Sequence[str] = FEATURES) -> n
     qualified = float(np.mean(acts >= cut if f.saturated else acts > cut)) if len(acts) else 0.0
     cols = {"score": score, "similarity": sim, "margin": margin, "log_rank": np.log(np.arange(1, n + 1)),
             "saturated": np.full(n, float(f.saturated)), "qualified": np.full(n, qualified),
-            "stability": np.full(n, float(f.stability or 0.0))}
+            "stability": np.full(n, float(f.stability or 0.0)),
+            "grounding": np.array([float(w.get("grounding") or 0.0) for w in f.words])}
     return np.column_stack([cols[c] for c in features])
 
 

@@ -1,10 +1,12 @@
-"""``FeatureExtractor``: a layer's output for a batch, with the forward pass cut at that layer."""
+"""``FeatureExtractor``: a layer's output for a batch as a (B, C, H, W) map, with the forward pass cut at that
+layer (token and channels-last outputs are read as maps, ``features.layout``)."""
 from __future__ import annotations
 
 import torch
 
 from ..errors import ModelError
 from ..models import TargetModel
+from .layout import patch_size, prefix_tokens, read_map
 
 
 class _StopForward(Exception):
@@ -12,7 +14,7 @@ class _StopForward(Exception):
 
 
 class FeatureExtractor:
-    """Returns a layer's output for a batch, cutting the forward pass at that layer.
+    """Returns a layer's output for a batch as a (B, C, H, W) map, cutting the forward pass at that layer.
 
     Args:
         target: the model.
@@ -22,6 +24,8 @@ class FeatureExtractor:
     def __init__(self, target: TargetModel, layer: str):
         self.target, self.layer_name = target, layer
         self.layer = target.layer(layer)
+        self.patch = patch_size(target.module)  # lays a transformer's tokens on the image grid
+        self.prefix = prefix_tokens(target.module)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -40,12 +44,7 @@ class FeatureExtractor:
             handle.remove()
         if not captured:
             raise ModelError(f"layer {self.layer_name!r} was never called in the forward pass")
-        out = captured[0]
-        if not isinstance(out, torch.Tensor) or out.dim() != 4:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ModelError(f"layer {self.layer_name!r} outputs {shape}, not a 4-D feature map; "
-                             "pick a convolutional layer (see `lavise layers`)")
-        return out
+        return read_map(captured[0], tuple(x.shape[-2:]), self.patch, self.layer_name, self.prefix)
 
     def feature_shape(self) -> tuple[int, int, int]:
         """(d, h', w') for this model's input size."""
