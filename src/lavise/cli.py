@@ -43,6 +43,28 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def add_layer_choice(p: argparse.ArgumentParser) -> None:
+    """``--layer`` on the commands that take a run: which layers of a run of several to use."""
+    p.add_argument("--layer", help="for a run of several layers (train --layer a,b,...): the layers to use, "
+                                   "comma-separated (default all)")
+
+
+def layered(args) -> bool:
+    """Whether ``args.run`` is a run of several layers; a ``--layer`` on a one-layer run must name its layer."""
+    from .errors import RunError
+    from .multilayer import is_layered
+    from .run import Run
+
+    if is_layered(args.run):
+        return True
+    if getattr(args, "layer", None):
+        own = Run.open(args.run).layer
+        if args.layer != own:
+            raise RunError(f"{args.run} explains layer {own!r} only; --layer names layers of a run trained with "
+                           "`lavise train --layer a,b,...`")
+    return False
+
+
 def add_explain_options(p: argparse.ArgumentParser, method: bool = True) -> None:
     """The flags of ``ExplainOptions``; ``explain_options`` reads them back (``method=False``: the command
     chooses methods its own way, as ``evaluate --methods`` does)."""

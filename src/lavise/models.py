@@ -303,10 +303,8 @@ def _last_conv_layer(module: nn.Module, size: int) -> str:
     handles = []
     try:
         for name, m in module.named_modules():
-            if name:
+            if name and not isinstance(m, nn.Identity):  # e.g. timm's norm_pre names no new layer
                 def hook(_m, _i, out, name=name):
-                    if _i and out is _i[0]:  # an Identity (e.g. timm's norm_pre) names no new layer
-                        return
                     layout = detect(tuple(out.shape), (size, size), patch, True, prefix) \
                         if isinstance(out, torch.Tensor) else None
                     if layout is not None and min(map_shape(tuple(out.shape), layout)[1:]) > 1:
@@ -320,6 +318,50 @@ def _last_conv_layer(module: nn.Module, size: int) -> str:
     if not order:
         raise ModelError("model has no layer with a spatial map or image tokens; name one with --layer")
     return order[-1]
+
+
+def stage_layers(module: nn.Module, size: int) -> list[str]:
+    """A model's stage outputs, shallow to deep: timm's feature taps (``feature_info``) where the model has them,
+    else, for each map size after the first (strides of a power of two), the last of the outermost modules to
+    finish at that size: ResNet's ``layer1`` to ``layer4``, EfficientNet's last block of each size and its head.
+    A model whose maps keep one size (a ViT) has one stage, its last token layer."""
+    info = getattr(module, "feature_info", None)
+    if isinstance(info, list) and info and all(isinstance(x, dict) and "module" in x for x in info):
+        names = {n for n, _ in module.named_modules()}
+        taps = [x["module"] for x in info if x["module"] in names]
+        if taps:
+            return taps
+    from .features.layout import detect, map_shape, patch_size, prefix_tokens
+
+    patch, prefix = patch_size(module), prefix_tokens(module)
+    finished: list[tuple[tuple[int, int], str]] = []  # (map size, module) in the order modules finish
+    handles = []
+    try:
+        for name, m in module.named_modules():
+            if name and not isinstance(m, nn.Identity):
+                def hook(_m, _i, out, name=name):
+                    layout = detect(tuple(out.shape), (size, size), patch, True, prefix) \
+                        if isinstance(out, torch.Tensor) else None
+                    if layout is not None:
+                        hw = map_shape(tuple(out.shape), layout)[1:]
+                        stride = size / hw[0]
+                        if min(hw) > 1 and size % hw[0] == 0 and stride == 2 ** round(math.log2(stride)):
+                            finished.append((hw, name))
+                handles.append(m.register_forward_hook(hook))
+        with torch.inference_mode():
+            module.eval()(torch.zeros(1, 3, size, size))
+    finally:
+        for h in handles:
+            h.remove()
+    if not finished:
+        raise ModelError("model has no layer with a spatial map or image tokens; name one with --layer")
+    sizes = sorted({hw for hw, _ in finished}, key=lambda hw: -hw[0] * hw[1])
+    out = []
+    for hw in sizes[1:] if len(sizes) > 1 else sizes:
+        at = [name for s, name in finished if s == hw]
+        depth = min(name.count(".") for name in at)
+        out.append([name for name in at if name.count(".") == depth][-1])
+    return out
 
 
 def wrap_model(module: nn.Module, preprocess: Preprocess | None = None, default_layer: str | None = None,

@@ -157,7 +157,13 @@ class Run(RunFolder):
 
     @property
     def cache_dir(self) -> Path:
-        return self._cache_dir if self._cache_dir is not None else self.path / "cache"
+        """``RUN/cache``; for one layer of a run of several (``RUN/layers/<layer>``), the shared ``RUN/cache``."""
+        if self._cache_dir is not None:
+            return self._cache_dir
+        top = self.path.parent.parent
+        if self.path.parent.name == "layers" and (top / "layers.json").is_file():
+            return top / "cache"
+        return self.path / "cache"
 
     @property
     def target(self) -> "TargetModel":

@@ -81,3 +81,63 @@ print(tuple(c.features.shape))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == "(3, 16, 8, 8)"
+
+
+def _files(folder):
+    """Every file of a cache folder by name (``arrays.npz`` by content: zip headers carry a timestamp)."""
+    out = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix == ".npz":
+            with np.load(p) as z:
+                out[p.name] = {k: z[k].tobytes() for k in z.files}
+        else:
+            out[p.name] = p.read_bytes()
+    return out
+
+
+def test_several_layers_in_one_pass_write_each_layers_own_cache_byte_for_byte(tmp_path, tiny_model, squares):
+    from lavise.features import extract_features, extract_layers
+    from lavise.options import ExtractOptions
+
+    o = ExtractOptions(batch_size=5, workers=0, show_progress=False)
+    concepts = list(squares.concepts)
+    multi = extract_layers(tiny_model, ["block2", "block1", "block1.0"], squares, tmp_path / "multi", concepts, o)
+    assert list(multi) == ["block2", "block1", "block1.0"]
+    for layer, cache in multi.items():
+        one = extract_features(tiny_model, layer, squares, tmp_path / f"one-{layer}", concepts, o)
+        assert cache.path.name == one.path.name  # the same key
+        assert _files(cache.path) == _files(one.path), layer
+    assert multi["block1"].shape[1:] == (16, 16) and multi["block2"].shape[1:] == (8, 8)
+    # masks at each layer's own size: 16 x 16 for block1, 8 x 8 for block2
+    assert multi["block1"].masks_feat.shape[1:] == (16, 16) and multi["block2"].masks_feat.shape[1:] == (8, 8)
+
+
+def test_several_layers_reuse_a_finished_cache_and_resume_a_layer_left_behind(tmp_path, tiny_model, squares, monkeypatch):
+    from lavise.features import extract as extract_mod
+    from lavise.features import extract_features, extract_layers
+    from lavise.options import ExtractOptions
+
+    monkeypatch.setenv("LAVISE_CHECKPOINT_SECONDS", "0")
+    o = ExtractOptions(batch_size=4, workers=0, show_progress=False)
+    want = {layer: _files(extract_features(tiny_model, layer, squares, tmp_path / f"want-{layer}", None, o).path)
+            for layer in ("block1", "block2")}
+    # a kill after block1 committed its third batch but before block2 did: block2's part is one batch behind
+    real, calls = extract_mod.PartWriter.commit, {"n": 0}
+
+    def commit(self):
+        calls["n"] += 1
+        if calls["n"] == 6:  # batches 1-2 committed for both layers, then block1's third
+            raise KeyboardInterrupt
+        real(self)
+
+    monkeypatch.setattr(extract_mod.PartWriter, "commit", commit)
+    with pytest.raises(KeyboardInterrupt):
+        extract_layers(tiny_model, ["block1", "block2"], squares, tmp_path / "c", None, o)
+    monkeypatch.setattr(extract_mod.PartWriter, "commit", real)
+    done = extract_layers(tiny_model, ["block1", "block2"], squares, tmp_path / "c", None, o)
+    assert {layer: _files(c.path) for layer, c in done.items()} == want
+    # a finished layer is not extracted again: only the missing one goes through the model
+    asked, real_extract = [], extract_mod._extract
+    monkeypatch.setattr(extract_mod, "_extract", lambda t, layers, *a: asked.append(layers) or real_extract(t, layers, *a))
+    again = extract_layers(tiny_model, ["block1", "block2", "block1.0"], squares, tmp_path / "c", None, o)
+    assert asked == [["block1.0"]] and again["block2"].path == done["block2"].path

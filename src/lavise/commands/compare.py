@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..cli import EPILOG, add_common, extract_options
+from ..cli import EPILOG, add_common, add_layer_choice, extract_options, layered
 from ..errors import LaviseError
 from ..options import CORRECTIONS, RANK_BY, CompareOptions
 
@@ -33,6 +33,7 @@ def register(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--rank-by", default="difference", choices=RANK_BY,
                    help="rank by percentage-point difference (default) or by the test statistic")
+    add_layer_choice(p)
     add_common(p)
     p.set_defaults(func=compare)
 
@@ -58,6 +59,7 @@ def register(sub) -> None:
                    help="also show this comparison result (repeatable; those saved in the run are found)")
     p.add_argument("--title", help="page title")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_layer_choice(p)
     p.set_defaults(func=report)
 
 
@@ -79,19 +81,32 @@ def compare_options(args) -> CompareOptions:
 
 def compare(args) -> int:
     from .. import api
-    from ..compare import compare_groups
 
     _use_agg()
     options, extract = compare_options(args), extract_options(args)  # bad values fail before any work
     only = [g.strip() for g in args.only.split(",") if g.strip()] if args.only else None
     images = api.load_dataset(args.images)
-    if args.out:
-        out = Path(args.out)
-    else:
-        name = Path(args.groups).stem if args.groups else "groups"
-        name += f"-{args.vs_rest}-vs-rest" if args.vs_rest else (f"-{'-'.join(only)}" if only else "")
-        out = Path(args.run) / "compare" / _slug(name)
-    res = compare_groups(args.run, images, groups=args.groups, only=only, one_vs_rest=args.vs_rest, options=options,
+    name = Path(args.groups).stem if args.groups else "groups"
+    name += f"-{args.vs_rest}-vs-rest" if args.vs_rest else (f"-{'-'.join(only)}" if only else "")
+    if layered(args):
+        from ..multilayer import LayeredRun, folder_name
+
+        lr = LayeredRun(args.run)
+        layers = lr.select(args.layer)
+        lr.prefetch(images, None, extract, layers)  # every layer's maps of the images in one pass
+        for layer in layers:
+            out = Path(args.out) / folder_name(layer) if args.out else lr.run(layer).path / "compare" / _slug(name)
+            _compare_one(args, lr.run(layer).path, images, only, options, extract, out)
+        return 0
+    out = Path(args.out) if args.out else Path(args.run) / "compare" / _slug(name)
+    _compare_one(args, args.run, images, only, options, extract, out)
+    return 0
+
+
+def _compare_one(args, run, images, only, options, extract, out: Path) -> None:
+    from ..compare import compare_groups
+
+    res = compare_groups(run, images, groups=args.groups, only=only, one_vs_rest=args.vs_rest, options=options,
                          extract=extract, out=out)
     sizes = ", ".join(f"{g} {n}" for g, n in res.sizes.items())
     print(f"compared {len(res.filters)} filters of {res.layer} between {len(res.groups)} groups ({sizes}); "
@@ -102,7 +117,6 @@ def compare(args) -> int:
         print(f"  #{f.rank:<3d} unit {f.unit:4d}  {pcts}  diff {f.difference:+6.1f}  q {f.q_value:.2g}  "
               f"{', '.join(f.words[:4]) or '(no words)'}")
     print(f"wrote {out.resolve() / 'compare.json'}, compare.csv and compare.png")
-    return 0
 
 
 def compare_models(args) -> int:
@@ -135,6 +149,16 @@ def report(args) -> int:
     _use_agg()
     if args.images < 0 or args.thumb < 16:
         raise LaviseError("--images must be >= 0 and --thumb at least 16 pixels")
+    if layered(args):
+        from ..multilayer import LayeredRun
+
+        if args.out or args.compare:
+            raise LaviseError("--out and --compare are for a one-layer run; a run of several layers writes each "
+                              "layer's report in its folder and RUN/report.html beside them")
+        path = LayeredRun(args.run).report(args.layer, images=args.images, thumb=args.thumb, embed=args.embed,
+                                           title=args.title, show_progress=not args.quiet)
+        print(f"wrote {path.resolve()}, which links every layer's report (open it in a browser; no server needed)")
+        return 0
     path = build_report(args.run, out=args.out, images=args.images, thumb=args.thumb, embed=args.embed,
                         comparisons=args.compare, title=args.title, show_progress=not args.quiet)
     print(f"wrote {path.resolve()} (open it in a browser; no server needed)")

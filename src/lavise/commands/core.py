@@ -4,7 +4,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import defaults as D
-from ..cli import EPILOG, add_common, add_explain_options, explain_options, extract_options, parse_units
+from ..cli import (
+    EPILOG,
+    add_common,
+    add_explain_options,
+    add_layer_choice,
+    explain_options,
+    extract_options,
+    layered,
+    parse_units,
+)
+from ..errors import LaviseError
 from ..options import TrainOptions
 
 
@@ -26,10 +36,12 @@ def register(sub) -> None:
     p.add_argument("--all", action="store_true", help="also list layers whose output is not a map")
     p.set_defaults(func=layers)
 
-    p = sub.add_parser("train", help="train the explainer for one layer", epilog=EPILOG)
+    p = sub.add_parser("train", help="train the explainer for one layer, or several in one run", epilog=EPILOG)
     p.add_argument("--model", default="efficientnet-lite0", help="model spec (default efficientnet-lite0)")
     p.add_argument("--weights", help="state_dict / checkpoint / .safetensors file")
-    p.add_argument("--layer", help="dotted layer name (default: the model's last spatial layer)")
+    p.add_argument("--layer", help="dotted layer name (default: the model's last spatial layer); several, "
+                                   "comma-separated, or 'stages' (the model's stage outputs) train a run of several "
+                                   "layers, each dataset extracted in one pass for all of them")
     p.add_argument("--reference", default="builtin:scenes", help="reference dataset with concept masks (default builtin:scenes)")
     p.add_argument("--embeddings", default="glove-6b-50d",
                    help="glove-6b-50d (default), glove:PATH, word2vec:PATH, fasttext:PATH or minilm")
@@ -59,6 +71,7 @@ def register(sub) -> None:
     p.add_argument("--images", required=True, help="target dataset (labels are ignored)")
     p.add_argument("--out", help="where to write explanations.json/.csv (default: the run folder)")
     p.add_argument("--units", help="comma-separated filter indices (default all)")
+    add_layer_choice(p)
     add_explain_options(p)
     add_common(p)
     p.set_defaults(func=explain)
@@ -85,21 +98,34 @@ def layers(args) -> int:
 
 def train(args) -> int:
     from .. import api
+    from ..multilayer import resolve_layers, train_layers
     from ..runtime import is_main_process
 
     tm = api.load_model(args.model, args.weights)
-    tm.layer(args.layer or tm.default_layer)  # a mistyped layer fails before any data is read
+    layers = resolve_layers(tm, args.layer)  # a mistyped layer fails before any data is read
+    several = args.layer is not None and (len(layers) > 1 or "," in args.layer or args.layer.strip() == "stages")
     extract_options(args)  # and a bad setting too
     ref = api.load_dataset(args.reference)
     options = TrainOptions(epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.train_batch_size,
                            val_fraction=args.val_fraction, seed=args.seed, heads=args.heads,
                            small_masks=args.small_masks, calibrate=args.calibrate)
-    res = api.train_explainer(tm, ref, args.embeddings, layer=args.layer, out=args.out, options=options,
-                              extract=extract_options(args))
-    best = res.config["train"]["best_epoch"]
-    kept = res.history[best - 1] if res.history else {}
+    if several:
+        results = train_layers(tm, ref, args.embeddings, layers, args.out, options, extract_options(args))
+    else:
+        results = {layers[0]: api.train_explainer(tm, ref, args.embeddings, layer=layers[0], out=args.out,
+                                                  options=options, extract=extract_options(args))}
     if not is_main_process():
         return 0
+    for res in results.values():
+        _train_summary(tm, res)
+    print(f"saved to {Path(args.out).resolve()}" + (f" ({len(results)} layers, one folder each under layers/)"
+                                                     if several else ""))
+    return 0
+
+
+def _train_summary(tm, res) -> None:
+    best = res.config["train"]["best_epoch"]
+    kept = res.history[best - 1] if res.history else {}
     print(f"trained explainer for {tm.spec} {res.config['layer']} on {len(res.concepts)} concepts; kept epoch {best} "
           f"of {len(res.history)}: val top-1 {kept.get('val_top1', float('nan')):.3f}, "
           f"top-5 {kept.get('val_top5', float('nan')):.3f}")
@@ -111,8 +137,6 @@ def train(args) -> int:
               f"{fit['truth_images']} ({fit['right']} right)")
     else:
         print("confidence unavailable: the reference set gave no right or no wrong word to calibrate on")
-    print(f"saved to {Path(args.out).resolve()}")
-    return 0
 
 
 def explain(args) -> int:
@@ -121,15 +145,30 @@ def explain(args) -> int:
 
     units = parse_units(args.units)
     options, extract = explain_options(args), extract_options(args)  # bad settings fail before any work
-    run = api.Run.open(args.run, cache_dir=Path(args.out) / "cache" if args.out else None)
-    ex = run.explain(api.load_dataset(args.images), options, extract, units, out=args.out)
-    out = Path(args.out or args.run).resolve()
+    if layered(args):
+        from ..multilayer import LayeredRun
+
+        if args.out:
+            raise LaviseError("--out is for a one-layer run; a run of several layers keeps each layer's "
+                              "explanations in its own folder")
+        lr = LayeredRun(args.run)
+        results = lr.explain(api.load_dataset(args.images), options, extract, units, layers=args.layer)
+        where = lr.path.resolve()
+    else:
+        run = api.Run.open(args.run, cache_dir=Path(args.out) / "cache" if args.out else None)
+        ex = run.explain(api.load_dataset(args.images), options, extract, units, out=args.out)
+        results, where = {ex.layer: ex}, Path(args.out or args.run).resolve()
     if not is_main_process():
         return 0
-    print(f"explained {len(ex.filters)} filters of {ex.layer}; wrote {out / 'explanations.json'} and .csv")
-    print(ex.verdict())
-    for f in ex.ranked()[:8]:
-        print(f"  {f.line()}")
+    for ex in results.values():
+        print(f"explained {len(ex.filters)} filters of {ex.layer}" + ("" if len(results) > 1 else
+              f"; wrote {where / 'explanations.json'} and .csv"))
+        print(ex.verdict())
+        for f in ex.ranked()[:8]:
+            print(f"  {f.line()}")
+    if len(results) > 1:
+        print(f"wrote each layer's explanations under {where / 'layers'} and all of them in "
+              f"{where / 'explanations.json'} and .csv")
     return 0
 
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import defaults as D
-from ..cli import EPILOG, add_common, add_explain_options, explain_options, extract_options, parse_units
+from ..cli import (
+    EPILOG,
+    add_common,
+    add_explain_options,
+    add_layer_choice,
+    explain_options,
+    extract_options,
+    layered,
+    parse_units,
+)
 from ..errors import LaviseError
 from ..options import (
     BASELINES,
@@ -69,6 +78,7 @@ def register(sub) -> None:
     p.add_argument("--units", help="comma-separated filter indices (default all)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the halves, the random baseline and the controls (default 0)")
+    add_layer_choice(p)
     add_common(p)
     p.set_defaults(func=evaluate)
 
@@ -120,10 +130,27 @@ def evaluate(args) -> int:
                           match=args.match, stability=tuple(_csv_list(args.stability, STABILITY_PROBES, "probe")),
                           noise_sigma=args.noise_sigma, noise_draws=args.noise_draws)
     extract = extract_options(args)
-    run = Run.open(args.run)
     ds = load_dataset(args.dataset)
     ref = load_dataset(args.reference) if args.reference else None
+    if layered(args):
+        from ..multilayer import LayeredRun, layer_row, layer_table
+
+        lr = LayeredRun(args.run)
+        evs = lr.evaluate(ds, options, extract, units, reference=ref, layers=args.layer)
+        for layer, ev in evs.items():
+            print(f"## layer {layer}")
+            _print_evaluation(args, ev, conventions, lr.run(layer).path)
+        print(f"# one row per layer (the paper's Table 3), {ev.settings.get('match', 'lemma')} match:")
+        print(layer_table([layer_row(layer, ev) for layer, ev in evs.items()]))
+        print(f"wrote {lr.path.resolve() / 'evaluation.json'} and evaluation.md")
+        return 0
+    run = Run.open(args.run)
     ev = run.evaluate(ds, options, extract, units, reference=ref)
+    _print_evaluation(args, ev, conventions, Path(args.run))
+    return 0
+
+
+def _print_evaluation(args, ev, conventions, run_path: Path) -> None:
     for conv in conventions:
         g = ev.ground_truth[conv]
         halves = (f"explanations from {ev.settings['explain_images']} images, ground truth from the other "
@@ -153,12 +180,11 @@ def evaluate(args) -> int:
         from ..plots import plot_reliability, save_figure
 
         fig, _ = plot_reliability(c, label=name)
-        fig_path = save_figure(fig, Path(args.run) / f"reliability-{name.split()[0]}.png")
+        fig_path = save_figure(fig, run_path / f"reliability-{name.split()[0]}.png")
         print(f"wrote the reliability diagram {fig_path.resolve()}")
     for line in stability_lines(ev.stability):
         print(line)
-    print(f"wrote {Path(args.run).resolve() / 'evaluation.json'}")
-    return 0
+    print(f"wrote {run_path.resolve() / 'evaluation.json'}")
 
 
 def stability_lines(stability: dict) -> list[str]:

@@ -12,11 +12,16 @@ from .cache import EVAL_MASK_SIZE
 
 
 class ImageLoader(torch.utils.data.Dataset):
-    """Loads one image (+ masks) and applies the model's preprocessing, in a DataLoader worker."""
+    """Loads one image (+ masks) and applies the model's preprocessing, in a DataLoader worker.
 
-    def __init__(self, ds: ConceptDataset, pre: Preprocess, concept_index: dict[str, int] | None, feat_hw: tuple[int, int],
-                 eval_size: int = EVAL_MASK_SIZE):
+    ``feat_hw``: the (h', w') of the layer's maps, which masks are averaged down to, or a list of them (several
+    layers extracted in one pass): the item's ``mfeat`` is then a list, one mask tensor per size.
+    """
+
+    def __init__(self, ds: ConceptDataset, pre: Preprocess, concept_index: dict[str, int] | None,
+                 feat_hw: tuple[int, int] | list[tuple[int, int]], eval_size: int = EVAL_MASK_SIZE):
         self.ds, self.pre, self.concept_index, self.feat_hw = ds, pre, concept_index, feat_hw
+        self.sizes = list(feat_hw) if isinstance(feat_hw, list) else [feat_hw]
         self.eval_size = eval_size
 
     def __len__(self) -> int:
@@ -37,19 +42,22 @@ class ImageLoader(torch.utils.data.Dataset):
         frac = downsample_masks(mk, (s, s))
         keep = frac.flatten(1).amax(1) > 0  # a mask left empty by the crop covers no cell
         frac = frac[keep]
-        (h, w), crop = self.feat_hw, mk.shape[-1]
+        crop = mk.shape[-1]
         # where the blocks nest evenly, the mean of the s×s means is the mean: one pass over the full masks
-        mfeat = downsample_masks(frac if crop % s == 0 and s % h == 0 and s % w == 0 else mk[keep], (h, w))
+        mfeat = [downsample_masks(frac if crop % s == 0 and s % h == 0 and s % w == 0 else mk[keep], (h, w)).to(torch.float16)
+                 for h, w in self.sizes]
         meval = (frac >= 0.5).numpy().reshape(len(frac), s * s)
         return {"index": i, "x": x, "concepts": [self.concept_index[a.concept] for a, k in zip(anns, keep.tolist()) if k],
-                "dropped": int((~keep).sum()), "mfeat": mfeat.to(torch.float16), "meval": torch.from_numpy(np.packbits(meval, axis=1))}
+                "dropped": int((~keep).sum()), "mfeat": mfeat if isinstance(self.feat_hw, list) else mfeat[0],
+                "meval": torch.from_numpy(np.packbits(meval, axis=1))}
 
 
 def collate(items: list[dict]) -> dict:
     """One batch as a few tensors (one shared-memory block and one pinned copy each, not one per image).
 
     ``x`` (B, 3, H, W) uint8 images in channels-last memory; ``index`` (B,); for reference sets ``pairs`` (P, 2) of (image, concept),
-    ``mfeat`` (P, h', w') and ``meval`` (P, bytes) masks in pair order; ``errors`` of unreadable images.
+    ``mfeat`` (P, h', w') (a list of them, one per size, for several layers) and ``meval`` (P, bytes) masks in
+    pair order; ``errors`` of unreadable images.
     """
     good = [b for b in items if "error" not in b]
     # stacked as (B, H, W, 3) and viewed as NCHW: channels-last, the model's format, in one copy; a dataset of
@@ -64,6 +72,9 @@ def collate(items: list[dict]) -> dict:
            "errors": [b for b in items if "error" in b], "dropped": sum(b.get("dropped", 0) for b in good)}
     if good and "concepts" in good[0]:
         out["pairs"] = torch.tensor([(b["index"], c) for b in good for c in b["concepts"]], dtype=torch.int64).view(-1, 2)
-        out["mfeat"] = torch.cat([b["mfeat"] for b in good])
+        if isinstance(good[0]["mfeat"], list):
+            out["mfeat"] = [torch.cat([b["mfeat"][k] for b in good]) for k in range(len(good[0]["mfeat"]))]
+        else:
+            out["mfeat"] = torch.cat([b["mfeat"] for b in good])
         out["meval"] = torch.cat([b["meval"] for b in good])
     return out

@@ -1,0 +1,134 @@
+"""Several layers in one run (``lavise.multilayer``): each layer's folder equals a one-layer run byte for byte,
+each dataset goes through the model once for all layers, and every command works over the layers."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from lavise.cli import main
+
+RELIABILITY = Path(__file__).resolve().parent / "reliability"
+COMMON = ["--batch-size", "4", "--workers", "0", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    import sys
+
+    sys.path.insert(0, str(RELIABILITY))  # relmodels (python:relmodels:tiny) and relutil
+    from relutil import make_manifest
+
+    root = tmp_path_factory.mktemp("multi")
+    m = make_manifest(root / "data", n=24)
+    train = ["train", "--model", "python:relmodels:tiny", "--reference", f"manifest:{m}",
+             "--embeddings", f"glove:{root / 'data' / 'tiny.txt'}", "--epochs", "3", "--seed", "1", *COMMON]
+    explain = ["--images", f"manifest:{m}", "--vocabulary", "concepts", "-p", "5", "-s", "2", *COMMON]
+    from lavise.features import extract as extract_mod
+
+    passes = []
+    real = extract_mod._extract
+    extract_mod._extract = lambda t, layers, *a: passes.append(list(layers)) or real(t, layers, *a)
+    try:
+        assert main(train + ["--layer", "block1,block2", "--out", str(root / "multi")]) == 0
+        assert main(["explain", str(root / "multi"), *explain]) == 0
+    finally:
+        extract_mod._extract = real
+    for layer in ("block1", "block2"):
+        assert main(train + ["--layer", layer, "--out", str(root / layer)]) == 0
+        assert main(["explain", str(root / layer), *explain]) == 0
+    return {"root": root, "manifest": m, "multi": root / "multi", "passes": passes, "explain": explain}
+
+
+def test_each_layer_of_a_multilayer_run_equals_its_one_layer_run_byte_for_byte(runs):
+    for layer in ("block1", "block2"):
+        one, sub = runs["root"] / layer, runs["multi"] / "layers" / layer
+        names = sorted(p.name for p in one.iterdir() if p.is_file())
+        assert names == sorted(p.name for p in sub.iterdir() if p.is_file())
+        assert "explainer.safetensors" in names and "explanations.json" in names
+        for name in names:
+            assert (one / name).read_bytes() == (sub / name).read_bytes(), (layer, name)
+    assert not (runs["multi"] / "layers" / "block1" / "cache").exists()  # the caches are shared in RUN/cache
+
+
+def test_each_dataset_goes_through_the_model_once_for_every_layer(runs):
+    # train: the reference set, both layers together; explain: the target images (the same manifest, unlabeled)
+    assert runs["passes"] == [["block1", "block2"], ["block1", "block2"]]
+
+
+def test_multilayer_explanations_name_each_units_layer(runs):
+    multi = runs["multi"]
+    rows = list(csv.DictReader((multi / "explanations.csv").open()))
+    by_layer = {layer: [r for r in rows if r["layer"] == layer] for layer in ("block1", "block2")}
+    for layer, mine in by_layer.items():
+        one = list(csv.DictReader((runs["root"] / layer / "explanations.csv").open()))
+        assert mine == one
+    d = json.loads((multi / "explanations.json").read_text())
+    assert [x["layer"] for x in d["layers"]] == ["block1", "block2"]
+    assert [len(x["filters"]) for x in d["layers"]] == [8, 16]
+
+
+def test_evaluate_writes_one_row_per_layer_and_report_links_the_layers(runs, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "multi"
+    shutil.copytree(runs["multi"], run)
+    assert main(["evaluate", str(run), "--dataset", f"manifest:{runs['manifest']}", "--vocabulary", "concepts",
+                 "-p", "5", "-s", "2", *COMMON]) == 0
+    out = capsys.readouterr().out
+    assert "## layer block1" in out and "## layer block2" in out and "the paper's Table 3" in out
+    table = (run / "evaluation.md").read_text().splitlines()
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["block1", "block2"]
+    rows = json.loads((run / "evaluation.json").read_text())["rows"]
+    for r in rows:
+        own = json.loads((run / "layers" / r["layer"] / "evaluation.json").read_text())
+        assert r["P@1"] == own["rows"][0]["P@1"] and r["filters"] == own["ground_truth"]["netdissect"]["filters"]
+    assert main(["report", str(run), "--quiet", "--layer", "block2"]) == 0
+    html = (run / "report.html").read_text()
+    assert 'href="layers/block2/report.html"' in html and "block1/report.html" not in html
+    assert (run / "layers" / "block2" / "report.html").is_file()
+
+
+def test_compare_goes_over_the_layers(runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "multi"
+    shutil.copytree(runs["multi"], run)
+    groups = tmp_path / "g.csv"
+    groups.write_text("image,group\n" + "".join(f"{i}.png,{'a' if i % 2 else 'b'}\n" for i in range(24)))
+    assert main(["compare", str(run), "--images", f"manifest:{runs['manifest']}", "--groups", str(groups),
+                 *COMMON]) == 0
+    for layer in ("block1", "block2"):
+        assert (run / "layers" / layer / "compare" / "g" / "compare.json").is_file()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["explain", "{multi}", "--layer", "block3"], "this run has no layer 'block3'; its layers are block1, block2"),
+    (["explain", "{one}", "--layer", "block2"], "explains layer 'block1' only"),
+    (["train", "--layer", "block1,block1"], "names 'block1' twice"),
+    (["train", "--layer", "block1,blok2"], "did you mean block2"),
+])
+def test_layer_choices_that_cannot_work_are_one_line_errors(runs, capsys, argv, needle):
+    argv = [a.format(multi=runs["multi"], one=runs["root"] / "block1") for a in argv]
+    if argv[0] == "train":
+        argv += ["--model", "python:relmodels:tiny", "--reference", f"manifest:{runs['manifest']}", "--out",
+                 str(runs["root"] / "never")]
+    else:
+        argv += runs["explain"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not (runs["root"] / "never").exists()
+
+
+def test_stages_name_each_maps_last_outermost_module():
+    import torchvision
+
+    from lavise.models import stage_layers
+
+    r18 = torchvision.models.resnet18()
+    assert stage_layers(r18, 224) == ["layer1", "layer2", "layer3", "layer4"]
+    mb = torchvision.models.mobilenet_v2()
+    assert stage_layers(mb, 224) == ["features.3", "features.6", "features.13", "features"]
