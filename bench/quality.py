@@ -323,20 +323,24 @@ class Seed:
 
     def recalibrated(self, kept, out):
         """A reused head with the calibrator training would fit now: refitted (and saved) where the kept one was
-        fitted for another word selection (e.g. before the default votes changed)."""
-        from lavise.explain.confidence import fit_on_reference
+        fitted for another word selection (e.g. before the default votes changed) or on other signals."""
+        from lavise.explain.confidence import FEATURES, fit_on_reference
         from lavise.io import write_json
         from lavise.options import ExplainOptions
         from lavise.run import RunFolder
 
-        if kept.calibrator is not None and kept.calibrator.matches(ExplainOptions()):
+        cal = kept.calibrator
+        if cal is not None and cal.matches(ExplainOptions()) and cal.features == FEATURES:
             return kept
         cal = fit_on_reference(kept, self.rcache, self.emb, self.ref.spec, self.seed, self.quiet)
-        if cal is not None:  # written as training would, with the folder's manifest recording the new file
+        if cal is not None:  # written as training would, with the folder's manifest recording the new files
             write_json(out / "calibration.json", cal.to_dict())
-            RunFolder(out).record("explainer", ["explainer.safetensors", "config.json", "train_log.csv",
-                                                "calibration.json"])
-        self.log("calibrator refitted for the current word selection")
+            files = ["explainer.safetensors", "config.json", "train_log.csv", "calibration.json"]
+            if cal.grounding is not None:
+                cal.grounding.save(out / "grounding.npz")
+                files.append("grounding.npz")
+            RunFolder(out).record("explainer", files)
+        self.log("calibrator refitted for the current word selection and signals")
         return dataclasses.replace(kept, calibrator=cal)
 
     def vocabulary(self, name):

@@ -13,7 +13,9 @@ Measures, on built-in scenes:
   2. an explainer epoch over the cache vs an epoch that recomputes the features;
   3. explaining every filter (filter attention) vs extracting the target set;
   4. peak RSS of `lavise explain` on N vs 4N target images (separate processes);
-  5. extraction with one process vs two processes under torchrun (gloo).
+  5. extraction with one process vs two processes under torchrun (gloo);
+  6. four layers in one pass (``extract_layers``) vs the deepest layer alone and vs four one-layer extractions
+     (``--layers``, default the model's stage outputs; ``--multilayer-only`` runs this section alone).
 """
 from __future__ import annotations
 
@@ -35,8 +37,8 @@ from lavise.defaults import DEFAULT_METHOD, HEADS, HUBNESS, PAPER_TOP_IMAGES, PA
 from lavise.embeddings import load_embeddings  # noqa: E402
 from lavise.explain import explain_cache  # noqa: E402
 from lavise.explainer import ExplainerHead, hinge_rank_loss  # noqa: E402
-from lavise.features import FeatureExtractor, extract_features  # noqa: E402
-from lavise.models import TargetModel, load_model  # noqa: E402
+from lavise.features import FeatureExtractor, extract_features, extract_layers  # noqa: E402
+from lavise.models import TargetModel, load_model, stage_layers  # noqa: E402
 from lavise.options import ExplainOptions, ExtractOptions  # noqa: E402
 from lavise.train import TrainedExplainer  # noqa: E402
 from record import save  # noqa: E402
@@ -178,6 +180,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="extraction batch size (default: lavise's for the device)")
     ap.add_argument("--workers", type=int, default=None, help="extraction DataLoader workers (default: lavise's)")
     ap.add_argument("--repeats", type=int, default=3, help="extraction runs; the fastest counts (default 3)")
+    ap.add_argument("--layers", default=None, help="section 6's layers, comma-separated (default: the model's stages)")
+    ap.add_argument("--multilayer-only", action="store_true", help="run section 6 alone")
     args = ap.parse_args()
     dev = args.device
     tmp = Path(tempfile.mkdtemp(prefix="lavise-speed-"))
@@ -188,12 +192,56 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def multilayer(tm, layers: list[str], n: int, ext_opts: ExtractOptions, tmp: Path, repeats: int) -> tuple[list, dict]:
+    """Section 6: the layers in one pass against the deepest alone and against one extraction per layer, in
+    rounds (each round: all three, fresh caches), the fastest of each counting."""
+    ds = load_dataset(f"builtin:scenes?size={n}&seed=0&split=test")
+    deepest = layers[-1]
+    best = {"one": float("inf"), "separate": float("inf"), "together": float("inf")}
+    rounds = []
+    for rep in range(repeats):
+        t = time.perf_counter()
+        extract_features(tm, deepest, ds, tmp / f"ml{rep}-one", None, ext_opts)
+        one = time.perf_counter() - t
+        t = time.perf_counter()
+        for k, layer in enumerate(layers):
+            extract_features(tm, layer, ds, tmp / f"ml{rep}-sep{k}", None, ext_opts)
+        separate = time.perf_counter() - t
+        t = time.perf_counter()
+        extract_layers(tm, layers, ds, tmp / f"ml{rep}-together", None, ext_opts)
+        together = time.perf_counter() - t
+        for k, v in (("one", one), ("separate", separate), ("together", together)):
+            best[k] = min(best[k], v)
+        rounds.append({"one_s": one, "separate_s": separate, "together_s": together})
+        print(f"  round {rep + 1}: {deepest} alone {one:.1f} s, {len(layers)} one-layer runs {separate:.1f} s, "
+              f"{len(layers)} layers in one pass {together:.1f} s", flush=True)
+        for p in tmp.glob(f"ml{rep}-*"):
+            shutil.rmtree(p, ignore_errors=True)
+    rows = [(f"{len(layers)} layers in one pass / {deepest} alone (s)", f"{best['together']:.1f} / {best['one']:.1f}",
+             best["together"] / best["one"], "<= 1.3"),
+            (f"{len(layers)} one-layer runs / {deepest} alone (s)", f"{best['separate']:.1f} / {best['one']:.1f}",
+             best["separate"] / best["one"], "(before: one run per layer)")]
+    return rows, {"layers": layers, "images": n, "best": best, "rounds": rounds}
+
+
 def _measure(args, dev: str, tmp: Path) -> None:
     tm = load_model(args.model)
     layer = args.layer or tm.default_layer
     n = args.images
     rows = []
     data = {}
+    layers = args.layers.split(",") if args.layers else stage_layers(tm.module, tm.preprocess.crop)
+    if args.multilayer_only:
+        print(f"6. {len(layers)} layers in one pass ({', '.join(layers)})", flush=True)
+        ext_opts = ExtractOptions(device=dev, amp=args.amp, batch_size=args.batch_size, workers=args.workers,
+                                  show_progress=False)
+        rows, data["multilayer"] = multilayer(tm, layers, n, ext_opts, tmp, args.repeats)
+        table = "| measure | values | ratio | target |\n|---|---|---|---|\n" + "\n".join(
+            f"| {a} | {b} | {c:.3f} | {d} |" for a, b, c, d in rows)
+        print(table)
+        name = "speed-multilayer" if dev == "cpu" else f"speed-multilayer-{dev.split(':')[0]}"
+        print("saved", save(name, table, {"rows": rows, "images": n, "model": tm.spec, **data}))
+        return
 
     print("1. extraction vs bare forward", flush=True)
     bare, cfg = bare_forward(tm, layer, n, dev, args.amp)
@@ -338,6 +386,10 @@ def _measure(args, dev: str, tmp: Path) -> None:
         rows.append(("extraction time 1 process / 2 processes (s)", f"{times[1]:.1f} / {times[2]:.1f}",
                      times[1] / times[2], "(speed-up; same cache key: %s)" % same))
         data["distributed"] = {"one_s": times[1], "two_s": times[2]}
+
+    print(f"6. {len(layers)} layers in one pass ({', '.join(layers)})", flush=True)
+    more, data["multilayer"] = multilayer(tm, layers, n, ext_opts, tmp, args.repeats)
+    rows += more
 
     table = "| measure | values | ratio | target |\n|---|---|---|---|\n" + "\n".join(
         f"| {a} | {b} | {c:.3f} | {d} |" for a, b, c, d in rows)

@@ -72,6 +72,9 @@ class TrainedExplainer:
         if self.calibrator is not None:
             write_json(rf / "calibration.json", self.calibrator.to_dict())
             files.append("calibration.json")
+            if self.calibrator.grounding is not None:
+                self.calibrator.grounding.save(rf / "grounding.npz")
+                files.append("grounding.npz")
         rf.record("explainer", files)
         return rf
 
@@ -92,10 +95,12 @@ class TrainedExplainer:
         if log.is_file():
             with log.open(newline="") as f:
                 history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-        from .explain.confidence import Calibrator
+        from .explain.confidence import Calibrator, Grounding
 
         cal = rf / "calibration.json"
         calibrator = Calibrator.from_dict(read_json(cal, RunError, "calibration")) if cal.is_file() else None
+        if calibrator is not None and (rf / "grounding.npz").is_file():
+            calibrator = replace(calibrator, grounding=Grounding.load(rf / "grounding.npz"))
         return cls(head, cfg["concepts"], tensors["concept_vectors"], cfg, history, calibrator)
 
 

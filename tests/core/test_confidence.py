@@ -131,11 +131,12 @@ def test_explanations_csv_and_verdict_carry_the_confidence():
     assert ex.verdict().startswith("1 of 2 filters interpretable")
     assert [f.unit for f in ex.ranked()] == [0, 1]
     rows = ex.csv_text().splitlines()
-    assert rows[0].endswith("confidence,filter_confidence,interpretable,filter_stability")
-    assert rows[1].split(",")[-2] == "True" and float(rows[1].split(",")[-4]) == pytest.approx(filters[0].confidence)
+    assert rows[0].endswith("confidence,filter_confidence,interpretable,filter_stability,reference_iou")
+    assert rows[1].split(",")[-3] == "True" and float(rows[1].split(",")[-5]) == pytest.approx(filters[0].confidence)
+    assert rows[1].endswith(",")  # no grounding: an empty reference_iou
     old = Explanations("m", "l", "attention", "d", {}, [_filter()])
     assert old.verdict().startswith("confidence unavailable")
-    assert old.csv_text().splitlines()[1].endswith(",,,,")
+    assert old.csv_text().splitlines()[1].endswith(",,,,,")
 
 
 def test_training_fits_a_calibrator_that_saving_and_loading_keep(tmp_path, tiny_model, squares, tiny_glove):
@@ -201,3 +202,71 @@ def test_confidence_report_by_hand():
     assert r["ECE"] == pytest.approx(0.4)  # both bins: half right at confidence 0.9 and 0.1
     assert r["interpretable"] == 2 and r["P@1_interpretable"] == 0.5 and r["median_confidence"] == pytest.approx(0.5)
     assert r["AUROC_confidence"] == pytest.approx(0.5) and r["ECE_words"] == pytest.approx(0.4)
+
+
+def test_grounding_attaches_each_words_reference_iou_by_lemma():
+    from lavise.explain.confidence import Grounding
+
+    g = Grounding(("cat", "dog"), np.array([[0.1, 0.2], [0.3, 0.4]], dtype=np.float32))
+    f0, f1 = _filter(unit=0), _filter(unit=1, words=("dogs", "tree", "cat"))
+    a, b = g.attach([f0, f1])
+    assert [w["grounding"] for w in a.words] == [pytest.approx(0.2), pytest.approx(0.1), None]  # dog, cats, tree
+    assert [w["grounding"] for w in b.words] == [pytest.approx(0.4), None, pytest.approx(0.3)]
+    col = word_features(b, ("grounding", "score"))
+    np.testing.assert_allclose(col[:, 0], [0.4, 0.0, 0.3], atol=1e-6)  # no concept named: 0
+    dog = g.only(["dog"])  # a reference set annotated for dogs only knows nothing of cats
+    assert dog.concepts == ("dog",) and dog.iou.tolist() == [[pytest.approx(0.2)], [pytest.approx(0.4)]]
+    assert [w["grounding"] for w in dog.attach([f1])[0].words] == [pytest.approx(0.4), None, None]
+
+
+def test_grounding_of_two_halves_equals_the_ground_truth_of_all_images(tmp_path, tiny_model, squares):
+    from lavise.dissect import compute_ground_truth
+    from lavise.evaluate.core import split_rows
+    from lavise.explain import compute_thresholds
+    from lavise.explain.confidence import Grounding
+    from lavise.features import extract_features
+
+    cache = extract_features(tiny_model, "block2", squares, tmp_path / "c", list(squares.concepts), X)
+    thr = compute_thresholds(cache)
+    a, b = split_rows(len(cache), 3)
+    whole = compute_ground_truth(cache, thr)
+    g = Grounding.from_counts(compute_ground_truth(cache, thr, rows=a), compute_ground_truth(cache, thr, rows=b))
+    np.testing.assert_allclose(g.iou, whole.iou("netdissect"), atol=1e-6)
+    assert g.concepts == tuple(whole.concepts) and g.iou.max() > 0.04
+    g.save(tmp_path / "g.npz")
+    back = Grounding.load(tmp_path / "g.npz")
+    assert back.concepts == g.concepts and np.array_equal(back.iou, g.iou)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(RunError, match="retrain the run"):
+        Grounding.load(tmp_path / "bad.npz")
+
+
+def test_a_grounded_calibrator_is_saved_with_its_table_and_applied_with_it(tmp_path, tiny_model, squares, tiny_glove):
+    from lavise.embeddings import load_embeddings
+    from lavise.explain import explain_cache
+    from lavise.explain.confidence import fit_on_reference
+    from lavise.features import extract_features
+    from lavise.train import TrainedExplainer, train_explainer
+
+    emb = load_embeddings(f"glove:{tiny_glove}")
+    trained = train_explainer(tiny_model, squares, emb, out=tmp_path / "run", extract=X,
+                              options=TrainOptions(epochs=3, batch_size=16, heads=1, calibrate=False))
+    cache = extract_features(tiny_model, trained.config["layer"], squares, tmp_path / "run" / "cache",
+                             list(trained.concepts), X)
+    options = ExplainOptions(vocabulary="concepts", p=5, s=3, x=3)
+    cal = fit_on_reference(trained, cache, emb, squares.spec, 0, X, options, features=FEATURES + ("grounding",))
+    assert cal.grounding is not None and cal.grounding.iou.shape == (16, len(trained.concepts))
+    replace(trained, calibrator=cal).save(tmp_path / "run")
+    assert (tmp_path / "run" / "grounding.npz").is_file()
+    loaded = TrainedExplainer.load(tmp_path / "run")
+    np.testing.assert_array_equal(loaded.calibrator.grounding.iou, cal.grounding.iou)
+    vocab = emb.vocabulary("concepts", concepts=list(trained.concepts))
+    fx = explain_cache(loaded, cache, vocab, options, None, X)
+    for f in fx:
+        for w in f.words:  # every word here is a concept name: each carries its filter's IoU with it
+            assert w["grounding"] == pytest.approx(float(cal.grounding.iou[f.unit, cal.grounding.concepts.index(w["word"])]),
+                                                   abs=1e-6)  # rounded to 6 places
+    (tmp_path / "run" / "grounding.npz").unlink()
+    with pytest.raises(RunError, match="no grounding.npz"):
+        explain_cache(replace(loaded, calibrator=replace(loaded.calibrator, grounding=None)), cache, vocab, options,
+                      None, X)

@@ -57,7 +57,7 @@ def test_explain_every_filter_end_to_end(trained_run, tiny_model, squares):
     loaded = Explanations.load(run)
     assert loaded.to_dict() == ex.to_dict()
     rows = (run / "explanations.csv").read_text().splitlines()
-    assert rows[0] == "layer,unit,rank,word,score,similarity,confidence,filter_confidence,interpretable,filter_stability"
+    assert rows[0] == "layer,unit,rank,word,score,similarity,confidence,filter_confidence,interpretable,filter_stability,reference_iou"
     assert len(rows) == 1 + sum(len(f.words) for f in ex.filters)
 
 

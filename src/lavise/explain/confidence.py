@@ -9,6 +9,10 @@ ground truth computed on the other. The model is stored in the run (``calibratio
 the run explains.
 
 A filter's verdict is its top word's confidence; it is ``interpretable`` at ``INTERPRETABLE`` or above.
+
+One signal comes from the reference set itself: a word's *grounding*, the IoU on the reference images of the
+filter with the concept the word names (``Grounding``; none where the word names no reference concept). The
+calibrator is fitted with the grounding of the explain half and applies that of the whole reference set.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from ..errors import RunError
 from ..stats import SATURATION_TOLERANCE
 
 if TYPE_CHECKING:
+    from ..dissect import GroundTruth
     from ..embeddings import Embeddings
     from ..features import FeatureCache
     from ..options import ExplainOptions, ExtractOptions
@@ -64,6 +69,60 @@ def word_features(f: FilterExplanation, features: Sequence[str] = FEATURES) -> n
 
 
 @dataclass(frozen=True)
+class Grounding:
+    """Every (filter, concept) IoU on the reference set (NetDissect's convention): the evidence, on annotated
+    images, for a word that names a reference concept.
+
+    Attributes:
+        concepts: the reference concepts (columns).
+        iou: (d, C) IoU.
+    """
+
+    concepts: tuple[str, ...]
+    iou: np.ndarray = field(compare=False, repr=False)
+
+    @classmethod
+    def from_counts(cls, *parts: GroundTruth) -> "Grounding":
+        """The IoU of the summed counts of ``parts`` (ground truth of disjoint image sets, same concepts)."""
+        inter = sum(g.intersection for g in parts)
+        union = sum(g.act_area[:, None] + g.mask_area[None, :] - g.intersection for g in parts)
+        iou = np.divide(inter, union, out=np.zeros(np.shape(inter), dtype=np.float64), where=union > 0)
+        return cls(tuple(parts[0].concepts), iou.astype(np.float32))
+
+    def only(self, concepts: Sequence[str]) -> "Grounding":
+        """The columns of ``concepts`` (those the reference set is annotated for)."""
+        keep = [j for j, c in enumerate(self.concepts) if c in set(concepts)]
+        return Grounding(tuple(self.concepts[j] for j in keep), self.iou[:, keep])
+
+    def attach(self, filters: Sequence[FilterExplanation]) -> list[FilterExplanation]:
+        """``filters`` with each word's ``grounding``: its filter's IoU with the concept the word names (lemma
+        match), None where it names no reference concept."""
+        from ..evaluate.metrics import lemma
+
+        col = {lemma(c): j for j, c in enumerate(self.concepts)}
+        out = []
+        for f in filters:
+            words = [{**w, "grounding": round(float(self.iou[f.unit, col[lemma(w["word"])]]), 6)
+                      if lemma(w["word"]) in col else None} for w in f.words]
+            out.append(replace(f, words=words))
+        return out
+
+    def save(self, path) -> None:
+        from ..io import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, iou=self.iou, concepts=np.array(self.concepts, dtype=str))
+
+    @classmethod
+    def load(cls, path) -> "Grounding":
+        try:
+            with np.load(path) as z:
+                return cls(tuple(str(c) for c in z["concepts"]), z["iou"].astype(np.float32))
+        except Exception as e:  # noqa: BLE001 - any damage to the file
+            raise RunError(f"cannot read {path} ({str(e)[:120]}); retrain the run with `lavise train`") from None
+
+
+@dataclass(frozen=True)
 class Calibrator:
     """A logistic model from ``FEATURES`` to the probability that a word is in its filter's ground truth.
 
@@ -71,6 +130,8 @@ class Calibrator:
         mean, scale: standardisation of each feature.
         coef, intercept: the logistic model on the standardised features.
         fitted_on: where and how it was fitted (dataset, images, words, positives, explain settings).
+        grounding: the reference set's IoU table, where ``features`` has ``grounding`` (saved apart, as
+            ``grounding.npz``).
     """
 
     mean: tuple[float, ...]
@@ -79,6 +140,7 @@ class Calibrator:
     intercept: float
     features: tuple[str, ...] = FEATURES
     fitted_on: dict = field(default_factory=dict)
+    grounding: Grounding | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, fitted_on: dict | None = None,
@@ -105,6 +167,11 @@ class Calibrator:
 
     def apply(self, filters: Sequence[FilterExplanation]) -> list[FilterExplanation]:
         """Each word with its ``confidence``; each filter with its verdict (top word's confidence, ``interpretable``)."""
+        if "grounding" in self.features:
+            if self.grounding is None:
+                raise RunError("this calibrator uses each word's reference IoU but the run has no grounding.npz; "
+                               "retrain it with `lavise train`")
+            filters = self.grounding.attach(filters)
         out = []
         for f in filters:
             if not f.words:
@@ -249,6 +316,13 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
     if concepts is not None:
         keep = set(concepts)
         truth = [[c for c in t if c in keep] for t in truth]
+    grounding = None
+    if "grounding" in features:  # fitted with the explain half's IoU, applied with the whole reference set's
+        gex = compute_ground_truth(cache, thr, rows=ex, show_progress=False)
+        half, grounding = Grounding.from_counts(gex), Grounding.from_counts(gex, gt)
+        if concepts is not None:  # the IoU of annotated concepts only
+            half, grounding = half.only(concepts), grounding.only(concepts)
+        filters = half.attach(filters)
     X, y = outcomes(filters, truth, lemma, features)
     info = {"dataset": dataset, "explain_images": int(len(ex)), "truth_images": int(len(sc)), "words": int(len(y)),
             "right": int(y.sum()), "method": options.method, "p": options.p, "s": options.s, "x": options.x,
@@ -256,7 +330,7 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
             "vocabulary": options.vocabulary, "seed": seed,
             "concepts": "all" if concepts is None else len(set(concepts))}
     try:
-        return Calibrator.fit(X, y, info, features)
+        return replace(Calibrator.fit(X, y, info, features), grounding=grounding)
     except ValueError as e:
         warnings.warn(f"confidence unavailable: {e} on {dataset or 'the reference set'} "
                       f"({len(y)} words, {int(y.sum())} right)", stacklevel=2)

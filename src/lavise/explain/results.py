@@ -18,7 +18,7 @@ class FilterExplanation:
 
     unit: int
     threshold: float
-    words: list[dict]  # [{"word", "score", "similarity"[, "confidence"]}], best first
+    words: list[dict]  # [{"word", "score", "similarity"[, "confidence", "grounding"]}], best first
     images: list[dict]  # [{"image_id", "max_activation"}], most active first
     saturated: bool = False
     dead: bool = False
@@ -96,12 +96,13 @@ class Explanations:
         buf = _io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["layer", "unit", "rank", "word", "score", "similarity", "confidence", "filter_confidence",
-                    "interpretable", "filter_stability"])
+                    "interpretable", "filter_stability", "reference_iou"])
         for f in self.filters:
             verdict = ["" if v is None else v for v in (f.confidence, f.interpretable, f.stability)]
             for r, word in enumerate(f.words, 1):
+                grounding = word.get("grounding")
                 w.writerow([self.layer, f.unit, r, word["word"], word["score"], word["similarity"],
-                            word.get("confidence", ""), *verdict])
+                            word.get("confidence", ""), *verdict, "" if grounding is None else grounding])
         return buf.getvalue()
 
     def save(self, run: str | Path, name: str = "explanations") -> Path:
