@@ -666,7 +666,7 @@ def split_confidence(fx, truth, seen, held, top: int = 10) -> dict:
     return res
 
 
-REDO = ("splits", "stability")
+REDO = ("splits", "stability", "confidence")
 
 
 def redo(args, res: dict, model, emb) -> dict:
@@ -683,6 +683,13 @@ def redo(args, res: dict, model, emb) -> dict:
     if "stability" in args.redo:
         base, paper, counted = test_variants()
         res["stability"] = test_stability(s, base, paper, counted, max(base.p, paper.p))
+    if "confidence" in args.redo:  # the reused heads' calibrators refitted on today's signals (Seed.recalibrated)
+        from lavise.evaluate import lemma
+        from lavise.evaluate.core import confidence_report
+
+        base = test_variants()[0]
+        fx = [f for f in s.explanations(base, base.p) if f.confidence is not None]
+        res["confidence"] = confidence_report(fx, s.gt.labels("netdissect"), lemma)
     res.setdefault("redone", {}).update({part: time.time() - s.t0 for part in args.redo})
     return res
 

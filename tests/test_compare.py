@@ -289,7 +289,7 @@ def test_interpretable_only_tests_and_corrects_over_interpretable_filters(plante
     ex = Explanations.load(planted["run"])
     shares = sorted(f.words[0]["score"] for f in ex.filters if f.words)
     cut = float(np.median(shares))  # half the filters above, whatever the votes
-    cal = Calibrator((0.0,) * 6, (1.0,) * 6, (8.0, 0, 0, 0, 0, 0), -8.0 * cut, FEATURES, {})  # 0.5 at the median share
+    cal = Calibrator((0.0,) * 6, (1.0,) * 6, (8.0, 0, 0, 0, 0, 0), -8.0 * cut, FEATURES[:6], {})  # 0.5 at the median share
     rated = replace(ex, filters=cal.apply(ex.filters))
     keep = sorted(f.unit for f in rated.filters if f.interpretable)
     assert 0 < len(keep) < len(rated.filters)

@@ -639,7 +639,7 @@ def test_evaluate_reports_calibration_of_a_calibrated_run(tmp_path, tiny_model, 
     trained = train_explainer(tiny_model, squares, f"glove:{tiny_glove}", out=tmp_path / "run", extract=X,
                               options=TrainOptions(epochs=2, batch_size=16, heads=1, calibrate=False))
     # a hand-made calibrator: confidence grows with the vote share, fitted for p=5, s=3
-    cal = Calibrator((0.0,) * 6, (1.0,) * 6, (3.0, 0, 0, 0, 0, 0), -1.0, FEATURES,
+    cal = Calibrator((0.0,) * 6, (1.0,) * 6, (3.0, 0, 0, 0, 0, 0), -1.0, FEATURES[:6],
                      {"method": "attention", "p": 5, "s": 3, "votes": ExplainOptions().votes})
     replace(trained, calibrator=cal).save(tmp_path / "run")
     options = EvalOptions(explain=ExplainOptions(vocabulary="concepts", p=5, s=3, x=3), methods=("attention",),

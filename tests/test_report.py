@@ -202,7 +202,7 @@ def test_report_sorts_and_filters_by_confidence(tmp_path, report_run):
     from lavise.explain.confidence import FEATURES, Calibrator
 
     ex = report_run["ex"]
-    cal = Calibrator((0.0,) * 6, (1.0,) * 6, (6.0, 0, 0, 0, 0, 0), -3.0, FEATURES, {})  # 0.5 at a vote share of 0.5
+    cal = Calibrator((0.0,) * 6, (1.0,) * 6, (6.0, 0, 0, 0, 0, 0), -3.0, FEATURES[:6], {})  # 0.5 at a vote share of 0.5
     rated = replace(ex, filters=cal.apply(ex.filters),
                     settings={**ex.settings, "confidence": {"available": True, "interpretable_at": 0.5}})
     run = tmp_path / "run"

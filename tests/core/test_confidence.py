@@ -30,9 +30,10 @@ def _filter(unit=0, scores=(0.5, 0.3, 0.1), sims=(0.8, 0.6, 0.5), acts=(6.0, 3.0
 
 def test_word_features_by_hand():
     got = word_features(_filter())
-    want = np.array([[0.5, 0.8, 0.2, 0.0, 0.0, 0.5],          # 2 of 4 top images above T_u = 2
-                     [0.3, 0.6, 0.2, math.log(2), 0.0, 0.5],
-                     [0.1, 0.5, 0.1, math.log(3), 0.0, 0.5]])  # the last word's margin is its own share
+    want = np.array([[0.5, 0.8, 0.2, 0.0, 0.0, 0.5, 0.0],          # 2 of 4 top images above T_u = 2
+                     [0.3, 0.6, 0.2, math.log(2), 0.0, 0.5, 0.0],
+                     [0.1, 0.5, 0.1, math.log(3), 0.0, 0.5, 0.0]])  # the last word's margin is its own share
+    assert FEATURES[-1] == "grounding"  # no grounding attached: 0
     np.testing.assert_allclose(got, want, atol=1e-12)
     sat = word_features(_filter(acts=(2.0, 2.0, 1.0, 0.0), saturated=True))
     assert sat[0, FEATURES.index("saturated")] == 1.0 and sat[0, FEATURES.index("qualified")] == 0.5  # >= at the cap
@@ -89,8 +90,11 @@ def test_outcomes_match_lemmas_of_the_ground_truth():
     assert X_.shape == (3, len(FEATURES))
 
 
+SIX = ("score", "similarity", "margin", "log_rank", "saturated", "qualified")  # signals of the run alone
+
+
 def _cal(**fitted_on):
-    return Calibrator((0.0,) * 6, (1.0,) * 6, (4.0, 0.0, 0.0, 0.0, 0.0, 0.0), -1.0, FEATURES,
+    return Calibrator((0.0,) * 6, (1.0,) * 6, (4.0, 0.0, 0.0, 0.0, 0.0, 0.0), -1.0, SIX,
                       {"method": "masked-attention", "p": ExplainOptions().p, "s": 1, "votes": ExplainOptions().votes,
                        **fitted_on})
 
