@@ -132,3 +132,36 @@ def test_stages_name_each_maps_last_outermost_module():
     assert stage_layers(r18, 224) == ["layer1", "layer2", "layer3", "layer4"]
     mb = torchvision.models.mobilenet_v2()
     assert stage_layers(mb, 224) == ["features.3", "features.6", "features.13", "features"]
+
+
+def test_dissect_several_layers_in_one_pass_writes_each_layers_csv(runs, tmp_path, capsys):
+    m = runs["manifest"]
+    base = ["dissect", "python:relmodels:tiny", "--dataset", f"manifest:{m}", *COMMON]
+    assert main(base + ["--layer", "block1,block2", "--out", str(tmp_path / "multi" / "d.csv")]) == 0
+    for layer in ("block1", "block2"):
+        assert main(base + ["--layer", layer, "--out", str(tmp_path / layer / "d.csv")]) == 0
+        assert (tmp_path / "multi" / f"d-{layer}.csv").read_text() == (tmp_path / layer / "d.csv").read_text()
+
+
+def test_the_random_init_control_extracts_every_layer_in_one_pass_too(runs, tmp_path, monkeypatch):
+    import shutil
+
+    from lavise.data import load_dataset
+    from lavise.features import extract as extract_mod
+    from lavise.multilayer import LayeredRun
+    from lavise.options import EvalOptions, ExplainOptions, ExtractOptions
+
+    run = tmp_path / "multi"
+    shutil.copytree(runs["multi"], run)
+    passes, real = [], extract_mod._extract
+    monkeypatch.setattr(extract_mod, "_extract", lambda t, layers, *a: passes.append((t.spec, list(layers))) or
+                        real(t, layers, *a))
+    o = EvalOptions(explain=ExplainOptions(vocabulary="concepts", p=5, s=2), baselines=(), controls=("random-init",),
+                    conventions=("netdissect",))
+    evs = LayeredRun(run).evaluate(load_dataset(f"manifest:{runs['manifest']}"), o,
+                                   ExtractOptions(batch_size=4, workers=0, show_progress=False))
+    assert all(any(r["name"] == "random-init" for r in ev.rows) for ev in evs.values())
+    # the trained model's caches exist (training read the same manifest with its masks); the random copy's
+    # reference (here the same images and concepts) goes through the copy once for both layers, and no layer's
+    # control extracts again on its own
+    assert len(passes) == 1 and passes[0][1] == ["block1", "block2"] and "random init" in passes[0][0], passes

@@ -301,14 +301,26 @@ def dissect(target, layer: str | None, dataset, cache_dir: str | Path, iou_thres
         (``Dissection``, the ``GroundTruth`` it was computed from; with ``netdissect-lite`` it has the
         per-category areas that ``netdissect_lite.tally_csv_text`` needs).
     """
-    from .features import extract_features
+    return dissect_layers(target, [layer or target.default_layer], dataset, cache_dir, iou_threshold, convention,
+                          extract)[layer or target.default_layer]
+
+
+def dissect_layers(target, layers: list[str], dataset, cache_dir: str | Path, iou_threshold: float = IOU_THRESHOLD,
+                   convention: str = "netdissect",
+                   extract: ExtractOptions = ExtractOptions()) -> dict[str, tuple[Dissection, GroundTruth]]:
+    """``dissect`` for several layers, the dataset extracted once for all of them (``extract_layers``).
+
+    Returns:
+        ``{layer: (Dissection, GroundTruth)}``.
+    """
+    from .features import extract_layers
 
     if convention not in DISSECT_CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; use one of {DISSECT_CONVENTIONS}")
-    layer = layer or target.default_layer
     if not dataset.concepts:
         raise DatasetError(f"{dataset.spec} has no concepts; NetDissect needs a dataset with concept masks")
     concepts = list(dataset.concepts)
+    out = {}
     if convention == "netdissect-lite":
         from dataclasses import replace
 
@@ -316,10 +328,13 @@ def dissect(target, layer: str | None, dataset, cache_dir: str | Path, iou_thres
 
         target = replace(target, preprocess=lite.lite_preprocess(target.preprocess))
         size = lite.lite_eval_size(dataset, target.preprocess)
-        cache = extract_features(target, layer, dataset, cache_dir, concepts, extract, eval_size=size)
-        gt = compute_ground_truth(cache, iou_threshold=iou_threshold, show_progress=extract.show_progress,
-                                  categories=lite.concept_categories(dataset, list(cache.concepts)))
-    else:
-        cache = extract_features(target, layer, dataset, cache_dir, concepts, extract)
+        caches = extract_layers(target, layers, dataset, cache_dir, concepts, extract, eval_size=size)
+        for layer, cache in caches.items():
+            gt = compute_ground_truth(cache, iou_threshold=iou_threshold, show_progress=extract.show_progress,
+                                      categories=lite.concept_categories(dataset, list(cache.concepts)))
+            out[layer] = (Dissection.from_ground_truth(gt, layer, convention), gt)
+        return out
+    for layer, cache in extract_layers(target, layers, dataset, cache_dir, concepts, extract).items():
         gt = compute_ground_truth(cache, iou_threshold=iou_threshold, show_progress=extract.show_progress)
-    return Dissection.from_ground_truth(gt, layer, convention), gt
+        out[layer] = (Dissection.from_ground_truth(gt, layer, convention), gt)
+    return out

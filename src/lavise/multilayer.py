@@ -58,6 +58,11 @@ def resolve_layers(target: TargetModel, layers: str | Sequence[str] | None) -> l
     return out
 
 
+def several(layers: str | None) -> bool:
+    """Whether a ``--layer`` value asks for several layers (a comma, or ``stages``), however many it turns out."""
+    return layers is not None and ("," in layers or layers.strip() == STAGES)
+
+
 def folder_name(layer: str) -> str:
     """The sub-run folder of ``layer`` (its name, with anything but letters, digits, ``.``, ``_``, ``-`` as ``_``)."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", layer) or "_"
@@ -196,8 +201,20 @@ class LayeredRun(RunFolder):
                  reference: ConceptDataset | None = None, layers: Sequence[str] | None = None) -> dict[str, Evaluation]:
         """``Run.evaluate`` for each layer (the dataset extracted once for all), and ``RUN/evaluation.json|md``:
         one row per layer."""
+        from .data import load_dataset
+        from .features import extract_layers
+
         layers = self.select(layers)
         self.prefetch(dataset, list(dataset.concepts), extract, layers)
+        if "random-init" in options.controls:  # the re-initialised copy is the same for every layer: one pass too
+            from .evaluate.core import random_init_copy
+
+            first = self.run(layers[0])
+            rnd = random_init_copy(first.target, layers[0], options.seed)
+            ref = reference if reference is not None else load_dataset(first.settings["reference"])
+            _, concepts, _ = first.embeddings.encode(list(ref.concepts))  # as train_explainer's cache
+            extract_layers(rnd, layers, ref, self.cache_dir, concepts, extract)
+            extract_layers(rnd, layers, dataset, self.cache_dir, list(dataset.concepts), extract)
         out = {layer: self.run(layer).evaluate(dataset, options, extract, units, reference) for layer in layers}
         rows = [layer_row(layer, ev) for layer, ev in out.items()]
         write_json(self / "evaluation.json", {"format": FORMAT, "model": self.info["model"], "dataset": dataset.spec,

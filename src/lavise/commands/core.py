@@ -98,18 +98,17 @@ def layers(args) -> int:
 
 def train(args) -> int:
     from .. import api
-    from ..multilayer import resolve_layers, train_layers
+    from ..multilayer import resolve_layers, several, train_layers
     from ..runtime import is_main_process
 
     tm = api.load_model(args.model, args.weights)
     layers = resolve_layers(tm, args.layer)  # a mistyped layer fails before any data is read
-    several = args.layer is not None and (len(layers) > 1 or "," in args.layer or args.layer.strip() == "stages")
     extract_options(args)  # and a bad setting too
     ref = api.load_dataset(args.reference)
     options = TrainOptions(epochs=args.epochs, patience=args.patience, lr=args.lr, batch_size=args.train_batch_size,
                            val_fraction=args.val_fraction, seed=args.seed, heads=args.heads,
                            small_masks=args.small_masks, calibrate=args.calibrate)
-    if several:
+    if several(args.layer):
         results = train_layers(tm, ref, args.embeddings, layers, args.out, options, extract_options(args))
     else:
         results = {layers[0]: api.train_explainer(tm, ref, args.embeddings, layer=layers[0], out=args.out,
@@ -119,7 +118,7 @@ def train(args) -> int:
     for res in results.values():
         _train_summary(tm, res)
     print(f"saved to {Path(args.out).resolve()}" + (f" ({len(results)} layers, one folder each under layers/)"
-                                                     if several else ""))
+                                                     if several(args.layer) else ""))
     return 0
 
 

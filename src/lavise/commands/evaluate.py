@@ -86,7 +86,8 @@ def register(sub) -> None:
                        help="NetDissect baseline: label each filter by its best-IoU concept, write a CSV")
     p.add_argument("model", help="model spec (efficientnet-lite0, torchvision:NAME, python:module:factory)")
     p.add_argument("--weights", help="state_dict / checkpoint / .safetensors file")
-    p.add_argument("--layer", help="dotted layer name (default: the model's default layer)")
+    p.add_argument("--layer", help="dotted layer name (default: the model's default layer); several, comma-separated, "
+                                   "or 'stages': one pass over the dataset, one CSV per layer (OUT-<layer>.csv)")
     p.add_argument("--dataset", required=True, help="dataset with concept masks (e.g. broden:DIR, coco:ANN.json)")
     p.add_argument("--out", default="dissection.csv", help="CSV to write (default dissection.csv)")
     p.add_argument("--cache-dir", help="feature cache folder (default: beside the CSV, in .lavise-cache)")
@@ -210,12 +211,14 @@ def stability_lines(stability: dict) -> list[str]:
 
 def dissect_cmd(args) -> int:
     from ..data import load_dataset
-    from ..dissect import dissect
+    from ..dissect import dissect_layers
     from ..io import write_text
     from ..models import load_model
+    from ..multilayer import folder_name, resolve_layers, several
 
     lite = args.convention == "netdissect-lite"
     tm = load_model(args.model, args.weights)
+    layers = resolve_layers(tm, args.layer)
     if lite:
         from ..netdissect_lite import load_lite_dataset
 
@@ -224,17 +227,20 @@ def dissect_cmd(args) -> int:
         ds = load_dataset(args.dataset)
     out = Path(args.out)
     cache_dir = Path(args.cache_dir) if args.cache_dir else out.resolve().parent / ".lavise-cache"
-    dis, gt = dissect(tm, args.layer, ds, cache_dir, args.iou_threshold, args.convention, extract_options(args))
-    write_text(out, dis.csv_text())
-    s = dis.summary()
-    print(f"{s['interpretable']} of {s['units']} units of {dis.layer} interpretable (IoU > {s['iou_threshold']}, "
-          f"{s['convention']} convention), {s['distinct_concepts']} distinct concepts; wrote {out.resolve()}")
-    if lite:
-        from ..netdissect_lite import category_order, tally_csv_text
+    results = dissect_layers(tm, layers, ds, cache_dir, args.iou_threshold, args.convention, extract_options(args))
+    for layer, (dis, gt) in results.items():
+        tag = f"-{folder_name(layer)}" if several(args.layer) else ""
+        path = out.with_name(f"{out.stem}{tag}{out.suffix}")
+        write_text(path, dis.csv_text())
+        s = dis.summary()
+        print(f"{s['interpretable']} of {s['units']} units of {dis.layer} interpretable (IoU > {s['iou_threshold']}, "
+              f"{s['convention']} convention), {s['distinct_concepts']} distinct concepts; wrote {path.resolve()}")
+        if lite:
+            from ..netdissect_lite import category_order, tally_csv_text
 
-        tally = out.resolve().parent / "tally.csv"  # NetDissect-Lite's name, which its report and tools read
-        write_text(tally, tally_csv_text(gt, category_order(ds, gt)))
-        print(f"wrote NetDissect-Lite's tally at {tally}")
-    for r in sorted(dis.rows(), key=lambda r: -r["iou"])[:8]:
-        print(f"  unit {r['unit']:4d}: {r['concept']} (IoU {r['iou']:.3f})")
+            tally = out.resolve().parent / f"tally{tag}.csv"  # NetDissect-Lite's name, which its tools read
+            write_text(tally, tally_csv_text(gt, category_order(ds, gt)))
+            print(f"wrote NetDissect-Lite's tally at {tally}")
+        for r in sorted(dis.rows(), key=lambda r: -r["iou"])[:8]:
+            print(f"  unit {r['unit']:4d}: {r['concept']} (IoU {r['iou']:.3f})")
     return 0

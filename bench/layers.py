@@ -1,0 +1,137 @@
+"""The paper's Table 3 on the built-in benchmark: how well lavise explains each depth of EfficientNet-Lite0.
+
+    python bench/layers.py                  # test seeds 0-4, the model's four stage outputs
+    python bench/layers.py --seeds 0 --reference-size 1000 --target-size 1000   # a smaller run
+
+Per seed, one run of several layers (``lavise train --layer stages``: ``_blocks.2``, ``_blocks.4``, ``_blocks.10``,
+``_head_act``; each dataset through the model once for all four) on the same scenes as ``bench/quality.py``
+(reference ``builtin:scenes?split=train&concepts=all``, target ``split=test``), scored by ``lavise evaluate``
+itself: explained from one seeded half of the target scenes, scored against the IoU ground truth of the other,
+beside NetDissect, random words, the controls (constant list, random concept names, shuffled lists, the whole
+pipeline on a randomly initialised model) and both ceilings. Nothing here decides a default: lavise's defaults
+as they stand, on test seeds only. Results: ``bench/results/layers-test.md`` and ``.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import machine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+TEST_SEEDS = [0, 1, 2, 3, 4]
+HEADLINE = ("P@1", "R@10", "F1@10")
+
+
+def one_seed(seed: int, args) -> dict:
+    from lavise.data import load_dataset
+    from lavise.defaults import DEFAULT_METHOD
+    from lavise.models import load_model
+    from lavise.multilayer import LayeredRun, resolve_layers, train_layers
+    from lavise.options import EvalOptions, ExtractOptions, TrainOptions
+
+    t0 = time.time()
+    quiet = ExtractOptions(show_progress=False)
+    tm = load_model("efficientnet-lite0")
+    layers = resolve_layers(tm, args.layers)
+    ref = load_dataset(f"builtin:scenes?size={args.reference_size}&seed={seed}&split=train&concepts=all")
+    tgt = load_dataset(f"builtin:scenes?size={args.target_size}&seed={seed}&split=test")
+    out = args.work / f"layers-seed{seed}-b{args.reference_size}-t{args.target_size}"
+    train_layers(tm, ref, "glove-6b-50d", layers, out, TrainOptions(seed=seed), quiet)
+    print(f"[seed {seed}] trained {len(layers)} layers ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    options = EvalOptions(methods=(DEFAULT_METHOD,), baselines=("netdissect", "random"),
+                          controls=("constant", "names", "shuffled", "random-init"), conventions=("netdissect",),
+                          seed=seed)
+    evs = LayeredRun(out).evaluate(tgt, options, quiet)
+    res = {"seed": seed, "layers": {}}
+    for layer, ev in evs.items():
+        rows = {r["name"]: {k: r.get(k) for k in ("kind", *HEADLINE, "AUPRC", "AUPRC_random", "filters")}
+                for r in ev.rows}
+        conf = next(iter(ev.confidence.values()), {})
+        res["layers"][layer] = {"rows": rows, "ground_truth": ev.ground_truth["netdissect"],
+                                "interpretable": conf.get("interpretable"),
+                                "P@1_interpretable": conf.get("P@1_interpretable"), "ECE": conf.get("ECE"),
+                                "AUROC_confidence": conf.get("AUROC_confidence")}
+    res["seconds"] = time.time() - t0
+    print(f"[seed {seed}] evaluated ({res['seconds']:.0f} s)", file=sys.stderr, flush=True)
+    return res
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def table(per_seed: list[dict]) -> str:
+    """One block per layer: every row's headline figures, mean ± SD and per seed, and whether the default beats
+    every control and NetDissect on every seed."""
+    layers = list(per_seed[0]["layers"])
+    seeds = " / ".join(str(r["seed"]) for r in per_seed)
+    lines = []
+    for layer in layers:
+        by = [r["layers"][layer] for r in per_seed]
+        gt = by[0]["ground_truth"]
+        lines += [f"### {layer} ({gt['filters']} filters)", "",
+                  f"Filters with ground truth per seed: {' / '.join(str(b['ground_truth']['filters_with_ground_truth']) for b in by)}; "
+                  f"interpretable (confidence ≥ 0.5): {' / '.join(_fmt(b['interpretable']) for b in by)}, P@1 there "
+                  f"{' / '.join(_fmt(b['P@1_interpretable']) for b in by)}; confidence ECE "
+                  f"{' / '.join(_fmt(b['ECE']) for b in by)}, AUROC {' / '.join(_fmt(b['AUROC_confidence']) for b in by)}.",
+                  "", "| row | kind | " + " | ".join(f"{h} (mean ± SD)" for h in HEADLINE)
+                  + " | " + " | ".join(f"{h} per seed ({seeds})" for h in HEADLINE) + " |",
+                  "|---|---|" + "---|" * (2 * len(HEADLINE))]
+        for name, r0 in by[0]["rows"].items():
+            vals = {h: [b["rows"][name][h] for b in by] for h in HEADLINE}
+            mean = [f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}" for v in vals.values()]
+            per = [" / ".join(_fmt(x) for x in v) for v in vals.values()]
+            lines.append(f"| {name} | {r0['kind']} | " + " | ".join(mean) + " | " + " | ".join(per) + " |")
+        method = next(n for n, r in by[0]["rows"].items() if r["kind"] == "method")
+        others = [n for n, r in by[0]["rows"].items() if r["kind"] in ("control", "baseline")]
+        for h in HEADLINE:
+            lost = [n for n in others if not all(b["rows"][method][h] > b["rows"][n][h] for b in by)]
+            lines.append(f"- {h}: above every control and baseline on every seed: "
+                         + ("yes" if not lost else f"no (not above {', '.join(lost)} on every seed)"))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=TEST_SEEDS)
+    ap.add_argument("--layers", default="stages", help="the layers (default: the model's stage outputs)")
+    ap.add_argument("--reference-size", type=int, default=4000)
+    ap.add_argument("--target-size", type=int, default=4000)
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench", help="runs and caches (default runs/bench)")
+    ap.add_argument("--resume", action="store_true", help="keep the seeds already in the results file")
+    ap.add_argument("--name", default="layers-test", help="results file name in bench/results (default layers-test)")
+    args = ap.parse_args()
+    if any(s >= 100 for s in args.seeds):
+        raise SystemExit("test seeds only (below 100): this benchmark decides nothing")
+    done = []
+    path = RESULTS / f"{args.name}.json"
+    if args.resume and path.is_file():
+        done = [r for r in json.loads(path.read_text())["per_seed"] if r["seed"] in args.seeds]
+    for seed in args.seeds:
+        if any(r["seed"] == seed for r in done):
+            continue
+        done.append(one_seed(seed, args))
+        done.sort(key=lambda r: r["seed"])
+        md = table(done)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        cmd = "python bench/layers.py " + " ".join(sys.argv[1:])
+        from lavise.run import versions
+
+        path.write_text(json.dumps({"command": cmd, "machine": machine(), "versions": versions(), "per_seed": done},
+                                   indent=1))
+        (RESULTS / f"{args.name}.md").write_text(f"# Explanation quality by layer (test seeds)\n\nCommand: `{cmd}`\n\n"
+                                                 f"Machine: {json.dumps(machine())}\n\n{md}\n")
+    print(table(done))
+
+
+if __name__ == "__main__":
+    main()
