@@ -151,10 +151,13 @@ decisions behind each default.
 Every word carries a `confidence`, the calibrated probability that it is in the filter's ground truth, and every
 filter the confidence of its top word and an `interpretable` flag (confidence ≥ 0.5). The calibrator is a
 logistic model of signals the explain step has anyway (the word's vote share, similarity, margin to the next
-word and rank; the filter's saturation and the share of its top images above T_u), fitted when the explainer is
-trained, on the reference set's annotations (words from one half of the reference images, ground truth from the
-other), stored in the run (`calibration.json`) and applied whenever the run explains with the settings it was
-fitted for. `lavise evaluate` measures it on held-out data: expected calibration error, AUROC, precision by
+word and rank, and its grounding: the filter's IoU on the reference images with the concept the word names; the
+filter's saturation and the share of its top images above T_u), fitted when the explainer is trained, on the
+reference set's annotations (words and their grounding from one half of the reference images, the ground truth
+from the other), stored in the run (`calibration.json`, `grounding.npz`) and applied whenever the run explains
+with the settings it was fitted for. The grounding signal was chosen on the validation seeds: it raised the AUROC
+and the most confident quarter's P@1 on every seed
+([experiments/README.md](experiments/README.md)). `lavise evaluate` measures it on held-out data: expected calibration error, AUROC, precision by
 confidence quartile and a reliability diagram (`RUN/reliability-*.png`). On the benchmark above (top word, all
 1,280 filters, score half; per seed {R.seedstr}): ECE {per(conf(R, 'ECE'))}, AUROC
 {per(conf(R, 'AUROC_confidence'))}; among filters with ground truth, the most confident quarter has P@1
