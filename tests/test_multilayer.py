@@ -165,3 +165,16 @@ def test_the_random_init_control_extracts_every_layer_in_one_pass_too(runs, tmp_
     # reference (here the same images and concepts) goes through the copy once for both layers, and no layer's
     # control extracts again on its own
     assert len(passes) == 1 and passes[0][1] == ["block1", "block2"] and "random init" in passes[0][0], passes
+
+
+def test_a_multilayer_run_opened_as_one_layer_says_what_it_is(runs):
+    import lavise
+    from lavise.errors import RunError
+
+    with pytest.raises(RunError, match="is a run of several layers"):
+        lavise.Run.open(runs["multi"])
+    lr = lavise.LayeredRun(runs["multi"])
+    assert lr.layers == ["block1", "block2"] and lr.run("block2").layer == "block2"
+    assert lr.run("block1").cache_dir == runs["multi"] / "cache"
+    with pytest.raises(RunError, match="not a run of several layers"):
+        lavise.LayeredRun(runs["root"] / "block1")

@@ -6,8 +6,9 @@ from .data import list_datasets, load_dataset
 from .embeddings import list_embeddings, load_embeddings
 from .evaluate import evaluate_run
 from .explain import Explanations, FilterExplanation, explain_filters
-from .features import FeatureCache, FeatureExtractor, extract_features
+from .features import FeatureCache, FeatureExtractor, extract_features, extract_layers
 from .models import TargetModel, list_models, load_model, wrap_model
+from .multilayer import LayeredRun, train_layers
 from .options import CompareOptions, EvalOptions, ExplainOptions, ExtractOptions, TrainOptions
 from .report import build_report
 from .run import Run
@@ -15,6 +16,6 @@ from .train import TrainedExplainer, train_explainer
 
 __all__ = ["load_model", "load_dataset", "load_embeddings", "list_models", "list_datasets", "list_embeddings",
            "train_explainer", "explain_filters", "evaluate_run", "compare_groups", "compare_models", "build_report",
-           "extract_features", "wrap_model", "Run", "FeatureExtractor", "FeatureCache", "TargetModel",
+           "extract_features", "extract_layers", "train_layers", "LayeredRun", "wrap_model", "Run", "FeatureExtractor", "FeatureCache", "TargetModel",
            "TrainedExplainer", "Explanations", "FilterExplanation", "ExtractOptions", "TrainOptions",
            "ExplainOptions", "EvalOptions", "CompareOptions"]

@@ -86,6 +86,9 @@ class RunFolder:
         """Raise a clear error unless ``part`` is complete and its files are intact."""
         if not self.path.is_dir():
             raise RunError(f"run folder {self.path} does not exist; create it with `{step}`")
+        if part == "explainer" and (self.path / "layers.json").is_file():
+            raise RunError(f"{self.path} is a run of several layers: open one of them ({self.path / 'layers'}/<layer>) "
+                           "or the whole with lavise.LayeredRun")
         if not self.has(part, verify=True):
             raise RunError(f"run folder {self.path} has no complete {part}; run `{step}` first")
 
