@@ -293,31 +293,38 @@ def layer_shapes(module: nn.Module, size: int = 224) -> list[tuple[str, str, tup
     return [(n, type(m).__name__, shapes.get(n)) for n, m in module.named_modules() if n]
 
 
-def _last_conv_layer(module: nn.Module, size: int) -> str:
-    """The last module to *finish* with a spatial (h, w > 1) map: e.g. ResNet's ``layer4``, a ViT's last token
-    output (``features.layout``: channels-last maps and patch tokens count as maps)."""
+def _finished_maps(module: nn.Module, size: int) -> list[tuple[str, tuple[int, int]]]:
+    """``(name, (h, w))`` of every module (identities skipped: e.g. timm's ``norm_pre`` names no new layer) whose
+    output is a spatial map (h, w > 1) or image tokens (``features.layout``), in the order they finish on one
+    ``size`` x ``size`` input."""
     from .features.layout import detect, map_shape, patch_size, prefix_tokens
 
     patch, prefix = patch_size(module), prefix_tokens(module)
-    order: list[str] = []
+    finished: list[tuple[str, tuple[int, int]]] = []
     handles = []
     try:
         for name, m in module.named_modules():
-            if name and not isinstance(m, nn.Identity):  # e.g. timm's norm_pre names no new layer
+            if name and not isinstance(m, nn.Identity):
                 def hook(_m, _i, out, name=name):
                     layout = detect(tuple(out.shape), (size, size), patch, True, prefix) \
                         if isinstance(out, torch.Tensor) else None
-                    if layout is not None and min(map_shape(tuple(out.shape), layout)[1:]) > 1:
-                        order.append(name)
+                    if layout is not None and min(hw := map_shape(tuple(out.shape), layout)[1:]) > 1:
+                        finished.append((name, hw))
                 handles.append(m.register_forward_hook(hook))
         with torch.inference_mode():
             module.eval()(torch.zeros(1, 3, size, size))
     finally:
         for h in handles:
             h.remove()
-    if not order:
+    if not finished:
         raise ModelError("model has no layer with a spatial map or image tokens; name one with --layer")
-    return order[-1]
+    return finished
+
+
+def _last_conv_layer(module: nn.Module, size: int) -> str:
+    """The last module to *finish* with a spatial (h, w > 1) map: e.g. ResNet's ``layer4``, a ViT's last token
+    output (channels-last maps and patch tokens count as maps)."""
+    return _finished_maps(module, size)[-1][0]
 
 
 def stage_layers(module: nn.Module, size: int) -> list[str]:
@@ -331,34 +338,14 @@ def stage_layers(module: nn.Module, size: int) -> list[str]:
         taps = [x["module"] for x in info if x["module"] in names]
         if taps:
             return taps
-    from .features.layout import detect, map_shape, patch_size, prefix_tokens
-
-    patch, prefix = patch_size(module), prefix_tokens(module)
-    finished: list[tuple[tuple[int, int], str]] = []  # (map size, module) in the order modules finish
-    handles = []
-    try:
-        for name, m in module.named_modules():
-            if name and not isinstance(m, nn.Identity):
-                def hook(_m, _i, out, name=name):
-                    layout = detect(tuple(out.shape), (size, size), patch, True, prefix) \
-                        if isinstance(out, torch.Tensor) else None
-                    if layout is not None:
-                        hw = map_shape(tuple(out.shape), layout)[1:]
-                        stride = size / hw[0]
-                        if min(hw) > 1 and size % hw[0] == 0 and stride == 2 ** round(math.log2(stride)):
-                            finished.append((hw, name))
-                handles.append(m.register_forward_hook(hook))
-        with torch.inference_mode():
-            module.eval()(torch.zeros(1, 3, size, size))
-    finally:
-        for h in handles:
-            h.remove()
+    finished = [(name, hw) for name, hw in _finished_maps(module, size)  # strides of a power of two only
+                if size % hw[0] == 0 and size / hw[0] == 2 ** round(math.log2(size / hw[0]))]
     if not finished:
-        raise ModelError("model has no layer with a spatial map or image tokens; name one with --layer")
-    sizes = sorted({hw for hw, _ in finished}, key=lambda hw: -hw[0] * hw[1])
+        raise ModelError("model has no map at a power-of-two stride; name its layers with --layer")
+    sizes = sorted({hw for _, hw in finished}, key=lambda hw: -hw[0] * hw[1])
     out = []
     for hw in sizes[1:] if len(sizes) > 1 else sizes:
-        at = [name for s, name in finished if s == hw]
+        at = [name for name, s in finished if s == hw]
         depth = min(name.count(".") for name in at)
         out.append([name for name in at if name.count(".") == depth][-1])
     return out
