@@ -159,8 +159,8 @@ class LayeredRun(RunFolder):
     def run(self, layer: str) -> Run:
         """The one-layer run of ``layer`` (its caches in the shared ``RUN/cache``)."""
         if layer not in self._runs:
-            folder = next(x["folder"] for x in self.info["layers"] if x["layer"] == layer) \
-                if layer in self.layers else self.select([layer])[0]
+            self.select([layer])  # a clear error for a layer the run does not have
+            folder = next(x["folder"] for x in self.info["layers"] if x["layer"] == layer)
             run = Run.open(self.path / folder, cache_dir=self.cache_dir)
             if self._target is not None:
                 run = Run.open(run, target=self._target)
