@@ -99,6 +99,69 @@ def tiny_glove(tmp_path_factory):
     return p
 
 
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """A factory of headless Chromium drivers (selenium) that logs the console and every network request and
+    saves downloads into the folder it is given; every driver is closed at the end of the module."""
+    import shutil
+    import tempfile
+
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    made = []
+
+    def make(downloads: Path | None = None):
+        profile = tempfile.mkdtemp(prefix="lavise-chromium-")
+        opts = Options()
+        opts.binary_location = CHROMIUM
+        # no network: the background services off, and any request the page might make goes to a dead proxy
+        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                     "--disable-sync", "--proxy-server=http://127.0.0.1:9", f"--user-data-dir={profile}",
+                     "--window-size=1280,900"):
+            opts.add_argument(flag)
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+        if downloads is not None:
+            opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                                   "download.prompt_for_download": False})
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+        if downloads is not None:
+            driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        made.append((driver, profile))
+        return driver
+
+    try:
+        yield make
+    finally:
+        for driver, profile in made:
+            driver.quit()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def requested_urls(driver) -> list[str]:
+    """Every URL the page asked for since the last call (from Chromium's performance log)."""
+    import json
+
+    urls = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            urls.append(msg["params"]["request"]["url"])
+    return urls
+
+
+@pytest.fixture()
+def network_log():
+    return requested_urls
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LAVISE_CACHE", str(tmp_path_factory.getbasetemp() / "lavise-cache"))

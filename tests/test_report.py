@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from dataclasses import replace
 
 import matplotlib
@@ -25,7 +24,6 @@ from lavise.stats import Thresholds  # noqa: E402
 from lavise.train import train_explainer  # noqa: E402
 
 EVIL = "<script>alert(1)</script>"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 QUIET = ExtractOptions(workers=0, show_progress=False)
 
 
@@ -119,27 +117,8 @@ def test_region_is_the_upsampled_map_above_threshold():
 # ---------------------------------------------------------------------------- real browser
 
 @pytest.fixture(scope="module")
-def browser():
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="lavise-chromium-")
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync",
-                 f"--user-data-dir={profile}", "--window-size=1280,900"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+def browser(chromium):
+    return chromium()
 
 
 def test_report_in_a_headless_browser(report_run, browser, tmp_path):

@@ -7,6 +7,7 @@ from .embeddings import list_embeddings, load_embeddings
 from .evaluate import evaluate_run
 from .explain import Explanations, FilterExplanation, explain_filters
 from .features import FeatureCache, FeatureExtractor, extract_features, extract_layers
+from .human import build_study, score_ratings
 from .models import TargetModel, list_models, load_model, wrap_model
 from .multilayer import LayeredRun, train_layers
 from .options import CompareOptions, EvalOptions, ExplainOptions, ExtractOptions, TrainOptions
@@ -16,6 +17,7 @@ from .train import TrainedExplainer, train_explainer
 
 __all__ = ["load_model", "load_dataset", "load_embeddings", "list_models", "list_datasets", "list_embeddings",
            "train_explainer", "explain_filters", "evaluate_run", "compare_groups", "compare_models", "build_report",
+           "build_study", "score_ratings",
            "extract_features", "extract_layers", "train_layers", "LayeredRun", "wrap_model", "Run", "FeatureExtractor", "FeatureCache", "TargetModel",
            "TrainedExplainer", "Explanations", "FilterExplanation", "ExtractOptions", "TrainOptions",
            "ExplainOptions", "EvalOptions", "CompareOptions"]

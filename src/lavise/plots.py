@@ -126,6 +126,64 @@ def plot_reliability(report: dict, ax=None, label: str = ""):
     return fig, ax
 
 
+def plot_ratings(scores, ax=None):
+    """Precision-H@1 and @k per source with their 95% bootstrap intervals (controls hatched).
+
+    Args:
+        scores: a ``RatingScores`` (``lavise rate-score``).
+        ax: axes to draw on (default: a new figure).
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    import numpy as np
+
+    fig, ax = _new(ax, (5.5, 3.6))
+    rows = scores.precision
+    x = np.arange(len(rows))
+    for j, (col, label) in enumerate((("P@1", "Precision-H@1"), ("P@k", f"Precision-H@{scores.k}"))):
+        vals = np.array([r[col] for r in rows], dtype=float)
+        ci = np.array([r[f"{col}_ci"] for r in rows], dtype=float).reshape(len(rows), 2)
+        err = np.abs(np.stack([vals - ci[:, 0], ci[:, 1] - vals]))
+        bars = ax.bar(x + (j - 0.5) * 0.38, np.nan_to_num(vals), 0.36, yerr=np.nan_to_num(err), capsize=3,
+                      color=PALETTE[j], label=label)
+        for b, r in zip(bars, rows):
+            if r["source"] in scores.control:
+                b.set_hatch("//")
+                b.set_alpha(0.6)
+    ax.set_xticks(x, [r["source"] + (" (control)" if r["source"] in scores.control else "") for r in rows])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of words judged right")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig, ax
+
+
+def plot_preference(scores, ax=None):
+    """Which list raters preferred: the run's, neither, or the other source's, per compared source.
+
+    Args:
+        scores: a ``RatingScores`` with preference rows.
+        ax: axes to draw on (default: a new figure).
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    fig, ax = _new(ax, (5.5, 0.6 + 0.5 * max(1, len(scores.preference))))
+    names = [r["other"] + (" (control)" if r["other"] in scores.control else "") for r in scores.preference]
+    left = [0.0] * len(names)
+    for col, label, colour in (("run", f"{scores.run_source} better", PALETTE[0]), ("same", "about the same", "#bbbbbb"),
+                               ("other_share", "other better", PALETTE[1])):
+        vals = [r[col] for r in scores.preference]
+        ax.barh(names, vals, left=left, color=colour, label=label)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"share of judgements ({scores.run_source} against …)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig, ax
+
+
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Save a figure atomically as PNG and close it."""
     path = Path(path)
