@@ -6,6 +6,10 @@ filter's vote stability too).
     python experiments/confidence.py rows            # seeds 100-102 (bench/quality.py --role validation's heads)
     python experiments/confidence.py features 100 101 102
     python experiments/confidence.py grounding 100 101 102
+    python experiments/confidence.py best 100 101 102
+
+``best``: beside the word's reference IoU, its ratio to the filter's best reference IoU over all concepts (1 for
+the concept the filter matches best), and that best IoU itself.
 
 ``grounding``: each word's reference IoU, the IoU on the reference set of the filter with the concept the word
 names (0 where it names none), as a signal: fitted with the IoU of the reference explain half (the truth comes
@@ -36,8 +40,10 @@ def grounded(filters, iou: np.ndarray, concepts) -> list:
     from lavise.evaluate import lemma
 
     col = {lemma(c): j for j, c in enumerate(concepts)}
+    best = iou.max(1) if iou.size else np.zeros(len(iou))
     return [replace(f, words=[{**w, "grounding": float(iou[f.unit, col[lemma(w["word"])]])
-                               if lemma(w["word"]) in col else 0.0} for w in f.words]) for f in filters]
+                               if lemma(w["word"]) in col else 0.0, "grounding_best": float(best[f.unit])}
+                              for w in f.words]) for f in filters]
 
 
 def fit_grounded(s, head, emb, features):
@@ -80,7 +86,12 @@ def one_seed(seed: int, model, emb, question: str = "rows") -> dict:
                 "grounding": (("the default signals", None, FEATURES),
                               ("with the word's reference IoU", "grounding", FEATURES + ("grounding",)),
                               ("with reference IoU and vote stability", "grounding",
-                               FEATURES + ("grounding", "stability")))}[question]
+                               FEATURES + ("grounding", "stability"))),
+                "best": (("the default signals (with grounding)", "grounding", FEATURES),
+                         ("with the ratio to the filter's best reference IoU", "grounding",
+                          FEATURES + ("grounding_ratio",)),
+                         ("with the ratio and the best reference IoU", "grounding",
+                          FEATURES + ("grounding_ratio", "grounding_best")))}[question]
     for name, rows, features in variants:
         if isinstance(rows, str):  # grounding: the reference IoU of each word
             cal = fit_grounded(s, head, emb, features)
@@ -102,11 +113,12 @@ def one_seed(seed: int, model, emb, question: str = "rows") -> dict:
 
 def main() -> None:
     args = sys.argv[1:]
-    question = args.pop(0) if args and args[0] in ("rows", "features", "grounding") else "rows"
+    question = args.pop(0) if args and args[0] in ("rows", "features", "grounding", "best") else "rows"
     seeds, model, emb = validation_setup(args)
     per_seed = [one_seed(x, model, emb, question) for x in seeds]
     title = {"rows": "Where to fit the confidence calibrator", "features": "Which signals the calibrator uses",
-             "grounding": "The word's reference IoU as a signal"}[question]
+             "grounding": "The word's reference IoU as a signal",
+             "best": "The word's reference IoU against the filter's best"}[question]
     lines = [f"## {title} (validation seeds)", "",
              f"Seeds {seeds}; lavise's defaults; calibration of the top word on the target's score half.", "",
              "| calibrator | ECE | AUROC | share right by quartile (low→high) | P@1 by quartile, filters with ground truth "

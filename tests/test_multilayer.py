@@ -178,3 +178,16 @@ def test_a_multilayer_run_opened_as_one_layer_says_what_it_is(runs):
     assert lr.run("block1").cache_dir == runs["multi"] / "cache"
     with pytest.raises(RunError, match="not a run of several layers"):
         lavise.LayeredRun(runs["root"] / "block1")
+
+
+def test_rate_one_layer_of_a_multilayer_run_equals_rating_its_one_layer_run(runs, tmp_path, capsys):
+    import json
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["rate", str(runs["multi"]), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "rate one with --layer" in capsys.readouterr().err
+    assert main(["rate", str(runs["multi"]), "--layer", "block2", "--out", str(a), "--images", "3", "--quiet"]) == 0
+    assert main(["rate", str(runs["root"] / "block2"), "--out", str(b), "--images", "3", "--quiet"]) == 0
+    ka, kb = (json.loads((d / "key.json").read_text()) for d in (a, b))
+    assert {k: v for k, v in ka.items() if k != "run"} == {k: v for k, v in kb.items() if k != "run"}
+    assert (a / "index.html").read_bytes() == (b / "index.html").read_bytes()

@@ -61,9 +61,46 @@ def _wait_for(folder, suffix, timeout=15):
     raise AssertionError(f"no {suffix} download in {folder}")
 
 
+def _rate_all(driver, key: dict) -> None:
+    """Start with the rater id from the URL and answer every page as the oracle would."""
+    from selenium.webdriver.common.by import By
+
+    begin = driver.find_element(By.ID, "begin")
+    assert begin.is_enabled()  # the rater id came from the URL
+    begin.click()
+    order = key["order"]
+    for n, iid in enumerate(order):
+        assert driver.find_element(By.ID, "counter").text == f"Page {n + 1} of {len(order)}"
+        k = key["items"][iid]
+        nxt = driver.find_element(By.ID, "next")
+        assert not nxt.is_enabled()  # nothing answered yet
+        imgs = driver.find_elements(By.CSS_SELECTOR, "#images img")
+        assert imgs and all(driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in imgs)
+        if k["kind"] == "words":
+            rows = driver.find_elements(By.CSS_SELECTOR, "#words tr")
+            shown = [r.find_element(By.CSS_SELECTOR, "td.word").text for r in rows]
+            if k.get("check"):
+                assert len(shown) == 4 and set(k["expect"]) <= set(shown)
+            else:
+                assert sorted(shown) == sorted(k["words"])
+            for r in rows:
+                word = r.find_element(By.CSS_SELECTOR, "td.word").text
+                r.find_element(By.CSS_SELECTOR, f"button.{_answer(k, word)}").click()
+        else:
+            driver.find_element(By.CSS_SELECTOR, f"button.choice[data-answer='{_answer(k)}']").click()
+        assert nxt.is_enabled()
+        if n == 1:  # back to page 1: its answers are still there
+            driver.find_element(By.ID, "back").click()
+            assert driver.find_element(By.ID, "counter").text == f"Page 1 of {len(order)}"
+            assert driver.find_elements(By.CSS_SELECTOR, "button[aria-pressed=true]")
+            driver.find_element(By.ID, "next").click()
+        driver.find_element(By.ID, "next").click()
+
+
 def test_page_offline_scripted_rater_and_round_trip(rated_run, squares, chromium, network_log, tmp_path):
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     study = build_study(rated_run["run"], tmp_path / "study", against=[f"netdissect={rated_run['against']}"],
                         filters=8, words=3, images=4, checks=2, seed=1, dataset=squares, show_progress=False)
@@ -79,34 +116,7 @@ def test_page_offline_scripted_rater_and_round_trip(rated_run, squares, chromium
     network_log(driver)  # drop the browser's own start-up pages
     driver.get(study.page.resolve().as_uri() + "?rater=oracle")
     assert driver.execute_script("return document.readyState") == "complete"
-    begin = driver.find_element(By.ID, "begin")
-    assert begin.is_enabled()  # the rater id came from the URL
-    begin.click()
-    order = key["order"]
-    for n, iid in enumerate(order):
-        assert driver.find_element(By.ID, "counter").text == f"Page {n + 1} of {len(order)}"
-        k = key["items"][iid]
-        nxt = driver.find_element(By.ID, "next")
-        assert not nxt.is_enabled()  # nothing answered yet
-        imgs = driver.find_elements(By.CSS_SELECTOR, "#images img")
-        assert imgs and all(driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in imgs)
-        if k["kind"] == "words":
-            rows = driver.find_elements(By.CSS_SELECTOR, "#words tr")
-            assert sorted(r.find_element(By.CSS_SELECTOR, "td.word").text for r in rows) == sorted(
-                k["words"] if not k.get("check") else [w for w in (r.find_element(By.CSS_SELECTOR, "td.word").text
-                                                                   for r in rows)])
-            for r in rows:
-                word = r.find_element(By.CSS_SELECTOR, "td.word").text
-                r.find_element(By.CSS_SELECTOR, f"button.{_answer(k, word)}").click()
-        else:
-            driver.find_element(By.CSS_SELECTOR, f"button.choice[data-answer='{_answer(k)}']").click()
-        assert nxt.is_enabled()
-        if n == 1:  # back to page 1: its answers are still there
-            driver.find_element(By.ID, "back").click()
-            assert driver.find_element(By.ID, "counter").text == f"Page 1 of {len(order)}"
-            assert driver.find_elements(By.CSS_SELECTOR, "button[aria-pressed=true]")
-            driver.find_element(By.ID, "next").click()
-        driver.find_element(By.ID, "next").click()
+    _rate_all(driver, key)
     assert driver.find_element(By.ID, "done").is_displayed()
     with pytest.raises(NoAlertPresentException):
         driver.switch_to.alert.text  # noqa: B018 - the hostile word stayed text
@@ -143,6 +153,23 @@ def test_page_offline_scripted_rater_and_round_trip(rated_run, squares, chromium
         assert prec[s]["P@1"] == pytest.approx(sum(tops) / len(tops))
     assert all(p["run"] == 1.0 for p in scores.preference)
     assert score_ratings(study.path, [got_csv], bootstrap=50).precision == scores.precision
+
+    # the optional local server: the page sends the answers itself when the rater finishes
+    import threading
+
+    from lavise.human.serve import make_server
+
+    server = make_server(study.path, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        driver.get(f"http://127.0.0.1:{server.server_address[1]}/?rater=served")
+        _rate_all(driver, key)
+        WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "post-status").text == "(sent)")
+    finally:
+        server.shutdown()
+        server.server_close()
+    served = json.loads((study.path / "ratings" / "ratings-served-0.json").read_text())
+    assert served["rater"] == "served" and len(served["rows"]) == len(rows)
 
 
 def test_rate_cli_and_errors(rated_run, squares, tmp_path, capsys, monkeypatch):

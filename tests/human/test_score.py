@@ -160,3 +160,41 @@ def test_bad_ratings_files_fail_in_one_line(study, tmp_path, capsys):
     assert "no rating study" in capsys.readouterr().err
     assert main(["rate-score", str(d), str(tmp_path / "missing.json")]) == 2
     assert "ratings file not found" in capsys.readouterr().err
+
+
+def test_local_server_serves_the_page_not_the_key_and_saves_answers(study, tmp_path):
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from lavise.human.serve import make_server
+
+    d, files = study
+    (d / "index.html").write_text("<html>page</html>")
+    server = make_server(d, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        opener = urllib.request.build_opener(urllib.request.HTTPHandler)
+        with opener.open(f"{base}/?rater=r1") as r:  # redirected to the page, told where to post
+            assert r.url.endswith("/index.html?post=ratings&rater=r1") and r.read() == b"<html>page</html>"
+        for path in ("/key.json", "/../key.json", "/ratings"):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                opener.open(base + path)
+            assert e.value.code == 404
+        for f in files:
+            req = urllib.request.Request(f"{base}/ratings", data=f.read_bytes(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+            with opener.open(req) as r:
+                assert json.loads(r.read())["saved"].startswith("ratings-r")
+        wrong = urllib.request.Request(f"{base}/ratings", data=json.dumps({"study": "x", "rows": []}).encode(),
+                                       method="POST")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            opener.open(wrong)
+        assert e.value.code == 400
+    finally:
+        server.shutdown()
+        server.server_close()
+    saved = sorted((d / "ratings").glob("*.json"))
+    assert [p.name for p in saved] == [f"ratings-r{i}-0.json" for i in range(1, 5)]
+    assert score_ratings(d, saved, bootstrap=0).precision == score_ratings(d, files, bootstrap=0).precision

@@ -47,6 +47,16 @@ def register(sub) -> None:
     p.add_argument("--out", help="where to write the scores (default: the study folder)")
     p.set_defaults(func=rate_score)
 
+    p = sub.add_parser(
+        "rate-serve", help="serve a rating study locally; finished raters' answers are saved in DIR/ratings/",
+        description="Optional: serves DIR/index.html (never the key) and saves each rater's answers, sent by the "
+                    "page when they finish, as DIR/ratings/ratings-<rater>-<n>.json. No authentication: for a lab "
+                    "network. Raters open http://HOST:PORT/ (add ?rater=ID to fill in their ID).")
+    p.add_argument("study", help="the study folder (from `lavise rate`)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.set_defaults(func=rate_serve)
+
 
 def rate(args) -> int:
     from ..human import build_study
@@ -78,4 +88,23 @@ def rate_score(args) -> int:
     path = scores.save(args.out or args.study)
     print(scores.table())
     print(f"wrote {Path(path).resolve()}, scores.md and scores.png")
+    return 0
+
+
+def rate_serve(args) -> int:
+    from ..human.serve import RATINGS_DIR, make_server
+
+    try:
+        server = make_server(args.study, args.host, args.port)
+    except OSError as e:
+        raise LaviseError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); choose another --port") from None
+    host, port = server.server_address[:2]
+    print(f"serving {Path(args.study, 'index.html').resolve()} at http://{host}:{port}/ ; answers go to "
+          f"{Path(args.study, RATINGS_DIR).resolve()}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from .results import FilterExplanation
 
 # Every signal a calibrator may use, and the default set (each a column of ``word_features``).
-KNOWN_FEATURES = ("score", "similarity", "margin", "log_rank", "saturated", "qualified", "stability", "grounding")
+KNOWN_FEATURES = ("score", "similarity", "margin", "log_rank", "saturated", "qualified", "stability", "grounding",
+                  "grounding_ratio", "grounding_best")
 # grounding decided on the validation seeds (experiments/confidence.py grounding): AUROC and top-quartile P@1 up
 # on every seed; the filter's vote stability added nothing beside it
 FEATURES = ("score", "similarity", "margin", "log_rank", "saturated", "qualified", "grounding")
@@ -67,6 +68,10 @@ def word_features(f: FilterExplanation, features: Sequence[str] = FEATURES) -> n
             "saturated": np.full(n, float(f.saturated)), "qualified": np.full(n, qualified),
             "stability": np.full(n, float(f.stability or 0.0)),
             "grounding": np.array([float(w.get("grounding") or 0.0) for w in f.words])}
+    if "grounding_ratio" in features or "grounding_best" in features:  # the filter's best reference IoU beside it
+        best = np.array([float(w.get("grounding_best") or 0.0) for w in f.words])
+        cols["grounding_best"] = best
+        cols["grounding_ratio"] = np.divide(cols["grounding"], best, out=np.zeros(n), where=best > 0)
     return np.column_stack([cols[c] for c in features])
 
 
