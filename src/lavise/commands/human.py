@@ -27,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("--no-control", action="store_true",
                    help="leave out the shuffled control (another sampled filter's words)")
     p.add_argument("--seed", type=int, default=0, help="sampling and shuffling seed (default 0)")
-    p.add_argument("--thumb", type=int, default=128, help="image size in pixels (default 128)")
+    p.add_argument("--thumb", type=int, default=160, help="image size in pixels (default 160)")
     p.add_argument("--layer", help="for a run of several layers: the layer to rate")
     p.add_argument("--title", help="page title")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -51,7 +51,7 @@ def build_study(
     checks: int = 3,
     control: bool = True,
     seed: int = 0,
-    thumb: int = 128,
+    thumb: int = 160,
     dataset: ConceptDataset | None = None,
     title: str | None = None,
     show_progress: bool = True,
@@ -124,7 +124,9 @@ def build_study(
             raise StudyError(f"no image of a sampled filter could be read ({tb.failed[:1]}); check the image set")
     context = {"title": title or f"Describe what these image regions show ({ex.model} {ex.layer})",
                "run": str(rf.path.resolve()), "model": ex.model, "layer": ex.layer, "words": words,
-               "n_items": len(plan.items), "thumb": thumb, "images": images}
+               "n_items": len(plan.items), "thumb": thumb, "images": images,
+               # as many columns as fill the rows best (15 images: 3 rows of 5)
+               "columns": min(range(4, 9), key=lambda c: (-(-images // c) * c - images, -c)) if images > 4 else images}
     write_page(Path(out), plan, srcs, context)
     n_checks = sum(plan.key["checks"].values())
     return Study(Path(out), len(plan.key["filters"]), len(plan.items), n_checks, plan.key["sources"])
