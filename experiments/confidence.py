@@ -87,10 +87,10 @@ def one_seed(seed: int, model, emb, question: str = "rows") -> dict:
                               ("with the word's reference IoU", "grounding", FEATURES + ("grounding",)),
                               ("with reference IoU and vote stability", "grounding",
                                FEATURES + ("grounding", "stability"))),
-                "best": (("the default signals (with grounding)", "grounding", FEATURES),
-                         ("with the ratio to the filter's best reference IoU", "grounding",
+                "best": (("the default signals (with grounding)", None, FEATURES),
+                         ("with the ratio to the filter's best reference IoU", None,
                           FEATURES + ("grounding_ratio",)),
-                         ("with the ratio and the best reference IoU", "grounding",
+                         ("with the ratio and the best reference IoU", None,
                           FEATURES + ("grounding_ratio", "grounding_best")))}[question]
     for name, rows, features in variants:
         if isinstance(rows, str):  # grounding: the reference IoU of each word

@@ -41,6 +41,8 @@ KNOWN_FEATURES = ("score", "similarity", "margin", "log_rank", "saturated", "qua
 # on every seed; the filter's vote stability added nothing beside it
 FEATURES = ("score", "similarity", "margin", "log_rank", "saturated", "qualified", "grounding")
 FORMAT = "lavise-calibration-1"
+BEST = {"grounding_ratio", "grounding_best"}  # signals that need the filter's best reference IoU
+GROUNDED = {"grounding"} | BEST
 
 
 def word_features(f: FilterExplanation, features: Sequence[str] = FEATURES) -> np.ndarray:
@@ -101,16 +103,19 @@ class Grounding:
         keep = [j for j, c in enumerate(self.concepts) if c in set(concepts)]
         return Grounding(tuple(self.concepts[j] for j in keep), self.iou[:, keep])
 
-    def attach(self, filters: Sequence[FilterExplanation]) -> list[FilterExplanation]:
+    def attach(self, filters: Sequence[FilterExplanation], best: bool = False) -> list[FilterExplanation]:
         """``filters`` with each word's ``grounding``: its filter's IoU with the concept the word names (lemma
-        match), None where it names no reference concept."""
+        match), None where it names no reference concept; with ``best``, also ``grounding_best``, the filter's
+        highest IoU over all concepts."""
         from ..evaluate.metrics import lemma
 
         col = {lemma(c): j for j, c in enumerate(self.concepts)}
+        top = self.iou.max(1) if self.iou.size else np.zeros(len(self.iou))
         out = []
         for f in filters:
+            extra = {"grounding_best": round(float(top[f.unit]), 6)} if best else {}
             words = [{**w, "grounding": round(float(self.iou[f.unit, col[lemma(w["word"])]]), 6)
-                      if lemma(w["word"]) in col else None} for w in f.words]
+                      if lemma(w["word"]) in col else None, **extra} for w in f.words]
             out.append(replace(f, words=words))
         return out
 
@@ -174,11 +179,11 @@ class Calibrator:
 
     def apply(self, filters: Sequence[FilterExplanation]) -> list[FilterExplanation]:
         """Each word with its ``confidence``; each filter with its verdict (top word's confidence, ``interpretable``)."""
-        if "grounding" in self.features:
+        if GROUNDED & set(self.features):
             if self.grounding is None:
                 raise RunError("this calibrator uses each word's reference IoU but the run has no grounding.npz; "
                                "retrain it with `lavise train`")
-            filters = self.grounding.attach(filters)
+            filters = self.grounding.attach(filters, best=bool(BEST & set(self.features)))
         out = []
         for f in filters:
             if not f.words:
@@ -324,12 +329,12 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
         keep = set(concepts)
         truth = [[c for c in t if c in keep] for t in truth]
     grounding = None
-    if "grounding" in features:  # fitted with the explain half's IoU, applied with the whole reference set's
+    if GROUNDED & set(features):  # fitted with the explain half's IoU, applied with the whole reference set's
         gex = compute_ground_truth(cache, thr, rows=ex, show_progress=False)
         half, grounding = Grounding.from_counts(gex), Grounding.from_counts(gex, gt)
         if concepts is not None:  # the IoU of annotated concepts only
             half, grounding = half.only(concepts), grounding.only(concepts)
-        filters = half.attach(filters)
+        filters = half.attach(filters, best=bool(BEST & set(features)))
     X, y = outcomes(filters, truth, lemma, features)
     info = {"dataset": dataset, "explain_images": int(len(ex)), "truth_images": int(len(sc)), "words": int(len(y)),
             "right": int(y.sum()), "method": options.method, "p": options.p, "s": options.s, "x": options.x,
