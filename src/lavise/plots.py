@@ -175,11 +175,11 @@ def plot_preference(scores, ax=None):
     for col, label, colour in (("run", f"{scores.run_source} better", PALETTE[0]), ("same", "about the same", "#bbbbbb"),
                                ("other_share", "other better", PALETTE[1])):
         vals = [r[col] for r in scores.preference]
-        ax.barh(names, vals, left=left, color=colour, label=label)
+        ax.barh(names, vals, left=left, height=0.5, color=colour, label=label)
         left = [a + b for a, b in zip(left, vals)]
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"share of judgements ({scores.run_source} against …)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return fig, ax
 
