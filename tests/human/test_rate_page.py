@@ -61,9 +61,11 @@ def _wait_for(folder, suffix, timeout=15):
     raise AssertionError(f"no {suffix} download in {folder}")
 
 
-def _rate_all(driver, key: dict) -> None:
-    """Start with the rater id from the URL and answer every page as the oracle would."""
+def _rate_all(driver, key: dict, keyboard: bool = False) -> None:
+    """Start with the rater id from the URL and answer every page as the oracle would (``keyboard``: pairs
+    answered with A / S / B and every page left with Enter)."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     begin = driver.find_element(By.ID, "begin")
     assert begin.is_enabled()  # the rater id came from the URL
@@ -86,6 +88,8 @@ def _rate_all(driver, key: dict) -> None:
             for r in rows:
                 word = r.find_element(By.CSS_SELECTOR, "td.word").text
                 r.find_element(By.CSS_SELECTOR, f"button.{_answer(k, word)}").click()
+        elif keyboard:
+            driver.find_element(By.TAG_NAME, "body").send_keys({"A": "a", "B": "b", "same": "s"}[_answer(k)])
         else:
             driver.find_element(By.CSS_SELECTOR, f"button.choice[data-answer='{_answer(k)}']").click()
         assert nxt.is_enabled()
@@ -94,7 +98,10 @@ def _rate_all(driver, key: dict) -> None:
             assert driver.find_element(By.ID, "counter").text == f"Page 1 of {len(order)}"
             assert driver.find_elements(By.CSS_SELECTOR, "button[aria-pressed=true]")
             driver.find_element(By.ID, "next").click()
-        driver.find_element(By.ID, "next").click()
+        if keyboard:
+            driver.switch_to.active_element.send_keys(Keys.ENTER)
+        else:
+            driver.find_element(By.ID, "next").click()
 
 
 def test_page_offline_scripted_rater_and_round_trip(rated_run, squares, chromium, network_log, tmp_path):
@@ -163,13 +170,15 @@ def test_page_offline_scripted_rater_and_round_trip(rated_run, squares, chromium
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         driver.get(f"http://127.0.0.1:{server.server_address[1]}/?rater=served")
-        _rate_all(driver, key)
+        _rate_all(driver, key, keyboard=True)
         WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "post-status").text == "(sent)")
     finally:
         server.shutdown()
         server.server_close()
     served = json.loads((study.path / "ratings" / "ratings-served-0.json").read_text())
     assert served["rater"] == "served" and len(served["rows"]) == len(rows)
+    assert score_ratings(study.path, [study.path / "ratings" / "ratings-served-0.json"], bootstrap=50).precision \
+        == scores.precision  # the keyboard gave the same answers
 
 
 def test_rate_cli_and_errors(rated_run, squares, tmp_path, capsys, monkeypatch):
