@@ -138,6 +138,10 @@ def test_cli_writes_table_json_and_figure(study, capsys):
     with Image.open(d / "scores.png") as im:
         assert im.size[0] > 300
     assert (d / "scores.md").read_text().startswith("# Human ratings")
+    per = list(csv.DictReader((d / "scores-per-filter.csv").open()))
+    got = {(r["unit"], r["source"]): (r["precision_h_at_1"], r["precision_h_at_2"]) for r in per}
+    # by hand (medians in the first test): unit 0 lavise dog 1, (dog + grass) / 2; unit 1 nd bed 0
+    assert got[("0", "lavise")] == ("1", "0.5") and got[("1", "nd")] == ("0", "0") and len(per) == 6
 
 
 def test_bad_ratings_files_fail_in_one_line(study, tmp_path, capsys):

@@ -37,7 +37,8 @@ def register(sub) -> None:
         "rate-score", help="Precision-H and preference from raters' files of a `lavise rate` study",
         description="Precision-H@1 and @k per source (median over raters per word, mean over filters), preference "
                     "shares, 95%% bootstrap intervals over filters, Krippendorff's alpha; raters who fail attention "
-                    "checks are excluded and counted. Writes DIR/scores.json, scores.md and scores.png.")
+                    "checks are excluded and counted. Writes DIR/scores.json, scores.md, scores.png and "
+                    "scores-per-filter.csv.")
     p.add_argument("study", help="the study folder (from `lavise rate`)")
     p.add_argument("ratings", nargs="+", help="the raters' downloaded files (JSON or CSV)")
     p.add_argument("--min-pass", type=float, default=0.75,
@@ -87,7 +88,7 @@ def rate_score(args) -> int:
     scores = score_ratings(args.study, args.ratings, min_pass=args.min_pass, bootstrap=args.bootstrap, seed=args.seed)
     path = scores.save(args.out or args.study)
     print(scores.table())
-    print(f"wrote {Path(path).resolve()}, scores.md and scores.png")
+    print(f"wrote {Path(path).resolve()}, scores.md, scores.png and scores-per-filter.csv")
     return 0
 
 

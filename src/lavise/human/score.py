@@ -16,6 +16,7 @@ Definitions (the paper's §4.4, made exact):
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -112,6 +113,7 @@ class RatingScores:
     agreement: dict
     raters: list[dict]
     settings: dict = field(default_factory=dict)
+    per_filter: list[dict] = field(default_factory=list)  # {"unit", "stratum", "source", "P@1", "P@k"}
 
     def table(self) -> str:
         """Markdown: Precision-H per source, preference per pair, raters, agreement."""
@@ -149,8 +151,19 @@ class RatingScores:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def per_filter_csv(self) -> str:
+        """One row per (filter, source): its Precision-H@1 and @k (empty where unrated)."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["unit", "stratum", "source", "precision_h_at_1", f"precision_h_at_{self.k}"])
+        for r in self.per_filter:
+            w.writerow([r["unit"], r["stratum"], r["source"],
+                        *("" if v is None else f"{v:.4g}" for v in (r["P@1"], r["P@k"]))])
+        return buf.getvalue()
+
     def save(self, out: str | Path) -> Path:
-        """Write ``scores.json``, ``scores.md`` and ``scores.png`` into ``out``; returns the JSON path."""
+        """Write ``scores.json``, ``scores.md``, ``scores.png`` and ``scores-per-filter.csv`` into ``out``;
+        returns the JSON path."""
         import matplotlib.pyplot as plt
 
         from ..plots import plot_preference, plot_ratings, save_figure
@@ -158,6 +171,7 @@ class RatingScores:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / f"{SCORES_FILE}.json", json.loads(json.dumps(self.to_dict(), default=float).replace("NaN", "null")))
+        write_text(out / f"{SCORES_FILE}-per-filter.csv", self.per_filter_csv())
         write_text(out / f"{SCORES_FILE}.md", f"# Human ratings of study {self.study}\n\n{self.table()}\n")
         fig, axes = plt.subplots(1, 2 if self.preference else 1, figsize=(10 if self.preference else 5.5, 3.6),
                                  layout="constrained", squeeze=False)
@@ -279,9 +293,14 @@ def score_ratings(study: str | Path, ratings: list[str | Path], min_pass: float 
                  "word_units": sum(len(v) >= 2 for v in word_units.values()),
                  "pairs": krippendorff_alpha(list(pair_units.values())),
                  "pair_units": sum(len(v) >= 2 for v in pair_units.values())}
+    strata = {it["unit"]: it.get("stratum") for it in items.values() if it["kind"] == "words" and not it.get("check")}
+    rows_out = [{"unit": u, "stratum": strata.get(u), "source": s,
+                 "P@1": None if np.isnan(p1[i, j]) else float(p1[i, j]),
+                 "P@k": None if np.isnan(pk[i, j]) else float(pk[i, j])}
+                for j, u in enumerate(units) for i, s in enumerate(sources)]
     return RatingScores(key["study"], k, run, list(key.get("control", [])), precision, preference, agreement, raters,
                         {"min_pass": min_pass, "bootstrap": bootstrap, "seed": seed,
-                         "files": [str(p) for p in ratings], "judgements": len(rows)})
+                         "files": [str(p) for p in ratings], "judgements": len(rows)}, rows_out)
 
 
 def _check_raters(rows: list[dict], items: dict, min_pass: float) -> list[dict]:
