@@ -16,9 +16,9 @@ KEY = {
     "format": KEY_FORMAT, "version": 1, "study": STUDY, "sources": ["lavise", "nd", "shuffled"],
     "control": ["shuffled"], "run_source": "lavise", "words": 2,
     "items": {
-        "w0": {"kind": "words", "unit": 0, "words": {"dog": {"lavise": 1, "nd": 1}, "grass": {"lavise": 2},
+        "w0": {"kind": "words", "unit": 0, "stratum": 0, "words": {"dog": {"lavise": 1, "nd": 1}, "grass": {"lavise": 2},
                                                      "car": {"shuffled": 1}, "sky": {"shuffled": 2}}},
-        "w1": {"kind": "words", "unit": 1, "words": {"cat": {"lavise": 1}, "bed": {"nd": 1, "lavise": 2},
+        "w1": {"kind": "words", "unit": 1, "stratum": 1, "words": {"cat": {"lavise": 1}, "bed": {"nd": 1, "lavise": 2},
                                                      "tree": {"shuffled": 1}}},
         "p0_1": {"kind": "pair", "unit": 0, "A": "lavise", "B": "nd"},
         "p1_1": {"kind": "pair", "unit": 1, "A": "nd", "B": "lavise"},
@@ -91,6 +91,7 @@ def test_precision_preference_agreement_and_exclusion_by_hand(study):
     assert not r4["kept"] and (r4["checks"], r4["checks_passed"]) == (2, 0)
     assert sum(r["kept"] for r in s.raters) == 3
     assert "3 kept of 4" in s.table() and "r4 (0 of 2)" in s.table()
+    assert "by the sampling stratum, weakest to strongest (confidence): 1.000 (1) / 1.000 (1)" in s.table()
 
 
 def test_a_failed_rater_counts_when_the_bar_is_zero(study):

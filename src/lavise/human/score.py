@@ -137,6 +137,13 @@ class RatingScores:
                 name = r["other"] + (" (control)" if r["other"] in self.control else "")
                 lines.append(f"| {name} | {f(r['run'], r['run_ci'])} | {f(r['same'])} | {f(r['other_share'], r['other_ci'])}"
                              f" | {r['judgements']} | {r['filters']} |")
+        strata = sorted({r["stratum"] for r in self.per_filter if r["stratum"] is not None})
+        if len(strata) > 1:  # does the run's own confidence (or vote share) sort its filters as raters do?
+            by = [[r["P@1"] for r in self.per_filter if r["source"] == self.run_source and r["stratum"] == g
+                   and r["P@1"] is not None] for g in strata]
+            lines += ["", f"{self.run_source}'s Precision-H@1 by the sampling stratum, weakest to strongest "
+                          f"({self.settings.get('strata_by', 'confidence')}): "
+                          + " / ".join(f"{np.mean(b):.3f} ({len(b)})" if b else "-" for b in by) + "."]
         kept = [r for r in self.raters if r["kept"]]
         out = [r for r in self.raters if not r["kept"]]
         lines += ["", f"Raters: {len(kept)} kept of {len(self.raters)}"
@@ -300,6 +307,7 @@ def score_ratings(study: str | Path, ratings: list[str | Path], min_pass: float 
                 for j, u in enumerate(units) for i, s in enumerate(sources)]
     return RatingScores(key["study"], k, run, list(key.get("control", [])), precision, preference, agreement, raters,
                         {"min_pass": min_pass, "bootstrap": bootstrap, "seed": seed,
+                         "strata_by": key.get("strata_by", "confidence"),
                          "files": [str(p) for p in ratings], "judgements": len(rows)}, rows_out)
 
 
