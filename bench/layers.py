@@ -100,6 +100,36 @@ def table(per_seed: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary(per_seed: list[dict]) -> str:
+    """One row per layer: how many filters the benchmark can score, lavise's P@1 and R@10 beside NetDissect's and
+    the best control's, and whether lavise beats every control and baseline on every seed."""
+    seeds = " / ".join(str(r["seed"]) for r in per_seed)
+    lines = [f"| layer | filters | with ground truth ({seeds}) | lavise P@1 | NetDissect P@1 | best control P@1 | "
+             "lavise R@10 | NetDissect R@10 | best control R@10 | lavise above every control on every seed (P@1, R@10) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def ms(v):
+        return f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}"
+
+    for layer in per_seed[0]["layers"]:
+        by = [r["layers"][layer] for r in per_seed]
+        rows0 = by[0]["rows"]
+        method = next(n for n, r in rows0.items() if r["kind"] == "method")
+        controls = [n for n, r in rows0.items() if r["kind"] == "control"]
+        cells = []
+        for h in ("P@1", "R@10"):
+            lav = [b["rows"][method][h] for b in by]
+            nd = [b["rows"]["netdissect"][h] for b in by]
+            best = [max(b["rows"][c][h] for c in controls) for b in by]
+            cells.append((ms(lav), ms(nd), ms(best), all(a > c for a, c in zip(lav, best))))
+        beat = ", ".join("yes" if c[3] else "no" for c in cells)
+        lines.append(f"| {layer} | {by[0]['ground_truth']['filters']} | "
+                     f"{' / '.join(str(b['ground_truth']['filters_with_ground_truth']) for b in by)} | "
+                     f"{cells[0][0]} | {cells[0][1]} | {cells[0][2]} | {cells[1][0]} | {cells[1][1]} | {cells[1][2]} | "
+                     f"{beat} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=TEST_SEEDS)
@@ -129,7 +159,8 @@ def main() -> None:
         path.write_text(json.dumps({"command": cmd, "machine": machine(), "versions": versions(), "per_seed": done},
                                    indent=1))
         (RESULTS / f"{args.name}.md").write_text(f"# Explanation quality by layer (test seeds)\n\nCommand: `{cmd}`\n\n"
-                                                 f"Machine: {json.dumps(machine())}\n\n{md}\n")
+                                                 f"Machine: {json.dumps(machine())}\n\n## Summary\n\n"
+                                                 f"{summary(done)}\n\n## Every row, per layer\n\n{md}\n")
     print(table(done))
 
 
