@@ -130,6 +130,18 @@ def summary(per_seed: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write(done: list[dict], path: Path, args) -> None:
+    from lavise.run import versions
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    cmd = "python bench/layers.py " + " ".join(sys.argv[1:])
+    path.write_text(json.dumps({"command": cmd, "machine": machine(), "versions": versions(), "per_seed": done},
+                               indent=1))
+    (RESULTS / f"{args.name}.md").write_text(f"# Explanation quality by layer (test seeds)\n\nCommand: `{cmd}`\n\n"
+                                             f"Machine: {json.dumps(machine())}\n\n## Summary\n\n"
+                                             f"{summary(done)}\n\n## Every row, per layer\n\n{table(done)}\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=TEST_SEEDS)
@@ -151,16 +163,9 @@ def main() -> None:
             continue
         done.append(one_seed(seed, args))
         done.sort(key=lambda r: r["seed"])
-        md = table(done)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        cmd = "python bench/layers.py " + " ".join(sys.argv[1:])
-        from lavise.run import versions
-
-        path.write_text(json.dumps({"command": cmd, "machine": machine(), "versions": versions(), "per_seed": done},
-                                   indent=1))
-        (RESULTS / f"{args.name}.md").write_text(f"# Explanation quality by layer (test seeds)\n\nCommand: `{cmd}`\n\n"
-                                                 f"Machine: {json.dumps(machine())}\n\n## Summary\n\n"
-                                                 f"{summary(done)}\n\n## Every row, per layer\n\n{md}\n")
+        write(done, path, args)
+    if done:
+        write(done, path, args)  # also after --resume with every seed done: the files in today's format
     print(table(done))
 
 
