@@ -127,3 +127,12 @@ def test_cli_defaults_are_the_options_defaults(capsys):
     shown = " ".join(capsys.readouterr().out.split())  # the help, unwrapped
     assert f"(default {D.TOP_IMAGES};" in shown and f"(default {D.DEFAULT_METHOD})" in shown
     assert ExplainOptions().p == D.TOP_IMAGES and ExplainOptions().method == D.DEFAULT_METHOD
+
+
+def test_the_package_exports_every_public_name_of_the_api_lazily():
+    import lavise
+    import lavise.api
+
+    assert lavise._API == set(lavise.api.__all__)
+    for name in lavise.api.__all__:
+        assert getattr(lavise, name) is getattr(lavise.api, name)

@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _OPTIONS = {"ExtractOptions", "TrainOptions", "ExplainOptions", "EvalOptions", "CompareOptions"}
 _API = {"load_model", "load_dataset", "load_embeddings", "list_models", "list_datasets", "list_embeddings",
         "train_explainer", "explain_filters", "evaluate_run", "compare_groups", "compare_models", "build_report",
+        "build_study", "score_ratings",
         "extract_features", "extract_layers", "train_layers", "LayeredRun", "wrap_model", "Run", "FeatureExtractor", "FeatureCache", "TargetModel",
         "TrainedExplainer", "Explanations", "FilterExplanation"} | _OPTIONS
 
