@@ -70,9 +70,11 @@ def _rate_all(driver, key: dict, keyboard: bool = False) -> None:
     begin = driver.find_element(By.ID, "begin")
     assert begin.is_enabled()  # the rater id came from the URL
     begin.click()
-    order = key["order"]
-    for n, iid in enumerate(order):
+    order, seen = key["order"], []
+    for n in range(len(order)):
         assert driver.find_element(By.ID, "counter").text == f"Page {n + 1} of {len(order)}"
+        iid = driver.find_element(By.ID, "item").get_attribute("data-item")
+        seen.append(iid)
         k = key["items"][iid]
         nxt = driver.find_element(By.ID, "next")
         assert not nxt.is_enabled()  # nothing answered yet
@@ -96,12 +98,18 @@ def _rate_all(driver, key: dict, keyboard: bool = False) -> None:
         if n == 1:  # back to page 1: its answers are still there
             driver.find_element(By.ID, "back").click()
             assert driver.find_element(By.ID, "counter").text == f"Page 1 of {len(order)}"
+            assert driver.find_element(By.ID, "item").get_attribute("data-item") == seen[0]
             assert driver.find_elements(By.CSS_SELECTOR, "button[aria-pressed=true]")
             driver.find_element(By.ID, "next").click()
         if keyboard:
             driver.switch_to.active_element.send_keys(Keys.ENTER)
         else:
             driver.find_element(By.ID, "next").click()
+    # every page once: the words pages first, then the lists, in the rater's own order
+    assert sorted(seen) == sorted(order)
+    kinds = [key["items"][i]["kind"] for i in seen]
+    assert kinds == sorted(kinds, key=lambda x: x != "words")
+    return seen
 
 
 def test_page_offline_scripted_rater_and_round_trip(rated_run, squares, chromium, network_log, tmp_path):
@@ -123,7 +131,7 @@ def test_page_offline_scripted_rater_and_round_trip(rated_run, squares, chromium
     network_log(driver)  # drop the browser's own start-up pages
     driver.get(study.page.resolve().as_uri() + "?rater=oracle")
     assert driver.execute_script("return document.readyState") == "complete"
-    _rate_all(driver, key)
+    first = _rate_all(driver, key)
     assert driver.find_element(By.ID, "done").is_displayed()
     with pytest.raises(NoAlertPresentException):
         driver.switch_to.alert.text  # noqa: B018 - the hostile word stayed text
@@ -142,6 +150,7 @@ def test_page_offline_scripted_rater_and_round_trip(rated_run, squares, chromium
     n_pairs = sum(k["kind"] == "pair" for k in key["items"].values())
     assert len(rows) == n_words + n_pairs and {r["rater"] for r in rows} == {"oracle"}
     assert all(r["ms"] >= 0 and r["time"].endswith("Z") for r in rows)
+    assert {r["item"]: r["page"] for r in rows} == {i: n for n, i in enumerate(first, 1)}  # where each page came
 
     scores = score_ratings(study.path, [got], bootstrap=50)
     assert scores.raters == [{"rater": "oracle", "judgements": n_words - 4 * key["checks"]["words"]
@@ -170,13 +179,14 @@ def test_page_offline_scripted_rater_and_round_trip(rated_run, squares, chromium
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         driver.get(f"http://127.0.0.1:{server.server_address[1]}/?rater=served")
-        _rate_all(driver, key, keyboard=True)
+        second = _rate_all(driver, key, keyboard=True)
         WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "post-status").text == "(sent)")
     finally:
         server.shutdown()
         server.server_close()
     served = json.loads((study.path / "ratings" / "ratings-served-0.json").read_text())
     assert served["rater"] == "served" and len(served["rows"]) == len(rows)
+    assert second != first  # another rater, another order (seeded by the rater's ID)
     assert score_ratings(study.path, [study.path / "ratings" / "ratings-served-0.json"], bootstrap=50).precision \
         == scores.precision  # the keyboard gave the same answers
 

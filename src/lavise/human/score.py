@@ -64,7 +64,8 @@ def read_ratings(paths: list[str | Path], study: str) -> list[dict]:
             if not isinstance(r, dict) or not all(k in r for k in ("rater", "item", "option", "answer")):
                 raise StudyError(f"{p} row {i + 1} lacks rater, item, option or answer")
             row = {"rater": str(r["rater"]), "item": str(r["item"]), "option": str(r["option"] or ""),
-                   "answer": str(r["answer"]), "time": str(r.get("time", "")), "ms": r.get("ms"), "file": p.name}
+                   "answer": str(r["answer"]), "time": str(r.get("time", "")), "ms": r.get("ms"),
+                   "page": r.get("page"), "file": p.name}
             k = (row["rater"], row["item"], row["option"])
             if k not in latest or row["time"] >= latest[k]["time"]:
                 latest[k] = row
