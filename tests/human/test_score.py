@@ -192,6 +192,10 @@ def test_local_server_serves_the_page_not_the_key_and_saves_answers(study, tmp_p
                                          headers={"Content-Type": "application/json"})
             with opener.open(req) as r:
                 assert json.loads(r.read())["saved"].startswith("ratings-r")
+        pre = urllib.request.Request(f"{base}/ratings", method="OPTIONS")  # a page from a file posts cross-origin
+        with opener.open(pre) as r:
+            assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == "*"
+            assert r.headers["Access-Control-Allow-Headers"] == "Content-Type"
         wrong = urllib.request.Request(f"{base}/ratings", data=json.dumps({"study": "x", "rows": []}).encode(),
                                        method="POST")
         with pytest.raises(urllib.error.HTTPError) as e:

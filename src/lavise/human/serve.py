@@ -45,6 +45,8 @@ def make_server(study: str | Path, host: str = "127.0.0.1", port: int = 8765) ->
         def _send(self, status: int, body: bytes = b"", ctype: str = "text/plain; charset=utf-8", **headers):
             self.send_response(status)
             self.send_header("Content-Type", ctype)
+            # a page opened from a file or another host may post here too (it sends JSON: a preflight first)
+            self.send_header("Access-Control-Allow-Origin", "*")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             for k, v in headers.items():
@@ -61,6 +63,10 @@ def make_server(study: str | Path, host: str = "127.0.0.1", port: int = 8765) ->
                 self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
             else:  # the key above all must stay out of raters' reach
                 self._send(HTTPStatus.NOT_FOUND, b"not found")
+
+        def do_OPTIONS(self):  # noqa: N802 - the CORS preflight of a cross-origin POST
+            self._send(HTTPStatus.NO_CONTENT, Access_Control_Allow_Methods="POST",
+                       Access_Control_Allow_Headers="Content-Type", Access_Control_Max_Age="600")
 
         def do_POST(self):  # noqa: N802
             if urlsplit(self.path).path != f"/{RATINGS_DIR}":
