@@ -178,7 +178,8 @@ def test_page_offline_scripted_rater_and_round_trip(rated_run, squares, chromium
     server = make_server(study.path, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        driver.get(f"http://127.0.0.1:{server.server_address[1]}/?rater=served")
+        # the page opened from its file posts to the server across origins (a harder path than from the server)
+        driver.get(study.page.resolve().as_uri() + f"?rater=served&post=http://127.0.0.1:{server.server_address[1]}/ratings")
         second = _rate_all(driver, key, keyboard=True)
         WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "post-status").text == "(sent)")
     finally:
