@@ -60,12 +60,26 @@ def one_seed(seed: int, args) -> dict:
                                 "P@1_interpretable": conf.get("P@1_interpretable"), "ECE": conf.get("ECE"),
                                 "AUROC_confidence": conf.get("AUROC_confidence")}
     res["seconds"] = time.time() - t0
+    res["val_top1"] = val_top1(out)
     if not args.keep_caches:  # 6 GB a seed at 4,000 + 4,000 scenes; the figures are in the results file
         import shutil
 
         shutil.rmtree(out / "cache", ignore_errors=True)
     print(f"[seed {seed}] evaluated ({res['seconds']:.0f} s)", file=sys.stderr, flush=True)
     return res
+
+
+def val_top1(out: Path) -> dict[str, float]:
+    """Each layer's explainer: top-1 accuracy on the reference set's held-out 10% of pairs at its last epoch (from
+    the run's train_log.csv): how well the layer's masked features name the annotated concept at all."""
+    import csv
+
+    info = json.loads((out / "layers.json").read_text())
+    got = {}
+    for x in info["layers"]:
+        with open(out / x["folder"] / "train_log.csv", newline="") as fh:
+            got[x["layer"]] = float(list(csv.DictReader(fh))[-1]["val_top1"])
+    return got
 
 
 def _fmt(v) -> str:
@@ -108,9 +122,9 @@ def summary(per_seed: list[dict]) -> str:
     """One row per layer: how many filters the benchmark can score, lavise's P@1 and R@10 beside NetDissect's and
     the best control's, and whether lavise beats every control and baseline on every seed."""
     seeds = " / ".join(str(r["seed"]) for r in per_seed)
-    lines = [f"| layer | filters | with ground truth ({seeds}) | lavise P@1 | NetDissect P@1 | best control P@1 | "
+    lines = [f"| layer | filters | explainer's reference top-1 ({seeds}) | with ground truth ({seeds}) | lavise P@1 | NetDissect P@1 | best control P@1 | "
              "lavise R@10 | NetDissect R@10 | best control R@10 | lavise above every control on every seed (P@1, R@10) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def ms(v):
         return f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}"
@@ -127,7 +141,8 @@ def summary(per_seed: list[dict]) -> str:
             best = [max(b["rows"][c][h] for c in controls) for b in by]
             cells.append((ms(lav), ms(nd), ms(best), all(a > c for a, c in zip(lav, best))))
         beat = ", ".join("yes" if c[3] else "no" for c in cells)
-        lines.append(f"| {layer} | {by[0]['ground_truth']['filters']} | "
+        top1 = " / ".join(f"{r['val_top1'][layer]:.2f}" if "val_top1" in r else "-" for r in per_seed)
+        lines.append(f"| {layer} | {by[0]['ground_truth']['filters']} | {top1} | "
                      f"{' / '.join(str(b['ground_truth']['filters_with_ground_truth']) for b in by)} | "
                      f"{cells[0][0]} | {cells[0][1]} | {cells[0][2]} | {cells[1][0]} | {cells[1][1]} | {cells[1][2]} | "
                      f"{beat} |")
@@ -165,6 +180,10 @@ def main() -> None:
     path = RESULTS / f"{args.name}.json"
     if args.resume and path.is_file():
         done = [r for r in json.loads(path.read_text())["per_seed"] if r["seed"] in args.seeds]
+        for r in done:  # seeds recorded before the explainer's accuracy was: read from their run folders
+            out = args.work / f"layers-seed{r['seed']}-b{args.reference_size}-t{args.target_size}"
+            if "val_top1" not in r and (out / "layers.json").is_file():
+                r["val_top1"] = val_top1(out)
     for seed in args.seeds:
         if any(r["seed"] == seed for r in done):
             continue

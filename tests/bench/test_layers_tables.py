@@ -21,8 +21,10 @@ def test_summary_gives_mean_sd_and_the_every_seed_verdict():
     row = next(line for line in text.splitlines() if line.startswith("| L |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     # P@1 0.5, 0.3: mean 0.4, SD (n-1) 0.141; R@10 0.8, 0.6; best control R@10 max(0.1, 0.05), max(0.0, 0.05)
-    assert cells == ["L", "8", "6 / 7", "0.400 ± 0.141", "0.400 ± 0.000", "0.050 ± 0.071", "0.700 ± 0.141",
+    assert cells == ["L", "8", "- / -", "6 / 7", "0.400 ± 0.141", "0.400 ± 0.000", "0.050 ± 0.071", "0.700 ± 0.141",
                      "0.400 ± 0.000", "0.075 ± 0.035", "yes, yes"]
+    per[0]["val_top1"], per[1]["val_top1"] = {"L": 0.391}, {"L": 0.4}
+    assert "| L | 8 | 0.39 / 0.40 | 6 / 7 |" in layers.summary(per)
     per[1]["layers"]["L"]["rows"]["shuffled"]["P@1"] = 0.3  # a tie is not "above"
     assert layers.summary(per).splitlines()[-1].endswith("| no, yes |")
     assert "not above netdissect" in layers.table(per)
