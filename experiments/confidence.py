@@ -7,9 +7,11 @@ filter's vote stability too).
     python experiments/confidence.py features 100 101 102
     python experiments/confidence.py grounding 100 101 102
     python experiments/confidence.py best 100 101 102
+    python experiments/confidence.py default 100 101 102 --target-size 8000
 
 ``best``: beside the word's reference IoU, its ratio to the filter's best reference IoU over all concepts (1 for
-the concept the filter matches best), and that best IoU itself.
+the concept the filter matches best), and that best IoU itself. ``default --target-size N``: the default
+calibrator scored on N target scenes (how much of the top quartile's P@1 is sampling noise).
 
 ``grounding``: each word's reference IoU, the IoU on the reference set of the filter with the concept the word
 names (0 where it names none), as a signal: fitted with the IoU of the reference explain half (the truth comes
@@ -67,13 +69,13 @@ def fit_grounded(s, head, emb, features):
     return Calibrator.fit(X, y, {"words": len(y), "right": int(y.sum())}, features)
 
 
-def one_seed(seed: int, model, emb, question: str = "rows") -> dict:
+def one_seed(seed: int, model, emb, question: str = "rows", target_size: int = 4000) -> dict:
     from lavise.evaluate import lemma
     from lavise.evaluate.core import confidence_report
     from lavise.explain.confidence import FEATURES, fit_on_reference
     from lavise.train import validation_pairs
 
-    s = quality.Seed(SimpleNamespace(work=WORK, reference_size=4000, target_size=4000, lr=quality.LR, reuse_heads=True),
+    s = quality.Seed(SimpleNamespace(work=WORK, reference_size=4000, target_size=target_size, lr=quality.LR, reuse_heads=True),
                      seed, model, emb)
     v = quality.Variant()
     head = s.head(v)
@@ -87,6 +89,7 @@ def one_seed(seed: int, model, emb, question: str = "rows") -> dict:
                               ("with the word's reference IoU", "grounding", FEATURES + ("grounding",)),
                               ("with reference IoU and vote stability", "grounding",
                                FEATURES + ("grounding", "stability"))),
+                "default": (("the default signals", None, FEATURES),),
                 "best": (("the default signals (with grounding)", None, FEATURES),
                          ("with the ratio to the filter's best reference IoU", None,
                           FEATURES + ("grounding_ratio",)),
@@ -113,14 +116,21 @@ def one_seed(seed: int, model, emb, question: str = "rows") -> dict:
 
 def main() -> None:
     args = sys.argv[1:]
-    question = args.pop(0) if args and args[0] in ("rows", "features", "grounding", "best") else "rows"
+    question = args.pop(0) if args and args[0] in ("rows", "features", "grounding", "best", "default") else "rows"
+    target_size = 4000
+    if "--target-size" in args:
+        i = args.index("--target-size")
+        target_size = int(args[i + 1])
+        del args[i:i + 2]
     seeds, model, emb = validation_setup(args)
-    per_seed = [one_seed(x, model, emb, question) for x in seeds]
+    per_seed = [one_seed(x, model, emb, question, target_size) for x in seeds]
     title = {"rows": "Where to fit the confidence calibrator", "features": "Which signals the calibrator uses",
              "grounding": "The word's reference IoU as a signal",
-             "best": "The word's reference IoU against the filter's best"}[question]
+             "best": "The word's reference IoU against the filter's best",
+             "default": f"The default calibrator at {target_size} target scenes"}[question]
     lines = [f"## {title} (validation seeds)", "",
-             f"Seeds {seeds}; lavise's defaults; calibration of the top word on the target's score half.", "",
+             f"Seeds {seeds}; lavise's defaults; {target_size} target scenes; calibration of the top word on the "
+             "target's score half.", "",
              "| calibrator | ECE | AUROC | share right by quartile (low→high) | P@1 by quartile, filters with ground truth "
              "| interpretable | P@1 there | median confidence | word ECE |",
              "|---|---|---|---|---|---|---|---|---|"]
