@@ -111,8 +111,8 @@ def build_study(
     tops = {f.unit: [f"{f.unit}:{im['image_id']}" for im in f.images[:images]] for f in ex.filters if not f.dead}
     strength = {f.unit: (f.confidence if f.confidence is not None else (f.words[0]["score"] if f.words else 0.0))
                 for f in ex.filters}
-    plan = plan_study(sources, tops, strength, filters=filters, words=words, checks=checks, control=control, seed=seed)
-    plan.key["strata_by"] = "confidence" if any(f.confidence is not None for f in ex.filters) else "vote share"
+    plan = plan_study(sources, tops, strength, filters=filters, words=words, checks=checks, control=control, seed=seed,
+                      strata_by="confidence" if any(f.confidence is not None for f in ex.filters) else "vote share")
     wanted = sorted({k for it in plan.items for k in it["images"]})
     pairs = [(k.split(":", 1)[1], int(k.split(":", 1)[0])) for k in wanted]
     tb = _Thumbs(cache, ds, pre, Thresholds.from_stats(cache.stats), thumb, None, "")

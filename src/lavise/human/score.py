@@ -223,10 +223,14 @@ def score_ratings(study: str | Path, ratings: list[str | Path], min_pass: float 
     raters = _check_raters(rows, items, min_pass)
     kept = {r["rater"] for r in raters if r["kept"]}
     use = [r for r in rows if r["rater"] in kept and not items[r["item"]].get("check")]
-    words_of = {}  # (item, norm word) -> ratings
+    # the kept raters' answers per rated unit: (item, word) on words pages, the item on list pages
+    word_units: dict[tuple, list[str]] = {}
+    pair_units: dict[str, list[str]] = {}
     for r in use:
         if items[r["item"]]["kind"] == "words":
-            words_of.setdefault((r["item"], norm(r["option"])), []).append(1.0 if r["answer"] == "yes" else 0.0)
+            word_units.setdefault((r["item"], norm(r["option"])), []).append(r["answer"])
+        else:
+            pair_units.setdefault(r["item"], []).append(r["answer"])
     k = int(key["words"])
     sources = key["sources"]
     # per filter and source: the ratings of its ranked words
@@ -235,11 +239,12 @@ def score_ratings(study: str | Path, ratings: list[str | Path], min_pass: float 
         if it["kind"] != "words" or it.get("check"):
             continue
         for word, by in it["words"].items():
-            got = words_of.get((iid, norm(word)))
+            got = word_units.get((iid, norm(word)))
             if not got:
                 continue
+            rating = float(np.median([a == "yes" for a in got]))
             for s, rank in by.items():
-                per_filter.setdefault(it["unit"], {}).setdefault(s, {})[int(rank)] = float(np.median(got))
+                per_filter.setdefault(it["unit"], {}).setdefault(s, {})[int(rank)] = rating
     units = sorted(per_filter)
     p1 = np.full((len(sources), len(units)), np.nan)
     pk = np.full((len(sources), len(units)), np.nan)
@@ -290,13 +295,6 @@ def score_ratings(study: str | Path, ratings: list[str | Path], min_pass: float 
                            "other_share": float(share[2]), "run_ci": _ci(bs[:, 0]), "other_ci": _ci(bs[:, 2]),
                            "judgements": int(counts.sum()), "filters": len(pu)})
 
-    word_units: dict[tuple, list[str]] = {}
-    pair_units: dict[str, list[str]] = {}
-    for r in use:
-        if items[r["item"]]["kind"] == "words":
-            word_units.setdefault((r["item"], norm(r["option"])), []).append(r["answer"])
-        else:
-            pair_units.setdefault(r["item"], []).append(r["answer"])
     agreement = {"words": krippendorff_alpha(list(word_units.values())),
                  "word_units": sum(len(v) >= 2 for v in word_units.values()),
                  "pairs": krippendorff_alpha(list(pair_units.values())),

@@ -169,7 +169,7 @@ class StudyPlan:
 
 def plan_study(sources: list[LabelSource], images: dict[int, list[str]], strength: dict[int, float],
                filters: int = 40, words: int = 5, checks: int = 3, control: bool = True,
-               seed: int = 0) -> StudyPlan:
+               seed: int = 0, strata_by: str = "confidence") -> StudyPlan:
     """Sample filters and lay out the items of both tasks and the attention checks.
 
     Args:
@@ -181,6 +181,7 @@ def plan_study(sources: list[LabelSource], images: dict[int, list[str]], strengt
         checks: attention checks per task.
         control: add the ``shuffled`` control source (another sampled filter's run words).
         seed: the sampling and shuffling seed.
+        strata_by: what ``strength`` is, for the key (``confidence`` or ``vote share``).
 
     Returns:
         a ``StudyPlan``.
@@ -255,7 +256,7 @@ def plan_study(sources: list[LabelSource], images: dict[int, list[str]], strengt
     key = {"sources": [s.name for s in srcs], "origins": {s.name: s.origin for s in srcs},
            "control": [CONTROL_SOURCE] if control else [], "run_source": run.name, "words": words,
            "seed": seed, "filters": chosen, "eligible": len(eligible),
-           "strata": len(set(strata)), "checks": made, "items": key_items,
+           "strata": len(set(strata)), "strata_by": strata_by, "checks": made, "items": key_items,
            "order": [it["id"] for it in items]}
     return StudyPlan(items, key)
 
