@@ -67,6 +67,17 @@ def test_calibrator_needs_both_outcomes_and_matching_lengths():
         Calibrator.fit(np.zeros((3, len(FEATURES))), [0, 1])
 
 
+def test_a_constant_calibrator_gives_every_word_the_smoothed_base_rate():
+    X = np.random.default_rng(0).random((5, len(FEATURES)))
+    none_right, all_right = Calibrator.constant(3, 0), Calibrator.constant(3, 3)
+    assert none_right.predict(X) == pytest.approx(np.full(5, 0.5 / 4))  # (0 + 1/2) / (3 + 1)
+    assert all_right.predict(X) == pytest.approx(np.full(5, 3.5 / 4))
+    assert none_right.is_constant and not _cal().is_constant
+    assert Calibrator.from_dict(json.loads(json.dumps(none_right.to_dict()))).is_constant
+    with pytest.raises(ValueError, match="at least one word"):
+        Calibrator.constant(0, 0)
+
+
 def test_ece_reliability_quartiles_and_auroc_by_hand():
     conf = np.array([0.1, 0.1, 0.9, 0.9])
     right = np.array([0, 1, 1, 1])
@@ -167,8 +178,16 @@ def test_training_fits_a_calibrator_that_saving_and_loading_keep(tmp_path, tiny_
         each = [fit_on_reference(trained, cache, emb, squares.spec, 0, X, options, concepts=[c])
                 for c in trained.concepts]
     assert sum(c.fitted_on["right"] for c in each if c is not None) == cal.fitted_on["right"]
-    with pytest.warns(UserWarning, match="confidence unavailable"):
-        assert fit_on_reference(trained, cache, emb, squares.spec, 0, X, options, concepts=[]) is None
+    with pytest.warns(UserWarning, match="no word was right"):  # no annotated concept: every word is wrong
+        flat = fit_on_reference(trained, cache, emb, squares.spec, 0, X, options, concepts=[])
+    n = flat.fitted_on["words"]
+    assert flat.is_constant and flat.fitted_on["right"] == 0 and n == cal.fitted_on["words"]
+    fx_flat = flat.apply(explain_cache(trained, cache, emb.vocabulary("concepts", concepts=list(trained.concepts)),
+                                       options, None, X))
+    assert {w["confidence"] for f in fx_flat for w in f.words} == {round(0.5 / (n + 1), 6)}
+    assert not any(f.interpretable for f in fx_flat)
+    replace(trained, calibrator=flat).save(tmp_path / "flat")
+    assert TrainedExplainer.load(tmp_path / "flat").calibrator.is_constant
 
     replace(trained, calibrator=cal).save(tmp_path / "run")
     loaded = TrainedExplainer.load(tmp_path / "run")

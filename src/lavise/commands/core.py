@@ -129,13 +129,18 @@ def _train_summary(tm, res) -> None:
           f"of {len(res.history)}: val top-1 {kept.get('val_top1', float('nan')):.3f}, "
           f"top-5 {kept.get('val_top5', float('nan')):.3f}")
     cal = res.calibrator
-    if cal is not None:
+    if cal is not None and cal.is_constant:
+        fit = cal.fitted_on
+        rate = float(cal.predict([[0.0] * len(cal.features)])[0])
+        print(f"confidence: {'every' if fit['right'] else 'no'} word of the {fit['words']} was right on the reference "
+              f"set, so every word gets the base rate {rate:.2g} as its confidence")
+    elif cal is not None:
         fit = cal.fitted_on
         print(f"confidence calibrated on the reference set: {fit['words']} words of every filter, explained from "
               f"{fit['explain_images']} images and checked against the ground truth of the other "
               f"{fit['truth_images']} ({fit['right']} right)")
     else:
-        print("confidence unavailable: the reference set gave no right or no wrong word to calibrate on")
+        print("confidence unavailable: the reference set gave no word to calibrate on")
 
 
 def explain(args) -> int:

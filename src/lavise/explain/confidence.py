@@ -171,6 +171,24 @@ class Calibrator:
         return cls(tuple(mean.tolist()), tuple(scale.tolist()), tuple(lr.coef_[0].tolist()),
                    float(lr.intercept_[0]), tuple(features), dict(fitted_on or {}))
 
+    @classmethod
+    def constant(cls, words: int, right: int, fitted_on: dict | None = None,
+                 features: Sequence[str] = FEATURES) -> "Calibrator":
+        """The calibrator of a reference set where every word had the same outcome: no signal can rank words, so
+        each gets the base rate, estimated as (right + 1/2) / (words + 1) (Jeffreys' prior: never exactly 0 or 1).
+        A randomly initialised model is the usual case: no word is right, and every confidence is near 0."""
+        if words < 1:
+            raise ValueError("a constant calibrator needs at least one word")
+        rate = (right + 0.5) / (words + 1)
+        k = len(features)
+        return cls((0.0,) * k, (1.0,) * k, (0.0,) * k, float(math.log(rate / (1 - rate))), tuple(features),
+                   {**(fitted_on or {}), "constant": True})
+
+    @property
+    def is_constant(self) -> bool:
+        """Whether every word gets the same confidence (the reference set gave only right or only wrong words)."""
+        return bool(self.fitted_on.get("constant"))
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probabilities for feature rows ``X`` (n, F)."""
         X = np.asarray(X, dtype=np.float64).reshape(-1, len(self.features))
@@ -303,7 +321,8 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
         features: the signals to fit on, any of ``KNOWN_FEATURES``.
 
     Returns:
-        The ``Calibrator``, or None (with a warning) where the reference set gives no right or no wrong word.
+        The ``Calibrator``; a constant one (``Calibrator.constant``, with a warning) where the reference set gives
+        no right or no wrong word; None (with a warning) where it gives no word at all.
     """
     import warnings
 
@@ -341,9 +360,14 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
             "votes": options.votes,
             "vocabulary": options.vocabulary, "seed": seed,
             "concepts": "all" if concepts is None else len(set(concepts))}
-    try:
-        return replace(Calibrator.fit(X, y, info, features), grounding=grounding)
-    except ValueError as e:
-        warnings.warn(f"confidence unavailable: {e} on {dataset or 'the reference set'} "
-                      f"({len(y)} words, {int(y.sum())} right)", stacklevel=2)
+    where = dataset or "the reference set"
+    if len(y) == 0:
+        warnings.warn(f"confidence unavailable: no filter got a word on {where}", stacklevel=2)
         return None
+    if y.min() == y.max():
+        cal = Calibrator.constant(len(y), int(y.sum()), info, features)
+        warnings.warn(f"{'every' if y[0] else 'no'} word was right on {where} ({len(y)} words): each gets the "
+                      f"base rate {float(cal.predict(X[:1])[0]):.2g} as its confidence, which cannot rank words",
+                      stacklevel=2)
+        return replace(cal, grounding=grounding)
+    return replace(Calibrator.fit(X, y, info, features), grounding=grounding)

@@ -182,7 +182,7 @@ def confidence_note(explainer: TrainedExplainer, options: ExplainOptions) -> dic
     cal = explainer.calibrator
     if cal is None:
         return {"available": False, "why": "this run has no calibrator (trained before lavise calibrated explanations, "
-                                           "or its reference set gave no right or no wrong word); retrain it with "
+                                           "or its reference set gave no word); retrain it with "
                                            "`lavise train` to get one"}
     if not cal.matches(options):
         fit = cal.fitted_on

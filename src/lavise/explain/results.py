@@ -75,8 +75,11 @@ class Explanations:
             return f"confidence unavailable: {note.get('why', 'these explanations predate calibrated confidence')}" \
                 + self._stability_note("; ")
         n = sum(bool(f.interpretable) for f in self.filters)
+        fit = note.get("fitted_on") or {}
+        flat = (f"; {'every' if fit.get('right') else 'no'} word was right on the reference set, so every word has "
+                f"the same confidence" if fit.get("constant") else "")
         return (f"{n} of {len(self.filters)} filters interpretable (top word's calibrated confidence >= "
-                f"{note.get('interpretable_at')})" + self._stability_note("; "))
+                f"{note.get('interpretable_at')}){flat}" + self._stability_note("; "))
 
     def _stability_note(self, sep: str) -> str:
         st = sorted(f.stability for f in self.filters if f.stability is not None)
