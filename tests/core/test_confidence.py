@@ -76,6 +76,12 @@ def test_a_constant_calibrator_gives_every_word_the_smoothed_base_rate():
     assert Calibrator.from_dict(json.loads(json.dumps(none_right.to_dict()))).is_constant
     with pytest.raises(ValueError, match="at least one word"):
         Calibrator.constant(0, 0)
+    flat = Calibrator.constant(9, 0, {"words": 9, "right": 0}, features=("score",))
+    filters = flat.apply([_filter(0), _filter(1)])
+    assert [f.confidence for f in filters] == [0.05, 0.05] and not any(f.interpretable for f in filters)  # 0.5 / 10
+    ex = Explanations("m", "l", "masked-attention", "d", {"confidence": {
+        "available": True, "interpretable_at": 0.5, "fitted_on": flat.fitted_on}}, filters)
+    assert ex.verdict().startswith("0 of 2 filters interpretable") and "no word was right" in ex.verdict()
 
 
 def test_ece_reliability_quartiles_and_auroc_by_hand():
