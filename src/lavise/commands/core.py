@@ -130,10 +130,9 @@ def _train_summary(tm, res) -> None:
           f"top-5 {kept.get('val_top5', float('nan')):.3f}")
     cal = res.calibrator
     if cal is not None and cal.is_constant:
-        fit = cal.fitted_on
-        rate = float(cal.predict([[0.0] * len(cal.features)])[0])
-        print(f"confidence: {'every' if fit['right'] else 'no'} word of the {fit['words']} was right on the reference "
-              f"set, so every word gets the base rate {rate:.2g} as its confidence")
+        from ..explain.confidence import constant_note
+
+        print(f"confidence: {constant_note(cal.fitted_on)}")
     elif cal is not None:
         fit = cal.fitted_on
         print(f"confidence calibrated on the reference set: {fit['words']} words of every filter, explained from "

@@ -236,6 +236,13 @@ class Calibrator:
                    d.get("fitted_on", {}))
 
 
+def constant_note(fitted_on: dict, where: str = "the reference set") -> str:
+    """Why a constant calibrator's confidences are all equal, and their value, from its ``fitted_on``."""
+    words, right = int(fitted_on.get("words", 0)), int(fitted_on.get("right", 0))
+    return (f"{'every' if right else 'no'} word was right on {where} ({words} words), so every word gets the base "
+            f"rate {(right + 0.5) / (words + 1):.2g} as its confidence, which cannot rank words")
+
+
 def outcomes(filters: Sequence[FilterExplanation], truth: Sequence[Sequence[str]],
              match: Callable[[str], str], features: Sequence[str] = FEATURES) -> tuple[np.ndarray, np.ndarray]:
     """Features (``features``) and outcomes of every word of ``filters``: 1 where the word matches (by ``match``)
@@ -366,8 +373,6 @@ def fit_on_reference(explainer: TrainedExplainer, cache: FeatureCache, embedding
         return None
     if y.min() == y.max():
         cal = Calibrator.constant(len(y), int(y.sum()), info, features)
-        warnings.warn(f"{'every' if y[0] else 'no'} word was right on {where} ({len(y)} words): each gets the "
-                      f"base rate {float(cal.predict(X[:1])[0]):.2g} as its confidence, which cannot rank words",
-                      stacklevel=2)
+        warnings.warn(constant_note(cal.fitted_on, where), stacklevel=2)
         return replace(cal, grounding=grounding)
     return replace(Calibrator.fit(X, y, info, features), grounding=grounding)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..io import read_json, write_json, write_text
 from ..run import RunFolder
+from .confidence import constant_note
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,7 @@ class Explanations:
                 + self._stability_note("; ")
         n = sum(bool(f.interpretable) for f in self.filters)
         fit = note.get("fitted_on") or {}
-        flat = (f"; {'every' if fit.get('right') else 'no'} word was right on the reference set, so every word has "
-                f"the same confidence" if fit.get("constant") else "")
+        flat = f"; {constant_note(fit)}" if fit.get("constant") else ""
         return (f"{n} of {len(self.filters)} filters interpretable (top word's calibrated confidence >= "
                 f"{note.get('interpretable_at')}){flat}" + self._stability_note("; "))
 
